@@ -1,0 +1,66 @@
+"""Framework adapters, one module per framework, loaded lazily by name."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from conformance.adapters.base import OPTIONS, Adapter, Api, Device, Outcome
+
+# framework name -> (module, class); the module imports the framework when instantiated.
+FRAMEWORKS: dict[str, tuple[str, str]] = {
+    "torch": ("conformance.adapters.torch_adapter", "TorchAdapter"),
+}
+
+
+ADAPTERS_VARIABLE = "CONFORMANCE_ADAPTERS"
+
+
+def frameworks() -> dict[str, tuple[str, str]]:
+    """The built-in frameworks plus any named in ``$CONFORMANCE_ADAPTERS``.
+
+    ``CONFORMANCE_ADAPTERS="mybackend=my_package.adapter:MyAdapter,other=..."`` plugs in an
+    adapter from outside this package (a new hardware backend, a test stand-in); it is
+    inherited by the worker processes of ``conformance run``.
+    """
+    extra: dict[str, tuple[str, str]] = {}
+    for entry in filter(None, os.environ.get(ADAPTERS_VARIABLE, "").split(",")):
+        name, sep, target = entry.partition("=")
+        module, colon, cls = target.partition(":")
+        if not (sep and colon and name.strip() and module and cls):
+            raise AdapterUnavailable(
+                f"${ADAPTERS_VARIABLE}: {entry!r} is not NAME=module:Class"
+            )
+        extra[name.strip()] = (module.strip(), cls.strip())
+    return {**FRAMEWORKS, **extra}
+
+
+class AdapterUnavailable(RuntimeError):
+    """The framework is not installed or fails to import; the message says which."""
+
+
+_loaded: dict[str, Adapter] = {}
+
+
+def load_adapter(name: str) -> Adapter:
+    """The adapter for ``name``, importing its framework once per process."""
+    if name in _loaded:
+        return _loaded[name]
+    known = frameworks()
+    if name not in known:
+        raise AdapterUnavailable(
+            f"unknown framework {name!r}; expected one of {', '.join(known)}"
+        )
+    module_name, class_name = known[name]
+    try:
+        adapter = getattr(importlib.import_module(module_name), class_name)()
+    except ImportError as error:
+        raise AdapterUnavailable(f"{name} is not installed ({error})") from error
+    _loaded[name] = adapter
+    return adapter
+
+
+__all__ = [
+    "FRAMEWORKS", "OPTIONS", "frameworks", "Adapter", "AdapterUnavailable", "Api", "Device", "Outcome",
+    "load_adapter",
+]

@@ -1,0 +1,90 @@
+"""The interface every framework adapter implements.
+
+An adapter knows one framework: its version, the public APIs it offers for each op (with
+the case options each supports), the devices and dtypes it can run on, and how to run one
+``Problem`` through one API on one device, returning the output and the gradient as float64
+numpy arrays, or the framework's own error.
+
+APIs are ``native`` (one public call) or ``composed`` (built from public calls the way a
+user would, e.g. ``nll_loss(log_softmax(x))``); a composed API says so in its ``kind`` and its
+``name``, so the report can tell a framework's own behaviour from glue.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from conformance.problem import Problem
+
+# The option names a case can require (Case.options()) and an API can support.
+OPTIONS = (
+    "probability_target", "weight", "ignore_index", "label_smoothing",
+    "reduction_none", "reduction_mean", "reduction_sum", "k_dim",
+)
+
+
+@dataclass(frozen=True)
+class Api:
+    """One public entry point for one op."""
+
+    id: str  # short, for test ids: "cross_entropy"
+    name: str  # what a user calls: "torch.nn.functional.cross_entropy"
+    op: str
+    supports: frozenset[str]
+    kind: str = "native"  # native | composed
+    reasons: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def unsupported_reason(self, options: list[str]) -> str | None:
+        """Why this API cannot run a case needing ``options``, or None if it can."""
+        for option in options:
+            if option not in self.supports:
+                return self.reasons.get(option, f"{self.name} does not support {option}")
+        return None
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str  # "cpu", "cuda:0"
+    kind: str  # "cpu" | "gpu"
+    name: str  # the model, as far as the framework or the OS tells
+
+
+@dataclass(frozen=True, eq=False)
+class Outcome:
+    """What one run gave: values (``ok``), the framework's exception (``error``), or a refusal
+    that the adapter recognises as an unsupported feature or dtype (``unsupported``)."""
+
+    status: str  # ok | error | unsupported
+    output: np.ndarray | None = None
+    grad: np.ndarray | None = None
+    error_type: str = ""
+    message: str = ""
+
+
+class Adapter(abc.ABC):
+    """One framework.  Subclasses import the framework lazily, once, in ``__init__``."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def version(self) -> str: ...
+
+    @abc.abstractmethod
+    def apis(self) -> tuple[Api, ...]: ...
+
+    @abc.abstractmethod
+    def devices(self) -> tuple[Device, ...]: ...
+
+    @abc.abstractmethod
+    def dtypes(self) -> tuple[str, ...]: ...
+
+    @abc.abstractmethod
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        """Run ``problem`` through ``api`` on ``device``.  Exceptions of the framework are
+        returned as ``Outcome("error", ...)``, never raised."""
+
+    def apis_for(self, op: str) -> tuple[Api, ...]:
+        return tuple(api for api in self.apis() if api.op == op)

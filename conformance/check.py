@@ -1,0 +1,146 @@
+"""One case on one framework API, device and dtype -> result records.
+
+This is the single place where a case, the oracle, an adapter and the comparison rules
+meet; ``conformance run`` (through its workers) and the pytest plugin both call it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+import mpmath
+import numpy as np
+
+from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.cases import Case
+from conformance.compare import BEHAVIOUR, NUMERIC, Comparison, compare
+from conformance.problem import Problem, make_problem
+from conformance.results import Record, values_for_record
+from reference.oracle import OracleResult
+
+
+@lru_cache(maxsize=256)
+def problem_for(case: Case, dtype: str) -> Problem:
+    return make_problem(case, dtype)
+
+
+@lru_cache(maxsize=256)
+def reference_for(case: Case, dtype: str) -> OracleResult:
+    """The oracle's result for ``case`` in ``dtype``, computed once per process."""
+    return problem_for(case, dtype).reference()
+
+
+def check_case(
+    case: Case, adapter: Adapter, api: Api, device: Device, dtype: str, environment_id: str = ""
+) -> list[Record]:
+    """Run ``case`` through ``api`` and judge the output (and the gradient, if asked)."""
+    base = Record(
+        case_id=case.id, op=case.op, group=case.group, framework=adapter.name,
+        framework_version=adapter.version(), api=api.name, api_kind=api.kind,
+        device=device.id, device_name=device.name, dtype=dtype, quantity="output",
+        status="skip", case_file=case.file, environment_id=environment_id,
+    )
+    reason = api.unsupported_reason(case.options())
+    if reason is None and dtype not in adapter.dtypes():
+        reason = f"{adapter.name} has no {dtype}"
+    if reason is not None:
+        return [replace(base, status="unsupported", message=reason)]
+    problem = problem_for(case, dtype)
+    outcome = adapter.run(api, problem, device)
+    if outcome.status == "unsupported":
+        return [replace(base, status="unsupported", message=_raised(outcome))]
+    if case.expect == "error":
+        return [_judge_expected_error(base, outcome)]
+    reference = reference_for(case, dtype)
+    base = replace(base, oracle_precision=reference.precision)
+    if outcome.status == "error":
+        return [replace(base, status="error", kind=BEHAVIOUR,
+                        reference=values_for_record(reference.output),
+                        message=f"raised where the oracle defines a value: {_raised(outcome)}")]
+    records = [_judge(base, "output", reference.output, outcome.output, problem)]
+    if case.grad and reference.grad is not None:
+        records.append(_judge(base, "grad", reference.grad, outcome.grad, problem))
+    return records
+
+
+def _raised(outcome: Outcome) -> str:
+    return f"{outcome.error_type}: {outcome.message}".strip(": ")
+
+
+def _judge_expected_error(base: Record, outcome: Outcome) -> Record:
+    if outcome.status == "error":
+        return replace(base, status="pass", message=f"raised as expected: {_raised(outcome)}")
+    return replace(base, status="fail", kind=BEHAVIOUR, actual=values_for_record(outcome.output),
+                   message="returned a value where the inputs are invalid and an error is expected")
+
+
+def _judge(base: Record, quantity: str, expected: np.ndarray, actual: np.ndarray | None,
+           problem: Problem) -> Record:
+    if actual is None:
+        return replace(base, quantity=quantity, status="error", kind=BEHAVIOUR,
+                       message=f"the framework returned no {quantity}")
+    comparison = compare(expected, actual, problem.dtype, problem.classes)
+    return _record(base, quantity, expected, actual, comparison)
+
+
+def _record(base: Record, quantity: str, expected: Any, actual: Any,
+            comparison: Comparison) -> Record:
+    return replace(
+        base, quantity=quantity, status="pass" if comparison.passed else "fail",
+        kind=comparison.kind, reference=values_for_record(expected),
+        actual=values_for_record(actual), shape=list(np.shape(expected)),
+        max_abs_error=comparison.max_abs_error, max_rel_error=comparison.max_rel_error,
+        max_ulp_error=comparison.max_ulp_error,
+        worst_index=None if comparison.worst_index is None else list(comparison.worst_index),
+        message=comparison.message,
+    )
+
+
+# --- the case's own documented values --------------------------------------------------------
+
+
+def check_documented(case: Case, environment_id: str = "") -> list[Record]:
+    """Check the values the case's source printed against the float64 oracle, within
+    ``documented_tolerance``: a mistyped case fails here, before any framework is blamed."""
+    wanted = [(q, v) for q, v in (("documented", case.documented),
+                                  ("documented_grad", case.documented_grad)) if v is not None]
+    if not wanted:
+        return []
+    reference = reference_for(case, "float64") if case.expect == "value" else None
+    base = Record(
+        case_id=case.id, op=case.op, group=case.group, framework="reference",
+        framework_version=f"mpmath {mpmath.__version__}", api="documented value",
+        api_kind="reference", device="cpu", device_name="", dtype="float64",
+        quantity="documented", status="skip", case_file=case.file,
+        environment_id=environment_id,
+    )
+    records = []
+    for quantity, documented in wanted:
+        exact = None if reference is None else (
+            reference.output if quantity == "documented" else reference.grad)
+        records.append(_documented_record(replace(base, quantity=quantity), exact, documented,
+                                          case.documented_tolerance))
+    return records
+
+
+def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
+                       tolerance: float) -> Record:
+    if exact is None:
+        return replace(base, status="fail", kind=NUMERIC,
+                       message="the case documents a value the oracle does not compute")
+    printed = np.asarray(documented, dtype=np.float64)
+    if printed.shape != np.shape(exact):
+        return replace(base, status="fail", kind=NUMERIC, message=(
+            f"documented value has shape {printed.shape}, the oracle's {np.shape(exact)}"))
+    errors = [abs(float(exact[i]) - printed[i]) for i in np.ndindex(printed.shape)]
+    worst = max(errors, default=0.0)
+    passed = worst <= tolerance
+    return replace(
+        base, status="pass" if passed else "fail", kind=None if passed else NUMERIC,
+        reference=values_for_record(exact), actual=printed.tolist(),
+        shape=list(printed.shape), max_abs_error=worst,
+        message=f"documented value differs from the oracle by {worst:.3g} "
+                f"(tolerance {tolerance:g})",
+    )

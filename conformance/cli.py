@@ -1,0 +1,101 @@
+"""The ``conformance`` command line.
+
+Each subcommand is a function ``cmd_NAME(args) -> exit code`` plus an entry in ``COMMANDS``;
+add a subcommand by adding both.  Exit codes: 0 success, 1 discrepancies found, 2 bad input
+(a case file, a results file or an option), with a message naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from conformance.adapters import frameworks
+from conformance.cases import CaseError, load_cases
+from reference.formats import DTYPES
+
+DEFAULT_CASES = ["cases"]
+DEFAULT_OUT = Path("results/results.jsonl")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run cases on frameworks and append records to a JSON Lines file")
+    p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, metavar="PATH",
+                   help="case files or directories (default: cases)")
+    p.add_argument("--framework", nargs="+", choices=list(frameworks()), metavar="NAME",
+                   help=f"frameworks to run (default: all of {', '.join(frameworks())}; "
+                        "those not installed are recorded as skipped)")
+    p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
+                   help=f"only these dtypes ({', '.join(DTYPES)})")
+    p.add_argument("--device", nargs="+", metavar="DEVICE",
+                   help="only these devices: an id (cpu, cuda:0) or a kind (cpu, gpu)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"results file (default: {DEFAULT_OUT}); an existing one is kept "
+                        "unless --append or --overwrite is given")
+    p.add_argument("--append", action="store_true", help="append to an existing results file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds one job may take before its worker is killed (default 600)")
+    p.add_argument("--exit-zero", action="store_true",
+                   help="exit 0 even when discrepancies are found (audits that only want records)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from conformance.runner import RunOptions, run, summary_lines
+
+    if args.out.exists() and not (args.append or args.overwrite):
+        print(f"error: {args.out} exists; pass --append to add to it or --overwrite to "
+              "replace it", file=sys.stderr)
+        return 2
+    if args.overwrite and args.out.exists():
+        args.out.unlink()
+    options = RunOptions(
+        cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
+        devices=args.device, out=args.out, timeout=args.timeout,
+    )
+    summary = run(options, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print("\n".join(summary_lines(summary)))
+    return 0 if args.exit_zero or not summary.failed else 1
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check case files without running anything")
+    p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    cases = load_cases(args.paths)
+    print(f"{len(cases)} cases valid")
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
+                          Callable[[argparse.Namespace], int]]] = {
+    "run": (_add_run, cmd_run),
+    "validate": (_add_validate, cmd_validate),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="conformance",
+        description="Cross-framework conformance suite for softmax cross-entropy and its family.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, _ in COMMANDS.values():
+        add(sub)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args)
+    except CaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""A case made concrete for one dtype: the exact numbers a framework is handed.
+
+Every number of the case (logits, probability targets, weights) is rounded once to the dtype
+under test by ``reference.formats`` (round to nearest, ties to even).  The arrays are float64
+holding those exactly representable values, so a framework's cast to the dtype is exact and
+the oracle converts the very same values to mpmath without error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from conformance.cases import Case
+from reference.formats import round_to_float
+from reference.oracle import OracleResult, evaluate
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """The inputs of ``case`` rounded to ``dtype``; targets are int64 (indices) or float64."""
+
+    case: Case
+    dtype: str
+    input: np.ndarray
+    target: np.ndarray | None
+    weight: np.ndarray | None
+
+    @property
+    def class_axis(self) -> int:
+        return 0 if self.input.ndim == 1 else 1
+
+    @property
+    def classes(self) -> int:
+        return int(self.input.shape[self.class_axis])
+
+    @property
+    def index_target(self) -> bool:
+        return self.target is not None and self.target.dtype.kind == "i"
+
+    def reference(self, grad: bool | None = None) -> OracleResult:
+        """The oracle's result on exactly these inputs (raises ``OracleDomainError``)."""
+        case = self.case
+        return evaluate(
+            case.op, self.input, target=_target_for_oracle(self.target), weight=_list(self.weight),
+            ignore_index=case.ignore_index, reduction=case.reduction,
+            label_smoothing=case.label_smoothing,
+            grad=case.grad if grad is None else grad, dtype=self.dtype,
+        )
+
+
+def make_problem(case: Case, dtype: str) -> Problem:
+    """Round ``case``'s inputs to ``dtype``."""
+    target = None
+    if case.target is not None:
+        target = (
+            _rounded(case.target, dtype) if case.has_probability_target
+            else np.asarray(case.target, dtype=np.int64)
+        )
+    weight = None if case.weight is None else _rounded(case.weight, dtype)
+    return Problem(case, dtype, _rounded(case.input, dtype), target, weight)
+
+
+def _rounded(values: Any, dtype: str) -> np.ndarray:
+    array = np.asarray(values, dtype=object)
+    rounded = [round_to_float(_number(v), dtype) for v in array.reshape(-1)]
+    return np.asarray(rounded, dtype=np.float64).reshape(array.shape)
+
+
+def _number(value: Any) -> float:
+    return float(value)  # also turns 'inf', '-inf', 'nan' into floats
+
+
+def _list(array: np.ndarray | None) -> list[float] | None:
+    return None if array is None else [float(v) for v in array]
+
+
+def _target_for_oracle(target: np.ndarray | None) -> Any:
+    if target is None:
+        return None
+    if target.dtype.kind == "i":
+        return np.asarray([int(t) for t in target.reshape(-1)], dtype=object).reshape(target.shape)
+    return target

@@ -1,0 +1,164 @@
+"""pytest plugin: case files become test items, one per case x framework x API x device x dtype.
+
+``pytest cases/`` runs the audit as a test session; an item's id reads
+``seed-000-randn-1x5[torch-cross_entropy-cpu-float32]`` and its failure message reads like a
+bug report (where the case is, its inputs, the oracle's value, the framework's, the error in
+ULP).  Each case with documented values also gets a ``[documented]`` item that checks them
+against the oracle.  YAML files are collected when named on the command line or when they
+lie under a directory listed in the ``conformance_cases`` ini option (default ``cases``).
+Options: ``--conformance-framework``, ``--conformance-dtype``, ``--conformance-device``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.adapters import AdapterUnavailable, frameworks, load_adapter
+from conformance.cases import CASE_FILE_SUFFIXES, Case, CaseError, load_file
+from conformance.check import check_case, check_documented
+from conformance.results import Record
+from conformance.worker import Job, jobs
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "crossentropy-conformance case files")
+    group.addoption("--conformance-framework", action="append",
+                    help="framework to run (repeatable; default: every one, skipped if missing)")
+    group.addoption("--conformance-dtype", action="append", help="only this dtype (repeatable)")
+    group.addoption("--conformance-device", action="append",
+                    help="only this device id or kind, e.g. cpu, gpu, cuda:0 (repeatable)")
+    parser.addini("conformance_cases", type="paths", default=["cases"],
+                  help="directories whose YAML files are collected as conformance cases")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in CASE_FILE_SUFFIXES:
+        return None
+    config = parent.config
+    named = any(Path(arg.split("::")[0]).resolve() == file_path.resolve() for arg in config.args)
+    roots = [Path(p).resolve() for p in config.getini("conformance_cases")]
+    if named or any(file_path.resolve().is_relative_to(root) for root in roots):
+        return CaseFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CaseFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            cases = load_file(self.path)
+        except CaseError as error:
+            raise self.CollectError(str(error)) from None
+        names = self.config.getoption("conformance_framework") or list(frameworks())
+        dtypes = self.config.getoption("conformance_dtype")
+        devices = self.config.getoption("conformance_device")
+        for case in cases:
+            if case.documented is not None or case.documented_grad is not None:
+                yield DocumentedItem.from_parent(self, name=f"{case.id}[documented]", case=case)
+        for framework in names:
+            try:
+                adapter = load_adapter(framework)
+            except AdapterUnavailable as error:
+                for case in cases:
+                    yield SkippedItem.from_parent(self, name=f"{case.id}[{framework}]",
+                                                  case=case, reason=str(error))
+                continue
+            for job in jobs(adapter, cases, dtypes, devices):
+                yield CaseItem.from_parent(self, name=_item_name(framework, job), job=job,
+                                           framework=framework)
+
+
+def _item_name(framework: str, job: Job) -> str:
+    return f"{job.case.id}[{framework}-{job.api.id}-{job.device.id}-{job.dtype}]"
+
+
+class ConformanceFailure(Exception):
+    """Raised by an item whose records include a fail or an error."""
+
+    def __init__(self, records: list[Record]) -> None:
+        super().__init__(records)
+        self.records = records
+
+
+class _CaseItemBase(pytest.Item):
+    case: Case
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.case.line - 1, f"case {self.case.id}"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
+                     style: Any = None) -> str:
+        if isinstance(excinfo.value, ConformanceFailure):
+            return bug_report(self.case, excinfo.value.records)
+        return super().repr_failure(excinfo)
+
+    def _judge(self, records: list[Record]) -> None:
+        if any(r.status in ("fail", "error") for r in records):
+            raise ConformanceFailure(records)
+        unsupported = [r for r in records if r.status == "unsupported"]
+        if unsupported:
+            pytest.skip(f"unsupported: {unsupported[0].message}")
+
+
+class CaseItem(_CaseItemBase):
+    def __init__(self, *, job: Job, framework: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job, self.case, self.framework = job, job.case, framework
+
+    def runtest(self) -> None:
+        adapter = load_adapter(self.framework)
+        job = self.job
+        self._judge(check_case(job.case, adapter, job.api, job.device, job.dtype))
+
+
+class DocumentedItem(_CaseItemBase):
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def runtest(self) -> None:
+        self._judge(check_documented(self.case))
+
+
+class SkippedItem(_CaseItemBase):
+    def __init__(self, *, case: Case, reason: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case, self.reason = case, reason
+
+    def runtest(self) -> None:
+        pytest.skip(self.reason)
+
+
+def bug_report(case: Case, records: list[Record]) -> str:
+    """A failure message a framework maintainer can act on without opening the case file."""
+    first = records[0]
+    lines = [
+        f"{case.id}: {first.framework} {first.framework_version}, {first.api} "
+        f"({first.api_kind}), device {first.device} ({first.device_name}), {first.dtype}",
+        f"  case:   {case.file}:{case.line}  source: {case.source}",
+        f"  op:     {case.op}  reduction={case.reduction} ignore_index={case.ignore_index} "
+        f"label_smoothing={case.label_smoothing} weight={_short(case.weight)}",
+        f"  input:  {_short(case.input)}",
+    ]
+    if case.target is not None:
+        lines.append(f"  target: {_short(case.target)}")
+    for record in records:
+        lines.append(f"  {record.quantity}: {record.status.upper()}"
+                     + (f" ({record.kind})" if record.kind else ""))
+        if record.reference is not None:
+            lines.append(f"    oracle:    {_short(record.reference)}")
+        if record.actual is not None:
+            lines.append(f"    framework: {_short(record.actual)}")
+        if record.max_ulp_error is not None:
+            lines.append(f"    error:     {record.max_ulp_error:.4g} ulp, "
+                         f"{record.max_abs_error:.4g} abs, {record.max_rel_error:.4g} rel")
+        lines.append(f"    {record.message}")
+    return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + " ..."
