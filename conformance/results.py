@@ -1,9 +1,14 @@
 """Result records and the JSON Lines results file, the only meeting point of running and reporting.
 
-A results file holds one JSON object per line.  ``{"type": "environment", ...}`` lines
-describe where a run happened (``environment_id`` ties records to them); every other line is
-``{"type": "result", ...}``: one ``Record``, one comparison of one quantity of one case on one
-framework API, device and dtype.  Non-finite floats are written as the strings ``"inf"``,
+A results file holds one JSON object per line, of three types:
+
+* ``{"type": "environment", ...}``: where a run happened (``environment_id`` ties the other
+  lines to it);
+* ``{"type": "adapter", ...}``: what one framework declared in that environment: its version,
+  devices, dtypes and APIs with the options each supports (``adapter_declaration``), so the
+  support matrix can be rebuilt from the file alone;
+* ``{"type": "result", ...}``: one ``Record``, one comparison of one quantity of one case on
+  one framework API, device and dtype.  Non-finite floats are written as the strings ``"inf"``,
 ``"-inf"`` and ``"nan"`` so every line is strict JSON.
 
 Writing appends and flushes record by record, so a run that is killed keeps every record it
@@ -24,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+LINE_TYPES = ("environment", "adapter", "result")
 STATUSES = ("pass", "fail", "error", "unsupported", "skip")
 QUANTITIES = ("output", "grad", "documented", "documented_grad")
 MAX_VALUES_KEPT = 256  # larger arrays are summarized by their worst element
@@ -132,6 +138,9 @@ class ResultsWriter:
     def write_environment(self, info: dict[str, Any]) -> None:
         self._write({"type": "environment", **info})
 
+    def write_adapter(self, declaration: dict[str, Any]) -> None:
+        self._write({"type": "adapter", **declaration})
+
     def write(self, record: Record) -> None:
         self._write({"type": "result", **asdict(record)})
 
@@ -168,6 +177,7 @@ def record_from_json(obj: dict[str, Any]) -> Record:
 @dataclass
 class ResultsFile:
     environments: list[dict[str, Any]]
+    adapters: list[dict[str, Any]]
     records: list[Record]
 
 
@@ -185,21 +195,26 @@ def read_lines(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
             if number == len(lines):
                 continue  # the run was killed while writing its last line
             raise ValueError(f"{path}:{number}: not a JSON object: {error}") from None
-        if not isinstance(obj, dict) or obj.get("type") not in ("environment", "result"):
-            raise ValueError(f"{path}:{number}: expected a line with type environment or result")
+        if not isinstance(obj, dict) or obj.get("type") not in LINE_TYPES:
+            raise ValueError(f"{path}:{number}: expected a line with type "
+                             f"{', '.join(LINE_TYPES)}")
         yield number, obj
 
 
 def read_results(paths: Iterable[Path | str]) -> ResultsFile:
     environments: list[dict[str, Any]] = []
+    adapters: list[dict[str, Any]] = []
     records: list[Record] = []
     for path in paths:
         for number, obj in read_lines(path):
             if obj["type"] == "environment":
                 environments.append(obj)
                 continue
+            if obj["type"] == "adapter":
+                adapters.append(obj)
+                continue
             try:
                 records.append(record_from_json(obj))
             except TypeError as error:
                 raise ValueError(f"{path}:{number}: not a result record: {error}") from None
-    return ResultsFile(environments, records)
+    return ResultsFile(environments, adapters, records)

@@ -74,17 +74,19 @@ def run(options: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
             for record in check_documented(case, info["environment_id"]):
                 keep(record)
         for framework in options.frameworks:
-            _run_framework(framework, cases, options, info["environment_id"], keep, log)
+            _run_framework(framework, cases, options, info["environment_id"], keep,
+                           writer.write_adapter, log)
     return summary
 
 
 def _run_framework(framework: str, cases: list[Case], options: RunOptions,
                    environment_id: str, keep: Callable[[Record], None],
+                   declare: Callable[[dict[str, Any]], None],
                    log: Callable[[str], None]) -> None:
     done: set[str] = set()
     while True:
         worker = _Worker(framework, options, environment_id, done)
-        outcome = worker.run(keep)
+        outcome = worker.run(keep, declare)
         if outcome.unavailable is not None:
             log(f"{framework}: skipped, {outcome.unavailable}")
             for case in cases:
@@ -114,6 +116,7 @@ class _Worker:
                  done: set[str]) -> None:
         self.done = done
         self.options = options
+        self.environment_id = environment_id
         self.skip_file = tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False)
         self.skip_file.write("\n".join(sorted(done)))
         self.skip_file.close()
@@ -126,7 +129,8 @@ class _Worker:
             command += ["--device", *options.devices]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
-    def run(self, keep: Callable[[Record], None]) -> _WorkerOutcome:
+    def run(self, keep: Callable[[Record], None],
+            declare: Callable[[dict[str, Any]], None]) -> _WorkerOutcome:
         outcome, current = _WorkerOutcome(), None
         stdout: IO[str] = self.process.stdout  # type: ignore[assignment]
         selector = selectors.DefaultSelector()
@@ -145,7 +149,8 @@ class _Worker:
                 event = json.loads(line)
                 kind = event["event"]
                 if kind == "adapter":
-                    outcome.version = event["version"]
+                    outcome.version = event["declaration"]["version"]
+                    declare({**event["declaration"], "environment_id": self.environment_id})
                 elif kind == "unavailable":
                     outcome.unavailable = event["reason"]
                 elif kind == "start":

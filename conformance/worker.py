@@ -7,7 +7,7 @@ Running each framework in its own process keeps one that is missing, fails to im
 crashes from touching the others (``conformance.runner`` restarts a worker that dies).  The
 protocol, one JSON object per line on stdout:
 
-* ``{"event": "adapter", "framework", "version", "devices": [...]}`` once, first;
+* ``{"event": "adapter", "declaration": {...}}`` once, first (``adapter_declaration``);
 * ``{"event": "unavailable", "reason"}`` instead, when the framework cannot be imported;
 * per job: ``{"event": "start", "job"}``, then one ``{"event": "record", "record"}`` per
   record, then ``{"event": "done", "job"}``.
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from conformance.adapters import AdapterUnavailable, load_adapter
-from conformance.adapters.base import Adapter, Api, Device
+from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
 from conformance.cases import Case, load_cases
 from conformance.check import check_case
 from conformance.results import jsonable
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except AdapterUnavailable as error:
         _emit({"event": "unavailable", "reason": str(error)})
         return 0
-    _emit({"event": "adapter", "framework": adapter.name, "version": adapter.version(),
-           "devices": [asdict(d) for d in adapter.devices()]})
+    _emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
     skip: set[str] = set()
     if args.skip_file:
         with open(args.skip_file, encoding="utf-8") as handle:

@@ -13,7 +13,8 @@ user would, e.g. ``nll_loss(log_softmax(x))``); a composed API says so in its ``
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -88,3 +89,18 @@ class Adapter(abc.ABC):
 
     def apis_for(self, op: str) -> tuple[Api, ...]:
         return tuple(api for api in self.apis() if api.op == op)
+
+
+def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
+    """What ``adapter`` declares, as plain data: the ``adapter`` line of a results file."""
+    return {
+        "framework": adapter.name,
+        "version": adapter.version(),
+        "devices": [asdict(d) for d in adapter.devices()],
+        "dtypes": list(adapter.dtypes()),
+        "apis": [
+            {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
+             "supports": sorted(a.supports), "reasons": dict(a.reasons)}
+            for a in adapter.apis()
+        ],
+    }
