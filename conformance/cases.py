@@ -8,6 +8,7 @@ and the field: ``cases/seeds.yaml:14: cases[2].target: ...``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -26,6 +27,8 @@ SCHEMA_PATH = Path(__file__).with_name("case_schema.json")
 REQUIRED_AFTER_DEFAULTS = ("source", "op", "input")
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
 # PyYAML (YAML 1.1) reads 1e-4 as a string; a user writing it means a number.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null",
+                                                        "seq", "map")}
 _FLOAT_LITERAL = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
 
 
@@ -124,6 +127,9 @@ def _load_yaml(path: Path) -> _Located:
 
 def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict, file: Path) -> Any:
     lines[path] = node.start_mark.line + 1
+    if node.tag not in _PLAIN_TAGS:
+        raise CaseError(file, node.start_mark.line + 1, _dotted(path),
+                        f"unsupported YAML node {node.tag!r}: use plain numbers, strings and lists")
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -139,7 +145,7 @@ def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict, file: Path) 
 
 
 def _scalar(node: yaml.Node, file: Path, path: tuple[Any, ...]) -> Any:
-    if not isinstance(node, yaml.ScalarNode) or not node.tag.startswith("tag:yaml.org,2002:"):
+    if not isinstance(node, yaml.ScalarNode):
         raise CaseError(file, node.start_mark.line + 1, _dotted(path),
                         f"unsupported YAML node {node.tag!r}: use plain numbers, strings and lists")
     value = yaml.SafeLoader("").construct_object(node)
@@ -171,16 +177,26 @@ def _schema_error(path: Path, located: _Located) -> CaseError | None:
         return None
     error = jsonschema.exceptions.best_match(errors)
     where = list(error.absolute_path)
-    message = _explain(error)
-    return CaseError(path, located.line_of(where), _dotted(where), message)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        unknown = [key for key in error.instance if key not in allowed]
+        where.append(unknown[0])
+        message = (f"unknown key {unknown[0]!r}"
+                   f"{_did_you_mean(unknown[0], allowed)}; allowed keys: {', '.join(sorted(allowed))}")
+        return CaseError(path, located.line_of(where), _dotted(where), message)
+    return CaseError(path, located.line_of(where), _dotted(where), _explain(error))
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        return f"{error.message}; allowed keys: {', '.join(allowed)}"
     if error.validator == "enum":
-        return f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+        choices = [str(c) for c in error.validator_value]
+        return (f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+                f"{_did_you_mean(str(error.instance), choices)}")
     if error.validator in ("oneOf", "anyOf"):
         return f"{error.instance!r} is not valid here ({(error.schema.get('description') or 'wrong type')})"
     return error.message
