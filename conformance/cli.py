@@ -21,7 +21,7 @@ DEFAULT_OUT = Path("results/results.jsonl")
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run cases on frameworks and append records to a JSON Lines file")
+    p = sub.add_parser("run", help="run cases on frameworks, write records to a JSON Lines file")
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, metavar="PATH",
                    help="case files or directories (default: cases)")
     p.add_argument("--framework", nargs="+", choices=list(frameworks()), metavar="NAME",

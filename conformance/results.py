@@ -96,7 +96,8 @@ def environment() -> dict[str, Any]:
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     stable = {k: info[k] for k in ("python", "os", "machine", "cpu", "host")}
-    info["environment_id"] = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
+    info["environment_id"] = digest[:12]
     return info
 
 

@@ -44,8 +44,9 @@ def scalar(value):
     return value.item() if isinstance(value, np.ndarray) else value
 
 
-def close(a, b, rel=mpf(2) ** -70) -> bool:
+def close(a, b, rel=None) -> bool:
     a, b = scalar(a), scalar(b)
+    rel = mpf(2) ** -70 if rel is None else rel
     with mpmath.workdps(60):
         return abs(mpf(a) - mpf(b)) <= rel * max(abs(mpf(b)), mpf(2) ** -1000)
 
