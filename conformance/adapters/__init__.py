@@ -61,6 +61,13 @@ def load_adapter(name: str) -> Adapter:
 
 
 __all__ = [
-    "FRAMEWORKS", "OPTIONS", "frameworks", "Adapter", "AdapterUnavailable", "Api", "Device", "Outcome",
+    "FRAMEWORKS",
+    "OPTIONS",
+    "Adapter",
+    "AdapterUnavailable",
+    "Api",
+    "Device",
+    "Outcome",
+    "frameworks",
     "load_adapter",
 ]
