@@ -193,12 +193,14 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
+    schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
     if error.validator == "enum":
-        choices = [str(c) for c in error.validator_value]
-        return (f"{error.instance!r} is not one of {', '.join(map(repr, error.validator_value))}"
+        choices = [str(c) for c in schema.get("enum", [])]
+        return (f"{error.instance!r} is not one of {', '.join(map(repr, choices))}"
                 f"{_did_you_mean(str(error.instance), choices)}")
     if error.validator in ("oneOf", "anyOf"):
-        return f"{error.instance!r} is not valid here ({(error.schema.get('description') or 'wrong type')})"
+        expected = schema.get("description") or "wrong type"
+        return f"{error.instance!r} is not valid here ({expected})"
     return error.message
 
 
@@ -264,7 +266,7 @@ def _shape(value: Any) -> tuple[int, ...] | None:
     shapes = {_shape(v) for v in value}
     if len(shapes) > 1 or None in shapes:
         return None
-    inner = shapes.pop() if shapes else ()
+    inner: tuple[int, ...] = shapes.pop() or () if shapes else ()
     return (len(value), *inner)
 
 

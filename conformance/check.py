@@ -135,7 +135,7 @@ def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
         return replace(base, status="fail", kind=NUMERIC, message=(
             f"documented value has shape {printed.shape}, the oracle's {np.shape(exact)}"))
     errors = [abs(float(exact[i]) - printed[i]) for i in np.ndindex(printed.shape)]
-    worst = max(errors, default=0.0)
+    worst = float(max(errors, default=0.0))
     passed = worst <= tolerance
     return replace(
         base, status="pass" if passed else "fail", kind=None if passed else NUMERIC,

@@ -90,7 +90,7 @@ class _CaseItemBase(pytest.Item):
         return self.path, self.case.line - 1, f"case {self.case.id}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
-                     style: Any = None) -> str:
+                     style: Any = None) -> Any:
         if isinstance(excinfo.value, ConformanceFailure):
             return bug_report(self.case, excinfo.value.records)
         return super().repr_failure(excinfo)

@@ -304,8 +304,9 @@ def _target_weights(problem: _Problem, r: int) -> tuple[list[mpf], mpf]:
 
 
 def _loss(problem: _Problem, want_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    classes = problem.logits.shape[1]
-    losses, grads, denominator = [], [], mpf(0)
+    losses: list[mpf] = []
+    grads: list[list[mpf] | None] = []
+    denominator = mpf(0)
     for r, row in enumerate(problem.logits):
         a, share = _target_weights(problem, r)
         denominator += share
