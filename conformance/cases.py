@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from conformance import generate
 from reference.formats import DTYPES
 from reference.oracle import OracleDomainError, check_inputs
 
@@ -54,7 +55,7 @@ class Case:
     group: str
     description: str = ""
     target: Any = None
-    weight: tuple[Any, ...] | None = None
+    weight: tuple[Any, ...] | generate.Spec | None = None
     ignore_index: int = -100
     reduction: str = "mean"
     label_smoothing: float = 0.0
@@ -72,6 +73,8 @@ class Case:
 
     @property
     def has_probability_target(self) -> bool:
+        if isinstance(self.target, generate.Spec):
+            return self.is_loss and self.target.is_probability
         return self.is_loss and self.target is not None and _contains_float(self.target)
 
     def options(self) -> list[str]:
@@ -81,7 +84,8 @@ class Case:
             names.append("probability_target")
         if self.weight is not None:
             names.append("weight")
-        if self.is_loss and not self.has_probability_target and _contains(self.target, self.ignore_index):
+        if (self.is_loss and not self.has_probability_target
+                and _contains(self.target_values(), self.ignore_index)):
             names.append("ignore_index")
         if self.label_smoothing:
             names.append("label_smoothing")
@@ -90,6 +94,15 @@ class Case:
         if _ndim(self.input) > 2:
             names.append("k_dim")
         return names
+
+    def target_values(self) -> Any:
+        """The target as nested tuples, a generated one included (the input is not needed)."""
+        if isinstance(self.target, generate.Spec):
+            shape = generate.input_shape(self.input)
+            assert shape is not None
+            array = generate.target_array(self.target, shape, self.ignore_index)
+            return tuple(array.reshape(-1).tolist())
+        return self.target
 
 
 # --- YAML with line numbers ------------------------------------------------------------------
@@ -227,6 +240,14 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
         if name not in raw:
             raise CaseError(path, line, _dotted((*where, name)),
                             "required (in the case or in the file's defaults)")
+    for name in ("input", "target", "weight"):
+        if isinstance(raw.get(name), dict):
+            try:
+                generate.check(name, raw[name])
+            except generate.SpecError as error:
+                spec_path = (*where, name, error.field) if error.field else (*where, name)
+                raise CaseError(path, located.line_of(spec_path), _dotted(spec_path),
+                                str(error)) from None
     for name in ("input", "target", "documented", "documented_grad"):
         if raw.get(name) is not None and _shape(raw[name]) is None:
             raise CaseError(path, located.line_of((*where, name)), _dotted((*where, name)),
@@ -241,6 +262,14 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
 
 
 def _check_domain(path: Path, located: _Located, where: tuple[Any, ...], case: Case) -> None:
+    if any(isinstance(v, generate.Spec) for v in (case.input, case.target, case.weight)):
+        problem = generate.check_domain(case.op, case.input, case.target, case.weight,
+                                        case.ignore_index, case.label_smoothing)
+        if problem is not None:
+            field_path = (*where, problem[0])
+            raise CaseError(path, located.line_of(field_path), _dotted(field_path),
+                            f"{problem[1]} (mark the case 'expect: error' if this is intended)")
+        return
     try:
         check_inputs(
             case.op, case.input, target=case.target, weight=case.weight,
@@ -254,6 +283,8 @@ def _check_domain(path: Path, located: _Located, where: tuple[Any, ...], case: C
 
 
 def _freeze(value: Any) -> Any:
+    if isinstance(value, dict) and "generate" in value:
+        return generate.freeze(value)
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
@@ -271,7 +302,7 @@ def _shape(value: Any) -> tuple[int, ...] | None:
 
 
 def _ndim(value: Any) -> int:
-    shape = _shape(value)
+    shape = generate.input_shape(value) if isinstance(value, generate.Spec) else _shape(value)
     return len(shape) if shape is not None else 0
 
 

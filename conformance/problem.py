@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from conformance.cases import Case
+from conformance.generate import materialize, round_array
 from reference.formats import round_to_float
 from reference.oracle import OracleResult, evaluate
 
@@ -52,18 +53,22 @@ class Problem:
 
 
 def make_problem(case: Case, dtype: str) -> Problem:
-    """Round ``case``'s inputs to ``dtype``."""
+    """Round ``case``'s inputs to ``dtype`` (generated ones are generated first, in float64,
+    identically for every dtype and framework: ``conformance.generate``)."""
+    values = materialize(case.input, case.target, case.weight, case.ignore_index)
     target = None
-    if case.target is not None:
+    if values.target is not None:
         target = (
-            _rounded(case.target, dtype) if case.has_probability_target
-            else np.asarray(case.target, dtype=np.int64)
+            _rounded(values.target, dtype) if case.has_probability_target
+            else np.asarray(values.target, dtype=np.int64)
         )
-    weight = None if case.weight is None else _rounded(case.weight, dtype)
-    return Problem(case, dtype, _rounded(case.input, dtype), target, weight)
+    weight = None if values.weight is None else _rounded(values.weight, dtype)
+    return Problem(case, dtype, _rounded(values.input, dtype), target, weight)
 
 
 def _rounded(values: Any, dtype: str) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        return round_array(values, dtype)  # generated: vectorized, the same rounding
     array = np.asarray(values, dtype=object)
     rounded = [round_to_float(_number(v), dtype) for v in array.reshape(-1)]
     return np.asarray(rounded, dtype=np.float64).reshape(array.shape)

@@ -1,0 +1,409 @@
+"""Generated inputs: a few lines of YAML instead of a giant literal list.
+
+A case's ``input``, ``target`` or ``weight`` may be a mapping with a ``generate`` key instead of
+a nested list::
+
+    input:  {generate: normal, shape: [32, 131072], seed: 7, scale: 3.0,
+             dominant: {class: target, margin: 20}}
+    target: {generate: classes, seed: 8, ignore_fraction: 0.1}
+    weight: {generate: uniform, seed: 9, offset: 1.0, scale: 0.5}
+
+Generators (``numpy.random.default_rng(seed)``, float64):
+
+* logits (``input``) and class weights (``weight``, shape ``(C,)`` implied):
+
+  - ``normal``:  ``offset + scale * N(0, 1)``
+  - ``uniform``: ``offset + scale * U(-1, 1)``
+
+  ``dominant: {class: K, margin: M}`` (input only) then raises class ``K`` of every row (or each
+  row's own index target, with ``class: target``) to ``M`` above the largest other logit of
+  that row.
+* targets (shape taken from the input):
+
+  - ``classes``: class indices uniform in ``[0, C)`` (or drawn from ``choices``); then
+    ``round(ignore_fraction * rows)`` of them, at random positions, set to ``ignore_index``;
+  - ``dirichlet``: probability rows ``Dirichlet(alpha, ..., alpha)``, times ``total``;
+  - ``onehot``: one-hot rows of random classes mixed with noise:
+    ``(1 - noise) * onehot + noise * Dirichlet(1, ..., 1)``, times ``total``.
+
+The values are generated once, in float64, before the per-dtype rounding of
+``conformance.problem``; every framework and the oracle are handed the same numbers.  They
+depend only on the spec, numpy's PCG64 bit generator and numpy's distribution code
+(``tests/test_generate.py`` pins fingerprints of them, so a numpy release that changed a
+stream would be noticed).
+
+In a ``Case`` a generated value is a frozen, hashable :class:`Spec` (cheap to hash and
+pickle); :func:`materialize` turns a case's specs into arrays, cached per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from reference.formats import get_format
+
+LOGIT_GENERATORS = ("normal", "uniform")
+INDEX_GENERATORS = ("classes",)
+PROBABILITY_GENERATORS = ("dirichlet", "onehot")
+TARGET_GENERATORS = INDEX_GENERATORS + PROBABILITY_GENERATORS
+GENERATORS = {"input": LOGIT_GENERATORS, "target": TARGET_GENERATORS, "weight": LOGIT_GENERATORS}
+
+# The keys each generator accepts, per role (besides ``generate``); the first ones listed in
+# REQUIRED must be present.
+_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("input", "normal"): ("shape", "seed", "scale", "offset", "dominant"),
+    ("input", "uniform"): ("shape", "seed", "scale", "offset", "dominant"),
+    ("weight", "normal"): ("seed", "scale", "offset"),
+    ("weight", "uniform"): ("seed", "scale", "offset"),
+    ("target", "classes"): ("seed", "ignore_fraction", "choices"),
+    ("target", "dirichlet"): ("seed", "alpha", "total"),
+    ("target", "onehot"): ("seed", "noise", "total"),
+}
+REQUIRED = {"input": ("shape", "seed"), "target": ("seed",), "weight": ("seed",)}
+_ROLE_NOTES = {
+    "weight": "a weight's shape is (C,), taken from the input",
+    "target": "a target's shape is taken from the input",
+}
+
+
+class SpecError(ValueError):
+    """A generator mapping that cannot work; ``field`` is the key inside the mapping."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A generated value: the generator's name and its parameters (frozen, hashable)."""
+
+    generate: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        for name, value in self.params:
+            if name == key:
+                return value
+        return default
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping as written in YAML (tuples back to lists)."""
+        return {"generate": self.generate, **{k: _thaw(v) for k, v in self.params}}
+
+    def __repr__(self) -> str:
+        return _flow(self.to_dict())
+
+    @property
+    def is_probability(self) -> bool:
+        return self.generate in PROBABILITY_GENERATORS
+
+
+def freeze(mapping: Mapping[str, Any]) -> Spec:
+    """The :class:`Spec` of a YAML mapping ``{generate: ..., ...}``."""
+    params = tuple(sorted((k, _freeze(v)) for k, v in mapping.items() if k != "generate"))
+    return Spec(str(mapping["generate"]), params)
+
+
+def is_spec(value: Any) -> bool:
+    return isinstance(value, Spec)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple) and value and all(
+        isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value
+    ):
+        return {k: _thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return str(value)
+
+
+# --- checking a spec (beyond the JSON Schema) ----------------------------------------------
+
+
+def check(role: str, mapping: Mapping[str, Any]) -> None:
+    """Raise :class:`SpecError` where ``mapping`` (a YAML generator mapping for ``role``:
+    input, target or weight) is not a working generator.  Keys and types are the schema's
+    job; this checks what depends on the generator chosen."""
+    name = mapping.get("generate")
+    choices = GENERATORS[role]
+    if name not in choices:
+        raise SpecError(f"{name!r} is not a {role} generator; choose one of "
+                        f"{', '.join(choices)}", "generate")
+    allowed = _KEYS[(role, name)]
+    for key in mapping:
+        if key != "generate" and key not in allowed:
+            note = f" ({_ROLE_NOTES[role]})" if key == "shape" and role in _ROLE_NOTES else ""
+            raise SpecError(f"{name} does not take {key!r}{note}; it takes: "
+                            f"{', '.join(allowed)}", key)
+    for key in REQUIRED[role]:
+        if key not in mapping:
+            raise SpecError(f"{name} needs {key!r}", key)
+    if name == "dirichlet" and not mapping.get("alpha", 1.0) > 0:
+        raise SpecError("alpha must be > 0", "alpha")
+    if "ignore_fraction" in mapping and not 0 <= mapping["ignore_fraction"] <= 1:
+        raise SpecError("ignore_fraction must lie in [0, 1]", "ignore_fraction")
+    if "noise" in mapping and not 0 <= mapping["noise"] <= 1:
+        raise SpecError("noise must lie in [0, 1]", "noise")
+    if "shape" in mapping and not mapping["shape"]:
+        raise SpecError("shape needs at least one dimension (the classes)", "shape")
+
+
+def input_shape(value: Any) -> tuple[int, ...] | None:
+    """The shape of a literal nested list or of a generated input (None if ragged)."""
+    if isinstance(value, Spec):
+        return tuple(int(n) for n in value.get("shape", ()))
+    if not isinstance(value, (list, tuple)):
+        return ()
+    shapes = {input_shape(v) for v in value}
+    if len(shapes) > 1 or None in shapes:
+        return None
+    inner = shapes.pop() if shapes else ()
+    return None if inner is None else (len(value), *inner)
+
+
+def _class_axis(shape: tuple[int, ...]) -> int:
+    return 0 if len(shape) == 1 else 1
+
+
+def check_domain(
+    op: str, input: Any, target: Any, weight: Any, ignore_index: int, label_smoothing: float
+) -> tuple[str, str] | None:
+    """``(field, message)`` where a case with generated values lies outside the oracle's
+    domain (``reference.oracle.check_inputs``, whose rules this mirrors without converting a
+    possibly huge generated input to mpmath), else None."""
+    shape = input_shape(input)
+    assert shape is not None
+    if not shape:
+        return "input", "input must have at least one dimension (the classes)"
+    axis = _class_axis(shape)
+    classes = shape[axis]
+    batch = shape[:axis] + shape[axis + 1:]
+    if isinstance(input, Spec) and (dominant := dict(input.get("dominant", ()))):
+        if classes < 2:
+            return "input", "dominant needs at least two classes"
+        k = dominant["class"]
+        if k == "target":
+            if isinstance(target, Spec):
+                index_target = not target.is_probability
+            else:
+                index_target = target is not None and _is_index(target)
+            if not index_target:
+                return "input", "dominant class: target needs class-index targets"
+        elif not 0 <= int(k) < classes:
+            return "input", f"dominant class {k} is outside [0, {classes})"
+    if op in ("nll_loss", "cross_entropy"):
+        problem = _check_target(op, target, shape, batch, classes, ignore_index)
+        if problem is not None:
+            return problem
+    if weight is not None and not isinstance(weight, Spec) and len(weight) != classes:
+        return "weight", f"weight has {len(weight)} entries for {classes} classes"
+    if not 0 <= label_smoothing <= 1:
+        return "label_smoothing", f"label_smoothing must lie in [0, 1], got {label_smoothing}"
+    if op == "nll_loss" and label_smoothing != 0:
+        return "label_smoothing", "nll_loss has no label_smoothing"
+    return None
+
+
+def _is_index(target: Any) -> bool:
+    flat = list(_flatten(target))
+    return all(isinstance(t, int) and not isinstance(t, bool) for t in flat)
+
+
+def _flatten(value: Any) -> Iterable[Any]:
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _flatten(v)
+    else:
+        yield value
+
+
+def _check_target(op: str, target: Any, shape: tuple[int, ...], batch: tuple[int, ...],
+                  classes: int, ignore_index: int) -> tuple[str, str] | None:
+    if target is None:
+        return "target", f"{op} needs a target"
+    if isinstance(target, Spec):
+        if target.is_probability:
+            return ("target", "nll_loss takes class-index targets only") if op == "nll_loss" \
+                else None
+        for t in target.get("choices", ()):
+            if t != ignore_index and not 0 <= t < classes:
+                return "target", (f"choice {t} is outside [0, {classes}) and is not "
+                                  f"ignore_index ({ignore_index})")
+        return None
+    target_shape = input_shape(target)
+    if _is_index(target):
+        if target_shape != batch:
+            return "target", f"class-index target has shape {target_shape}; expected {batch}"
+        for position, t in enumerate(_flatten(target)):
+            if t != ignore_index and not 0 <= t < classes:
+                return "target", (f"target {t} at flat position {position} is outside "
+                                  f"[0, {classes}) and is not ignore_index ({ignore_index})")
+        return None
+    if op == "nll_loss":
+        return "target", "nll_loss takes class-index targets only"
+    if target_shape != shape:
+        return "target", (f"probability target has shape {target_shape}; expected the input "
+                          f"shape {shape}")
+    return None
+
+
+# --- materializing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Materialized:
+    """A case's values with every spec generated: float64 arrays (int64 for index targets)
+    where the case had a spec, the literal nested tuples where it had those."""
+
+    input: Any
+    target: Any
+    weight: Any
+
+
+def materialize(input: Any, target: Any, weight: Any, ignore_index: int) -> Materialized:
+    """Generate whatever of ``input``, ``target`` and ``weight`` is a :class:`Spec`.  The
+    arrays are read-only and cached per process (keyed by the specs)."""
+    if not any(isinstance(v, Spec) for v in (input, target, weight)):
+        return Materialized(input, target, weight)
+    return _materialize(input, target, weight, ignore_index)
+
+
+@lru_cache(maxsize=16)
+def _materialize(input: Any, target: Any, weight: Any, ignore_index: int) -> Materialized:
+    shape = input_shape(input)
+    assert shape is not None
+    classes = shape[_class_axis(shape)]
+    if isinstance(target, Spec):
+        target = target_array(target, shape, ignore_index)
+    if isinstance(input, Spec):
+        input = _logits(input, None if target is None else np.asarray(target), ignore_index)
+    if isinstance(weight, Spec):
+        weight = _read_only(_distribution(weight, (classes,)))
+    return Materialized(input, target, weight)
+
+
+def target_array(spec: Spec, shape: tuple[int, ...], ignore_index: int) -> np.ndarray:
+    """The target ``spec`` generates for an input of ``shape``."""
+    return _target(spec, tuple(shape), ignore_index)
+
+
+@lru_cache(maxsize=64)
+def _target(spec: Spec, shape: tuple[int, ...], ignore_index: int) -> np.ndarray:
+    rng = np.random.default_rng(spec.get("seed"))
+    axis = _class_axis(shape)
+    classes = shape[axis]
+    batch = shape[:axis] + shape[axis + 1:]
+    rows = math.prod(batch)
+    if spec.generate == "classes":
+        choices = spec.get("choices")
+        if choices is None:
+            flat = rng.integers(0, classes, size=rows, dtype=np.int64)
+        else:
+            flat = np.asarray(choices, dtype=np.int64)[rng.integers(0, len(choices), size=rows)]
+        ignored = math.floor(spec.get("ignore_fraction", 0.0) * rows + 0.5)
+        flat[rng.permutation(rows)[:ignored]] = ignore_index
+        return _read_only(flat.reshape(batch))
+    if spec.generate == "dirichlet":
+        alpha = float(spec.get("alpha", 1.0))
+        table = rng.dirichlet(np.full(classes, alpha), size=rows)
+    else:  # onehot
+        table = np.zeros((rows, classes))
+        table[np.arange(rows), rng.integers(0, classes, size=rows)] = 1.0
+        noise = float(spec.get("noise", 0.0))
+        if noise:
+            table = (1.0 - noise) * table + noise * rng.dirichlet(np.ones(classes), size=rows)
+    table = table * float(spec.get("total", 1.0))
+    return _read_only(np.moveaxis(table.reshape(*batch, classes), -1, axis))
+
+
+def _distribution(spec: Spec, shape: tuple[int, ...]) -> np.ndarray:
+    rng = np.random.default_rng(spec.get("seed"))
+    if spec.generate == "normal":
+        unit = rng.standard_normal(shape)
+    else:  # uniform on [-1, 1)
+        unit = 2.0 * rng.random(shape) - 1.0
+    return float(spec.get("offset", 0.0)) + float(spec.get("scale", 1.0)) * unit
+
+
+def _logits(spec: Spec, target: np.ndarray | None, ignore_index: int) -> np.ndarray:
+    shape = input_shape(spec)
+    assert shape is not None
+    values = _distribution(spec, shape)
+    dominant = dict(spec.get("dominant", ()))
+    if dominant:
+        rows = np.moveaxis(values, _class_axis(shape), -1).reshape(-1, shape[_class_axis(shape)])
+        if dominant["class"] == "target":
+            assert target is not None
+            wanted = np.asarray(target, dtype=np.int64).reshape(-1)
+        else:
+            wanted = np.full(len(rows), int(dominant["class"]), dtype=np.int64)
+        for r, k in enumerate(wanted):
+            if k == ignore_index and dominant["class"] == "target":
+                continue
+            others = np.delete(rows[r], k)
+            rows[r, k] = others.max() + float(dominant["margin"])
+        moved = rows.reshape(*np.moveaxis(values, _class_axis(shape), -1).shape)
+        values = np.ascontiguousarray(np.moveaxis(moved, -1, _class_axis(shape)))
+    return _read_only(values)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = np.ascontiguousarray(array)
+    array.setflags(write=False)
+    return array
+
+
+def fingerprint(array: np.ndarray) -> str:
+    """A short digest of an array's dtype, shape and bytes (to compare across processes)."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+# --- rounding a float64 array to a dtype, vectorized -----------------------------------------
+
+
+def round_array(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Round float64 ``values`` to ``dtype`` (nearest, ties to even, gradual underflow,
+    overflow to infinity), exactly as ``reference.formats.round_to_float`` does element by
+    element, but with numpy: every step is an exact scaling by a power of two or ``rint``."""
+    x = np.asarray(values, dtype=np.float64)
+    fmt = get_format(dtype)
+    if fmt.precision >= 53:
+        return x.copy()
+    out = x.copy()
+    finite = np.isfinite(x) & (x != 0)
+    v = x[finite]
+    _, e = np.frexp(v)  # v = m * 2**e with 0.5 <= |m| < 1, so floor(log2 |v|) = e - 1
+    quantum = np.maximum(e - 1, fmt.emin) - (fmt.precision - 1)
+    rounded = np.ldexp(np.rint(np.ldexp(v, -quantum)), quantum)
+    overflow = np.abs(rounded) > fmt.max_finite
+    rounded[overflow] = np.copysign(np.inf, rounded[overflow])
+    out[finite] = rounded
+    return out
