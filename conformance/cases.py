@@ -80,8 +80,8 @@ class Case:
     def options(self) -> list[str]:
         """The semantics this case exercises, as named in the support matrix."""
         names = []
-        if self.has_probability_target:
-            names.append("probability_target")
+        if self.is_loss:
+            names.append("probability_target" if self.has_probability_target else "index_target")
         if self.weight is not None:
             names.append("weight")
         if (self.is_loss and not self.has_probability_target

@@ -20,9 +20,10 @@ import numpy as np
 
 from conformance.problem import Problem
 
-# The option names a case can require (Case.options()) and an API can support.
+# The option names a case can require (Case.options()) and an API can support.  A loss case
+# needs "index_target" or "probability_target", so an API taking only one kind declares it.
 OPTIONS = (
-    "probability_target", "weight", "ignore_index", "label_smoothing",
+    "index_target", "probability_target", "weight", "ignore_index", "label_smoothing",
     "reduction_none", "reduction_mean", "reduction_sum", "k_dim",
 )
 
