@@ -13,6 +13,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
+from conformance import cache as oracle_cache
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.cases import Case
 from conformance.compare import BEHAVIOUR, NUMERIC, Comparison, compare
@@ -28,8 +29,9 @@ def problem_for(case: Case, dtype: str) -> Problem:
 
 @lru_cache(maxsize=256)
 def reference_for(case: Case, dtype: str) -> OracleResult:
-    """The oracle's result for ``case`` in ``dtype``, computed once per process."""
-    return problem_for(case, dtype).reference()
+    """The oracle's result for ``case`` in ``dtype``: from the on-disk cache when it holds it
+    (``conformance.cache``), else computed (and stored there); once per process either way."""
+    return oracle_cache.reference(case, dtype, lambda: problem_for(case, dtype).reference())
 
 
 def check_case(

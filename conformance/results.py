@@ -64,6 +64,11 @@ class Record:
     case_file: str = ""
     oracle_precision: int | None = None
     environment_id: str = ""
+    # The job (one case on one API, device and dtype of one framework) that wrote the record,
+    # ``case|api-id|device|dtype`` (``conformance.worker.job_key``), and how many records it
+    # wrote: ``conformance run --resume`` counts them to know which jobs are complete.
+    job: str = ""
+    job_records: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -144,6 +149,14 @@ class ResultsWriter:
 
     def write(self, record: Record) -> None:
         self._write({"type": "result", **asdict(record)})
+
+    def write_many(self, records: Iterable[Record]) -> None:
+        """Write ``records`` (one job's) together: one flush and sync for the lot."""
+        text = "".join(json.dumps(jsonable({"type": "result", **asdict(r)}), allow_nan=False)
+                       + "\n" for r in records)
+        self._file.write(text)
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def _write(self, obj: dict[str, Any]) -> None:
         self._file.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
