@@ -65,6 +65,9 @@ class Case:
     documented: Any = None
     documented_grad: Any = None
     documented_tolerance: float = 1e-4
+    # the comparison's tolerance override (conformance/compare.py): a number (a scale) or a
+    # mapping {scale, k, reason}; not part of the case's identity
+    tolerance: Any = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -16,10 +16,18 @@ import numpy as np
 from conformance import cache as oracle_cache
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.cases import Case
-from conformance.compare import BEHAVIOUR, NUMERIC, Comparison, compare
+from conformance.compare import (
+    BEHAVIOUR,
+    NUMERIC,
+    SEMANTIC,
+    Comparison,
+    compare,
+    run_scale,
+    tolerance_for,
+)
 from conformance.problem import Problem, make_problem
 from conformance.results import Record, values_for_record
-from reference.oracle import OracleResult
+from reference.oracle import OracleResult, error_bounds
 
 
 @lru_cache(maxsize=256)
@@ -61,10 +69,49 @@ def check_case(
         return [replace(base, status="error", kind=BEHAVIOUR,
                         reference=values_for_record(reference.output),
                         message=f"raised where the oracle defines a value: {_raised(outcome)}")]
-    records = [_judge(base, "output", reference.output, outcome.output, problem)]
-    if case.grad and reference.grad is not None:
-        records.append(_judge(base, "grad", reference.grad, outcome.grad, problem))
-    return records
+    output_bound, grad_bound = bounds_for(case, dtype, reference)
+    records = [_judge(base, "output", reference.output, outcome.output, problem, output_bound)]
+    if case.grad and reference.grad is not None and grad_bound is not None:
+        records.append(_judge(base, "grad", reference.grad, outcome.grad, problem, grad_bound))
+    return [_semantic(record, api, case) for record in records]
+
+
+def bounds_for(case: Case, dtype: str,
+               reference: OracleResult) -> tuple[np.ndarray, np.ndarray | None]:
+    """The oracle's error bounds for ``case`` in ``dtype``: those its result carries, else
+    computed here (a result read from a cache that does not store them lacks them)."""
+    if reference.output_bound is not None and (reference.grad is None
+                                               or reference.grad_bound is not None):
+        return reference.output_bound, reference.grad_bound
+    return _computed_bounds(case, dtype)
+
+
+@lru_cache(maxsize=256)
+def _computed_bounds(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+    problem = problem_for(case, dtype)
+    target: Any = problem.target
+    if target is not None and target.dtype.kind == "i":
+        target = np.asarray([int(t) for t in target.reshape(-1)],
+                            dtype=object).reshape(target.shape)
+    weight = None if problem.weight is None else [float(w) for w in problem.weight]
+    return error_bounds(case.op, problem.input, target=target, weight=weight,
+                        ignore_index=case.ignore_index, reduction=case.reduction,
+                        label_smoothing=case.label_smoothing, grad=case.grad, dtype=dtype)
+
+
+def _semantic(record: Record, api: Api, case: Case) -> Record:
+    """A discrepancy where the API declares that it follows its own definition of something
+    the case exercises (``api.semantics``: option name, or ``*``, -> the definition it
+    follows) is ``semantic``, with that definition named."""
+    if record.status != "fail":
+        return record
+    notes: dict[str, str] = dict(getattr(api, "semantics", None) or {})
+    used = [notes[o] for o in case.options() if o in notes] + ([notes["*"]] if "*" in notes else [])
+    if not used:
+        return record
+    return replace(record, kind=SEMANTIC,
+                   message=f"{api.name} follows its own definition ({'; '.join(used)}); "
+                           f"{record.message}")
 
 
 def _raised(outcome: Outcome) -> str:
@@ -79,11 +126,14 @@ def _judge_expected_error(base: Record, outcome: Outcome) -> Record:
 
 
 def _judge(base: Record, quantity: str, expected: np.ndarray, actual: np.ndarray | None,
-           problem: Problem) -> Record:
+           problem: Problem, bound: np.ndarray) -> Record:
     if actual is None:
         return replace(base, quantity=quantity, status="error", kind=BEHAVIOUR,
                        message=f"the framework returned no {quantity}")
-    comparison = compare(expected, actual, problem.dtype, problem.classes)
+    case = problem.case
+    tolerance = tolerance_for(case.op, quantity, problem.dtype,
+                              getattr(case, "tolerance", None), run_scale())
+    comparison = compare(expected, actual, problem.dtype, bound, tolerance)
     return _record(base, quantity, expected, actual, comparison)
 
 
@@ -94,7 +144,8 @@ def _record(base: Record, quantity: str, expected: Any, actual: Any,
         kind=comparison.kind, reference=values_for_record(expected),
         actual=values_for_record(actual), shape=list(np.shape(expected)),
         max_abs_error=comparison.max_abs_error, max_rel_error=comparison.max_rel_error,
-        max_ulp_error=comparison.max_ulp_error,
+        max_ulp_error=comparison.max_ulp_error, bound_use=comparison.bound_use,
+        tolerance=None if comparison.tolerance is None else comparison.tolerance.as_dict(),
         worst_index=None if comparison.worst_index is None else list(comparison.worst_index),
         message=comparison.message,
     )

@@ -59,6 +59,10 @@ class Record:
     max_abs_error: float | None = None
     max_rel_error: float | None = None
     max_ulp_error: float | None = None
+    # The verdict's yardstick (conformance/compare.py): the largest error / (K * bound) over
+    # the elements (at most 1 for a pass), and the tolerance used: {k, scale, source, reason}.
+    bound_use: float | None = None
+    tolerance: dict[str, Any] | None = None
     worst_index: list[int] | None = None
     message: str = ""
     case_file: str = ""
@@ -174,7 +178,7 @@ class ResultsWriter:
 
 
 _RECORD_FIELDS = {f.name for f in fields(Record)}
-_FLOAT_FIELDS = ("max_abs_error", "max_rel_error", "max_ulp_error")
+_FLOAT_FIELDS = ("max_abs_error", "max_rel_error", "max_ulp_error", "bound_use")
 
 
 def record_from_json(obj: dict[str, Any]) -> Record:

@@ -69,6 +69,10 @@ class OracleResult:
     grad: np.ndarray | None
     precision: int
     certified: bool
+    # Error bounds of a max-shifted evaluation in the dtype (see ``error_bounds``): float64
+    # arrays shaped like ``output`` and ``grad``, before the tolerance policy's factor K.
+    output_bound: np.ndarray | None = None
+    grad_bound: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -111,10 +115,10 @@ def evaluate(
         with mpmath.workprec(precision):
             output, gradient = _compute(problem, grad)
         key = _rounding_key(output, fmt), _rounding_key(gradient, fmt)
-        if key == previous_key:
-            return OracleResult(output, gradient, precision, certified=True)
-        if precision >= MAX_PRECISION:
-            return OracleResult(output, gradient, precision, certified=False)
+        if key == previous_key or precision >= MAX_PRECISION:
+            output_bound, grad_bound = _error_bounds(problem, fmt, grad)
+            return OracleResult(output, gradient, precision, certified=key == previous_key,
+                                output_bound=output_bound, grad_bound=grad_bound)
         previous_key = key
         precision *= 2
 
@@ -367,3 +371,210 @@ def _reduce(
 def _restore(rows: np.ndarray, moved_shape: tuple[int, ...], class_axis: int) -> np.ndarray:
     """Undo the rows-by-classes layout: back to the input's shape and axis order."""
     return np.moveaxis(rows.reshape(moved_shape), -1, class_axis)
+
+
+# --- error bounds of a max-shifted evaluation (the tolerance policy's ingredients) --------------
+#
+# ``conformance/compare.py`` derives the bound and documents it; this section evaluates it
+# for one problem in one dtype.  The ingredients come from mpmath on the exact inputs: the
+# shifts s_j = x_j - m are exact, exp(s_j), their sum S and L = log S are computed at
+# BOUND_PRECISION bits, never in a float format, so an element's bound does not inherit the
+# errors it is meant to judge.  Each ingredient is then rounded once to float64 (relative
+# error 2**-53) and the bound, a sum of products of non-negative terms (about twenty float64
+# operations, each adding at most 2**-53 relative error), is assembled with numpy and
+# finally multiplied by INFLATION = 1 + 2**-40, so the float64 bound is never below the
+# formula evaluated exactly on the exact ingredients.  Units: u is the dtype's unit roundoff
+# 2**-p and eta its smallest subnormal (the absolute error of one rounding that underflows).
+
+BOUND_PRECISION = 64
+INFLATION = 1 + 2.0 ** -40
+
+
+def error_bounds(
+    op: str,
+    input: Any,
+    *,
+    target: Any = None,
+    weight: Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    grad: bool = True,
+    dtype: str = "float64",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-element error bounds (factor K = 1) of a max-shifted evaluation of ``op`` in
+    ``dtype``, float64 arrays shaped like ``evaluate``'s output and grad (NaN bounds are 0:
+    those elements are compared as special values); see ``conformance/compare.py``."""
+    problem = _prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
+    return _error_bounds(problem, get_format(dtype), grad)
+
+
+@dataclass(frozen=True)
+class _RowTerms:
+    """One row's ingredients as float64 arrays (``masked``: -inf logits, where p = 0 and
+    log p = -inf exactly) and the error bound of the computed log-normalizer."""
+
+    s: np.ndarray  # |x_j - m|
+    p: np.ndarray  # softmax
+    lp: np.ndarray  # |log softmax|
+    masked: np.ndarray
+    lam: float  # |L^ - L| <= lam * u
+    pi: np.ndarray  # |p^_j - p_j| <= pi_j * u * p_j (+ eta / 2)
+
+
+def _sum_depth(terms: int, nonzero: int) -> int:
+    """``c``: the most roundings one term meets in a pairwise (or blocked) sum of ``terms``
+    numbers of which ``nonzero`` are not zero: ceil(log2 terms), and no more than
+    ``nonzero - 1`` (adding an exact zero does not round)."""
+    if nonzero <= 1:
+        return 0
+    return min((terms - 1).bit_length(), nonzero - 1)
+
+
+def _row_terms(row: Sequence[mpf], u: float, eta: float) -> _RowTerms | None:
+    if any(mpmath.isnan(v) or v == INF for v in row):
+        return None
+    masked = np.array([v == -INF for v in row], dtype=bool)
+    if masked.all():
+        return None
+    top = max(v for v in row if v != -INF)
+    shifts = [mpmath.fsub(v, top, exact=True) if v != -INF else -INF for v in row]
+    exps = [mpmath.exp(v) if v != -INF else mpf(0) for v in shifts]
+    total = mpmath.fsum(exps)
+    log_total = float(mpmath.log(total))
+    s = np.abs(np.fromiter((float(v) for v in shifts), dtype=np.float64, count=len(row)))
+    p = np.fromiter((float(v / total) for v in exps), dtype=np.float64, count=len(row))
+    with np.errstate(invalid="ignore"):
+        lp = s + log_total  # |s_j - L| = |s_j| + L: no cancellation (s_j <= 0 <= L)
+        sigma = float(np.sum(np.where(masked, 0.0, p * s)))
+    count = int((~masked).sum())
+    lam = (log_total + sigma + _sum_depth(count, count) + 1
+           + count * eta / (2 * u * float(total)))
+    pi = np.where(masked, 0.0, s + lam + lp + 1)
+    return _RowTerms(np.where(masked, 0.0, s), p, np.where(masked, 0.0, lp), masked, lam, pi)
+
+
+def _error_bounds(problem: _Problem, fmt: FloatFormat,
+                  want_grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    u, eta = fmt.unit_roundoff, fmt.smallest_subnormal
+    with mpmath.workprec(BOUND_PRECISION + int(problem.logits.shape[1]).bit_length()), \
+            np.errstate(over="ignore"):
+        if problem.op in ("softmax", "log_softmax"):
+            output, grad = _normalize_bounds(problem, u, eta)
+        else:
+            output, grad = _loss_bounds(problem, u, eta)
+    output = np.nan_to_num(output * INFLATION, nan=0.0, posinf=np.inf)
+    grad = np.nan_to_num(grad * INFLATION, nan=0.0, posinf=np.inf)
+    return output, grad if want_grad else None
+
+
+def _normalize_bounds(problem: _Problem, u: float, eta: float) -> tuple[np.ndarray, np.ndarray]:
+    rows, classes = problem.logits.shape
+    outputs = np.zeros((rows, classes))
+    grads = np.zeros((rows, classes))
+    for r, row in enumerate(problem.logits):
+        terms = _row_terms(row, u, eta)
+        if terms is None:  # NaN outputs: compared as special values, no bound needed
+            continue
+        p, pi = terms.p, terms.pi
+        if problem.op == "softmax":
+            outputs[r] = u * p * pi + eta
+            # sum_c softmax = 1: the backward's p_k * (1 - sum_j p^_j) is all rounding error
+            spread = float(np.sum(p * pi)) + _sum_depth(classes, classes) + 1
+            grads[r] = u * p * spread + p * classes * eta / 2 + eta
+        else:
+            outputs[r] = np.where(terms.masked, eta, u * (terms.s + terms.lam + terms.lp) + eta)
+            grads[r] = u * (classes * p * (pi + 2) + np.abs(1 - classes * p)) \
+                + classes * eta / 2 + eta
+    shape = (*problem.batch_shape, classes)
+    return (_restore(outputs, shape, problem.class_axis),
+            _restore(grads, shape, problem.class_axis))
+
+
+def _loss_bounds(problem: _Problem, u: float, eta: float) -> tuple[np.ndarray, np.ndarray]:
+    rows, classes = problem.logits.shape
+    losses = np.zeros(rows)  # sum_c |a_c| |log p_c|  (= |l_r| for non-negative a)
+    row_bounds = np.zeros(rows)  # beta_r
+    shares = np.zeros(rows)  # d_r
+    row_data: list[tuple[np.ndarray, _RowTerms | None] | None] = []
+    for r, row in enumerate(problem.logits):
+        a_mp, share = _target_weights(problem, r)
+        a = np.fromiter((float(v) for v in a_mp), dtype=np.float64, count=classes)
+        shares[r] = float(share)
+        if not a.any():  # an ignored row: exactly 0, value and gradient
+            row_data.append(None)
+            continue
+        nonzero = a != 0
+        if problem.op == "nll_loss":  # l = -w_t * L_t: one product
+            with np.errstate(invalid="ignore"):
+                values = np.fromiter((abs(float(v)) for v in row), dtype=np.float64,
+                                     count=classes)
+                losses[r] = float(np.sum(np.abs(a[nonzero]) * values[nonzero]))
+            row_bounds[r] = u * losses[r] + eta
+            row_data.append((a, None))
+            continue
+        terms = _row_terms(row, u, eta)
+        if terms is None:
+            losses[r] = row_bounds[r] = np.nan
+            row_data.append((a, None))
+            continue
+        weights = np.abs(a[nonzero])
+        with np.errstate(invalid="ignore"):
+            losses[r] = float(np.sum(weights * np.where(terms.masked, np.inf, terms.lp)[nonzero]))
+            shifted = float(np.sum(weights * (np.where(terms.masked, np.inf, terms.s)
+                                              + terms.lam + terms.lp)[nonzero]))
+        depth = _sum_depth(classes, int(nonzero.sum()))
+        row_bounds[r] = u * (shifted + (depth + 3) * losses[r]) + eta * (nonzero.sum() + 1)
+        row_data.append((a, terms))
+    output, divisor, divisor_error = _reduce_bounds(problem, losses, row_bounds, shares, u, eta)
+    grads = np.zeros((rows, classes))
+    for r, data in enumerate(row_data):
+        if data is None:
+            grads[r] = eta
+            continue
+        a, terms = data
+        if divisor == 0:  # mean over nothing: NaN gradients, compared as special values
+            continue
+        if problem.op == "nll_loss":  # g_k = -a_k / D: one division, and D's own error
+            grads[r] = u * (1 + divisor_error) * np.abs(a) / abs(divisor) + eta
+            continue
+        if terms is None:  # an undefined row: NaN gradients
+            continue
+        total, total_abs = float(np.sum(a)), float(np.sum(np.abs(a)))
+        depth = _sum_depth(classes, int((a != 0).sum()))
+        scale = 1 / abs(divisor)
+        p = terms.p
+        g = np.abs(total * p - a) * scale
+        b = (abs(total) * p * (terms.pi + 1)
+             + (depth + 2 + divisor_error) * (total_abs * p + np.abs(a))) * scale + g
+        grads[r] = u * b + eta * (total_abs * scale / 2 + 1)
+    shape = (*problem.batch_shape, classes)
+    return output, _restore(grads, shape, problem.class_axis)
+
+
+def _reduce_bounds(problem: _Problem, losses: np.ndarray, row_bounds: np.ndarray,
+                   shares: np.ndarray, u: float, eta: float) -> tuple[np.ndarray, float, float]:
+    """The reduced output's bound, the mean's divisor D (1 for none and sum) and the error of
+    D plus that of the division, in units of u (0 for none and sum)."""
+    rows = len(losses)
+    if problem.reduction == "none":
+        return row_bounds.reshape(problem.batch_shape), 1.0, 0.0
+    nonzero = int(np.count_nonzero(losses))
+    summed = float(np.sum(row_bounds)) + u * _sum_depth(rows, nonzero) * float(np.sum(losses))
+    if problem.reduction == "sum":
+        return np.array(summed + eta), 1.0, 0.0
+    if rows == 0:
+        return np.array(0.0), 0.0, 0.0
+    if problem.prob_target is not None:
+        divisor, divisor_error = float(rows), 1.0
+    else:
+        divisor = float(mpmath.fsum(_target_weights(problem, r)[1] for r in range(rows)))
+        if divisor == 0:
+            return np.array(0.0), 0.0, 0.0
+        counted = int(np.count_nonzero(shares))
+        divisor_error = (_sum_depth(rows, counted) * float(np.sum(np.abs(shares)))
+                         / abs(divisor) + 1)
+    # the mean's own rounding, with |mean| <= sum_r |l_r| / |D|
+    mean_abs = float(np.sum(losses)) / abs(divisor)
+    bound = summed / abs(divisor) + u * divisor_error * mean_abs + eta
+    return np.array(bound), divisor, divisor_error
