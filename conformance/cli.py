@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from conformance import support
 from conformance.adapters import frameworks
 from conformance.cases import CaseError, load_cases
 from reference.formats import DTYPES
@@ -75,6 +76,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
                           Callable[[argparse.Namespace], int]]] = {
     "run": (_add_run, cmd_run),
     "validate": (_add_validate, cmd_validate),
+    "support": (support.add_parser, support.command),
 }
 
 

@@ -10,6 +10,8 @@ from conformance.adapters.base import OPTIONS, Adapter, Api, Device, Outcome
 # framework name -> (module, class); the module imports the framework when instantiated.
 FRAMEWORKS: dict[str, tuple[str, str]] = {
     "torch": ("conformance.adapters.torch_adapter", "TorchAdapter"),
+    "jax": ("conformance.adapters.jax_adapter", "JaxAdapter"),
+    "tensorflow": ("conformance.adapters.tensorflow_adapter", "TensorFlowAdapter"),
 }
 
 

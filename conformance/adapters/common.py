@@ -1,0 +1,72 @@
+"""Pieces the JAX and TensorFlow adapters share: the static settings of one call, the option
+sets APIs declare, compiled twins of APIs, and one-line error messages.
+
+Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from conformance.adapters.base import Api
+from conformance.problem import Problem
+
+REDUCTIONS = frozenset({"reduction_none", "reduction_mean", "reduction_sum"})
+# What a user-written NLL (pick the target's log-probability, weight it, mask the ignored
+# rows, reduce) covers: everything but probability targets and smoothing.
+NLL_OPTIONS = frozenset({"index_target", "weight", "ignore_index", "k_dim"}) | REDUCTIONS
+# The same recipe with probability targets: labels scaled by the class weights (and smoothed).
+PROBABILITY_OPTIONS = (frozenset({"probability_target", "weight", "label_smoothing", "k_dim"})
+                       | REDUCTIONS)
+
+UNREDUCED = "returns one loss per example, unreduced (see the composed variant for mean/sum)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The hashable, static part of one call: what a jitted / traced function specialises on.
+
+    ``weighted`` and ``ignoring`` say whether the case uses class weights and has a target
+    equal to ignore_index (``Case.options()``); composed recipes add that glue only then,
+    as a user would.
+    """
+
+    axis: int
+    reduction: str
+    ignore_index: int
+    label_smoothing: float
+    classes: int
+    weighted: bool
+    ignoring: bool
+
+
+def settings_for(problem: Problem) -> Settings:
+    case = problem.case
+    options = case.options()
+    return Settings(
+        axis=problem.class_axis, reduction=case.reduction, ignore_index=case.ignore_index,
+        label_smoothing=float(case.label_smoothing), classes=problem.classes,
+        weighted="weight" in options, ignoring="ignore_index" in options,
+    )
+
+
+def twin(api: Api, prefix: str, wrapper: str) -> Api:
+    """The same API run through a compiler (``jax.jit``, ``tf.function``, ``torch.compile``):
+    id ``{prefix}-{id}``, name ``{wrapper}({name})``, same kind and options."""
+    return replace(api, id=f"{prefix}-{api.id}", name=f"{wrapper}({api.name})")
+
+
+def one_line(message: str, limit: int = 600) -> str:
+    """A framework's message on one line, without TensorFlow's graph tracebacks."""
+    kept = []
+    for line in message.splitlines():
+        stripped = line.strip()
+        if (not stripped or stripped.startswith(("File ", "Detected at node", "[[{{node"))
+                or stripped in ("Graph execution error:",)
+                or stripped.endswith("defined at (most recent call last):")):
+            continue
+        kept.append(stripped)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", " ".join(kept))
+    text = re.sub(r"\s+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,245 @@
+"""JAX adapter: ``jax.nn`` and ``optax`` losses, eager and under ``jax.jit``, on CPU and GPUs.
+
+APIs (``apis()``; every one also exists as a ``jax.jit(...)`` twin, because XLA fuses a
+jitted function as a whole where eager mode dispatches one primitive at a time):
+
+* native: ``jax.nn.softmax``, ``jax.nn.log_softmax``, ``optax.softmax_cross_entropy``
+  (probability targets) and ``optax.softmax_cross_entropy_with_integer_labels`` (index
+  targets).  The optax losses return one loss per example (reduction ``none`` only); they
+  have no class weights, no ignore_index (their ``where`` masks classes, not examples) and
+  no smoothing argument (optax.losses._classification, optax 0.2.8).
+* composed, built from those calls the way a user writes them and named after the glue:
+  a mean/sum of ``optax.softmax_cross_entropy`` on class-weighted, ``optax.smooth_labels``
+  smoothed labels; a class-weighted, ignore-masked mean/sum of the integer-label loss; NLL
+  written on ``jax.nn.log_softmax`` with ``jnp.take_along_axis``; and that NLL alone for the
+  ``nll_loss`` op.
+
+Gradients are ``jax.grad`` of the sum of the outputs (``reference/SPEC.md``).  float64 runs
+inside ``jax.enable_x64(True)``, a context manager (thread-local, JAX >= 0.4.x), so the
+user's global ``jax_enable_x64`` is never changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.adapters.common import (
+    NLL_OPTIONS,
+    PROBABILITY_OPTIONS,
+    UNREDUCED,
+    Settings,
+    one_line,
+    settings_for,
+    twin,
+)
+from conformance.problem import Problem
+from conformance.results import cpu_name
+
+NO_WEIGHTS = "optax losses have no class-weight argument (see the composed variant)"
+NO_IGNORE = "optax has no ignore_index: its `where` masks classes, not examples"
+NO_SMOOTHING = "no smoothing argument (optax.smooth_labels is a separate step: composed variant)"
+INDEX_FOR_PROBABILITY = ("takes probability (one-hot) labels shaped like the logits; integer "
+                         "labels go to optax.softmax_cross_entropy_with_integer_labels")
+PROBABILITY_FOR_INDEX = ("takes integer labels; probability targets go to "
+                         "optax.softmax_cross_entropy")
+SMOOTHING_NEEDS_ONE_HOT = ("smoothing integer labels means one-hot encoding them: use "
+                           "optax.softmax_cross_entropy (composed variant)")
+NLL_NO_SMOOTHING = "NLL of one picked log-probability has no label smoothing"
+
+GLUE = "class weights, ignore mask, mean/sum"
+EAGER_APIS = (
+    Api("softmax", "jax.nn.softmax", "softmax", frozenset({"k_dim"})),
+    Api("log_softmax", "jax.nn.log_softmax", "log_softmax", frozenset({"k_dim"})),
+    Api("softmax_cross_entropy", "optax.softmax_cross_entropy", "cross_entropy",
+        frozenset({"probability_target", "reduction_none", "k_dim"}),
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
+                 "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
+                 "reduction_sum": UNREDUCED}),
+    Api("integer_labels", "optax.softmax_cross_entropy_with_integer_labels", "cross_entropy",
+        frozenset({"index_target", "reduction_none", "k_dim"}),
+        reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
+                 "ignore_index": NO_IGNORE, "label_smoothing": SMOOTHING_NEEDS_ONE_HOT,
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED}),
+    Api("softmax_cross_entropy-composed",
+        "optax.softmax_cross_entropy(x, w * optax.smooth_labels(y)) + jnp.mean/jnp.sum",
+        "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
+        reasons={"index_target": INDEX_FOR_PROBABILITY}),
+    Api("integer_labels-composed",
+        f"optax.softmax_cross_entropy_with_integer_labels(x, t) + {GLUE}",
+        "cross_entropy", NLL_OPTIONS, kind="composed",
+        reasons={"probability_target": PROBABILITY_FOR_INDEX,
+                 "label_smoothing": SMOOTHING_NEEDS_ONE_HOT}),
+    Api("nll-log_softmax", f"NLL(jax.nn.log_softmax(x), t) via jnp.take_along_axis + {GLUE}",
+        "cross_entropy", NLL_OPTIONS, kind="composed",
+        reasons={"probability_target": PROBABILITY_FOR_INDEX, "label_smoothing": NLL_NO_SMOOTHING}),
+    Api("nll", f"NLL(logp, t) via jnp.take_along_axis + {GLUE}", "nll_loss", NLL_OPTIONS,
+        kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}),
+)
+JIT_PREFIX = "jit"
+APIS = EAGER_APIS + tuple(twin(api, JIT_PREFIX, "jax.jit") for api in EAGER_APIS)
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+Recipe = Callable[[Any, Any, Any, Settings], Any]
+
+
+class JaxAdapter(Adapter):
+    name = "jax"
+
+    def __init__(self) -> None:
+        import jax
+        import jax.numpy as jnp
+        import optax
+
+        self.jax, self.jnp, self.optax = jax, jnp, optax
+        self._recipes = _recipes(jax, jnp, optax)
+        # One jitted function per API (forward, and forward+grad), built once per process;
+        # jax.jit then caches one executable per shape, dtype and Settings.
+        self._jitted: dict[tuple[str, bool], Callable[..., Any]] = {}
+        self._devices = _discover(jax)
+
+    def version(self) -> str:
+        optax = self.optax.__version__
+        return f"{self.jax.__version__} (jaxlib {_jaxlib_version()}, optax {optax})"
+
+    def apis(self) -> tuple[Api, ...]:
+        return APIS
+
+    def dtypes(self) -> tuple[str, ...]:
+        return DTYPES
+
+    def devices(self) -> tuple[Device, ...]:
+        return tuple(device for device, _ in self._devices)
+
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        try:
+            if problem.dtype == "float64":
+                with self.jax.enable_x64(True):  # local: the global flag is left alone
+                    return self._run(api, problem, device)
+            return self._run(api, problem, device)
+        except Exception as error:  # the framework's own verdict on the inputs
+            status = "unsupported" if _is_dtype_refusal(error) else "error"
+            return Outcome(status, error_type=type(error).__name__, message=one_line(str(error)))
+
+    def _run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        jnp = self.jnp
+        place = dict(self._devices)[device]
+        dtype = getattr(jnp, problem.dtype)
+        x = self.jax.device_put(jnp.asarray(problem.input, dtype=dtype), place)
+        target = weight = None
+        if problem.target is not None:
+            target_dtype = jnp.int32 if problem.index_target else dtype
+            target = self.jax.device_put(jnp.asarray(problem.target, dtype=target_dtype), place)
+        if problem.weight is not None:
+            weight = self.jax.device_put(jnp.asarray(problem.weight, dtype=dtype), place)
+        settings = settings_for(problem)
+        out = self._function(api, grad=False)(x, target, weight, settings)
+        grad = None
+        if problem.case.grad:
+            grad = _numpy(self._function(api, grad=True)(x, target, weight, settings))
+        return Outcome("ok", _numpy(out), grad)
+
+    def _function(self, api: Api, grad: bool) -> Callable[..., Any]:
+        """The callable for ``api``: eager, or its ``jax.jit`` twin (built once)."""
+        jitted = api.id.startswith(JIT_PREFIX + "-")
+        base_id = api.id.removeprefix(JIT_PREFIX + "-")
+        recipe = self._recipes[base_id]
+        function = _with_grad(self.jax, self.jnp, recipe) if grad else recipe
+        if not jitted:
+            return function
+        key = (base_id, grad)
+        if key not in self._jitted:
+            self._jitted[key] = self.jax.jit(function, static_argnums=3)
+        return self._jitted[key]
+
+
+def _with_grad(jax: Any, jnp: Any, recipe: Recipe) -> Recipe:
+    """``jax.grad`` of the sum of the outputs (SPEC.md), with respect to the input."""
+
+    def grad(x: Any, target: Any, weight: Any, settings: Settings) -> Any:
+        return jax.grad(lambda x: jnp.sum(recipe(x, target, weight, settings)))(x)
+
+    return grad
+
+
+def _recipes(jax: Any, jnp: Any, optax: Any) -> dict[str, Recipe]:
+    """What each API computes, as ``f(x, target, weight, settings)``."""
+
+    def reduce_rows(rows: Any, target: Any, weight: Any, s: Settings) -> Any:
+        """A user's weighted, masked reduction of per-example losses (SPEC.md, Reduction).
+        Without weights or ignored targets it is plain jnp.mean/jnp.sum, as a user writes it."""
+        if not (s.weighted or s.ignoring):
+            return rows if s.reduction == "none" else getattr(jnp, s.reduction)(rows)
+        keep = target != s.ignore_index
+        safe = jnp.where(keep, target, 0)
+        weights = jnp.where(keep, weight[safe] if s.weighted else 1, 0).astype(rows.dtype)
+        # where, not a product: an ignored row's loss may be NaN and must not leak in.
+        losses = jnp.where(keep, rows * weights, 0)
+        if s.reduction == "none":
+            return losses
+        total = jnp.sum(losses)
+        return total if s.reduction == "sum" else total / jnp.sum(weights)
+
+    def picked(logp: Any, target: Any, s: Settings) -> Any:
+        """-logp[target] along the class axis (ignored targets pick class 0, masked later)."""
+        safe = jnp.where(target != s.ignore_index, target, 0)
+        index = jnp.expand_dims(safe, s.axis)
+        return -jnp.take_along_axis(logp, index, axis=s.axis).squeeze(s.axis)
+
+    def class_shaped(weight: Any, s: Settings, ndim: int) -> Any:
+        return weight.reshape([s.classes if i == s.axis else 1 for i in range(ndim)])
+
+    def probability_composed(x: Any, y: Any, w: Any, s: Settings) -> Any:
+        labels = optax.smooth_labels(y, s.label_smoothing, axis=s.axis) if s.label_smoothing else y
+        if s.weighted:
+            labels = labels * class_shaped(w, s, x.ndim)
+        rows = optax.softmax_cross_entropy(x, labels, axis=s.axis)
+        return rows if s.reduction == "none" else getattr(jnp, s.reduction)(rows)
+
+    def integer_composed(x: Any, t: Any, w: Any, s: Settings) -> Any:
+        safe = jnp.where(t != s.ignore_index, t, 0) if s.ignoring else t
+        rows = optax.softmax_cross_entropy_with_integer_labels(x, safe, axis=s.axis)
+        return reduce_rows(rows, t, w, s)
+
+    return {
+        "softmax": lambda x, t, w, s: jax.nn.softmax(x, axis=s.axis),
+        "log_softmax": lambda x, t, w, s: jax.nn.log_softmax(x, axis=s.axis),
+        "softmax_cross_entropy": lambda x, y, w, s: optax.softmax_cross_entropy(x, y, axis=s.axis),
+        "integer_labels": lambda x, t, w, s: optax.softmax_cross_entropy_with_integer_labels(
+            x, t, axis=s.axis),
+        "softmax_cross_entropy-composed": probability_composed,
+        "integer_labels-composed": integer_composed,
+        "nll-log_softmax": lambda x, t, w, s: reduce_rows(
+            picked(jax.nn.log_softmax(x, axis=s.axis), t, s), t, w, s),
+        "nll": lambda x, t, w, s: reduce_rows(picked(x, t, s), t, w, s),
+    }
+
+
+def _discover(jax: Any) -> list[tuple[Device, Any]]:
+    """CPU always; then every GPU JAX's own device query reports (none without a GPU backend)."""
+    found = [(Device("cpu", "cpu", cpu_name()), jax.devices("cpu")[0])]
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:  # "Unknown backend: 'gpu' requested, but no platforms ..."
+        gpus = []
+    for i, gpu in enumerate(gpus):
+        found.append((Device(f"cuda:{i}", "gpu", str(gpu.device_kind)), gpu))
+    return found
+
+
+def _jaxlib_version() -> str:
+    import jaxlib
+
+    return str(getattr(jaxlib, "__version__", "?"))
+
+
+def _numpy(array: Any) -> np.ndarray:
+    return np.asarray(array).astype(np.float64)
+
+
+def _is_dtype_refusal(error: Exception) -> bool:
+    """JAX and optax refuse a dtype with a TypeError naming it (e.g. check_subdtype)."""
+    return isinstance(error, TypeError) and "dtype" in str(error).lower()

@@ -1,0 +1,368 @@
+"""TensorFlow adapter: ``tf.nn`` and the Keras losses, eager and under ``tf.function``.
+
+APIs (``apis()``; each also exists as a ``tf.function(...)`` twin, since a traced graph is
+optimised by Grappler and may fuse or reorder what eager mode runs op by op):
+
+* native ``tf.nn``: ``softmax``, ``log_softmax`` (``axis``), ``softmax_cross_entropy_with_logits``
+  (probability targets, ``axis``) and ``sparse_softmax_cross_entropy_with_logits`` (index
+  targets, class axis last only).  Both losses return one loss per example and have no class
+  weights, no smoothing and no ignore_index; a label outside ``[0, C)`` raises on CPU and gives
+  NaN on GPU (documented in ``tf.nn.sparse_softmax_cross_entropy_with_logits``).
+* native Keras (``keras.losses``, Keras 3 on the TensorFlow backend):
+  ``CategoricalCrossentropy(from_logits=True, label_smoothing, axis)`` and
+  ``SparseCategoricalCrossentropy(from_logits=True, ignore_class)``.  Keras reduces by its own
+  convention: reduction ``mean`` is Keras' default ``"sum_over_batch_size"`` (sum divided by
+  the number of losses; with ``ignore_class`` the mask rescales it to the number of kept
+  losses), ``sum`` and ``none`` are Keras' ``"sum"`` and ``None``.  Keras losses compute in
+  ``keras.backend.floatx()`` (float32) unless given ``dtype``; the adapter passes the dtype
+  under test, as a user who wants that precision must.
+* composed: ``tf.nn`` losses with the glue a user writes (class weights, ``tf.gather``,
+  an ignore mask, ``tf.reduce_mean``/``tf.reduce_sum``), and a class-weighted Keras
+  ``SparseCategoricalCrossentropy`` through ``sample_weight`` and Keras'
+  ``"mean_with_sample_weight"`` reduction; NLL written with ``tf.gather`` for ``nll_loss``.
+
+Gradients are ``tf.GradientTape`` gradients of the sum of the outputs (``reference/SPEC.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import astuple
+from typing import Any
+
+import numpy as np
+
+from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.adapters.common import (
+    NLL_OPTIONS,
+    PROBABILITY_OPTIONS,
+    REDUCTIONS,
+    UNREDUCED,
+    Settings,
+    one_line,
+    settings_for,
+    twin,
+)
+from conformance.problem import Problem
+from conformance.results import cpu_name
+
+NO_WEIGHTS = "tf.nn losses have no class-weight argument (see the composed variants)"
+NO_SMOOTHING = "tf.nn losses have no label_smoothing argument (see the composed variant)"
+NO_IGNORE = ("no ignore_index: a label outside [0, C) raises on CPU and gives NaN on GPU "
+             "(see the composed variant)")
+CLASS_LAST = "takes the class axis last and has no axis argument"
+INDEX_FOR_PROBABILITY = ("takes probability labels shaped like the logits; index labels go to "
+                         "tf.nn.sparse_softmax_cross_entropy_with_logits")
+PROBABILITY_FOR_INDEX = ("takes index labels; probability labels go to "
+                         "tf.nn.softmax_cross_entropy_with_logits")
+KERAS_WEIGHTS = ("Keras losses take per-example sample_weight, not class weights; with the "
+                 "default reduction sum_over_batch_size a weighted sum is divided by the number "
+                 "of examples, not by the total weight (see the composed variant)")
+KERAS_NO_SMOOTHING = "SparseCategoricalCrossentropy has no label_smoothing argument"
+KERAS_AXIS = ("Keras' TensorFlow backend refuses it: 'Only axis=-1 is currently supported' "
+              "(keras.src.backend.tensorflow.nn.sparse_categorical_crossentropy)")
+NLL_NO_SMOOTHING = "NLL of one picked log-probability has no label smoothing"
+# tf.raw_ops.SoftmaxCrossEntropyWithLogits: "The caller must ensure that each batch of labels
+# represents a valid probability distribution"; its gradient is softmax(x) - labels.
+LABELS_MUST_SUM_TO_ONE = ("class weights would scale the labels off a probability distribution, "
+                          "where TensorFlow documents the gradient (softmax - labels) as invalid; "
+                          "see the tf.nn.log_softmax variant")
+
+GLUE = "class weights, ignore mask, mean/sum"
+KERAS_SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
+EAGER_APIS = (
+    Api("softmax", "tf.nn.softmax", "softmax", frozenset({"k_dim"})),
+    Api("log_softmax", "tf.nn.log_softmax", "log_softmax", frozenset({"k_dim"})),
+    Api("softmax_cross_entropy_with_logits", "tf.nn.softmax_cross_entropy_with_logits",
+        "cross_entropy", frozenset({"probability_target", "reduction_none", "k_dim"}),
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
+                 "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
+                 "reduction_sum": UNREDUCED}),
+    Api("sparse_softmax_cross_entropy_with_logits",
+        "tf.nn.sparse_softmax_cross_entropy_with_logits", "cross_entropy",
+        frozenset({"index_target", "reduction_none"}),
+        reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
+                 "ignore_index": NO_IGNORE, "label_smoothing": NO_SMOOTHING,
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, "k_dim": CLASS_LAST}),
+    Api("softmax_cross_entropy_with_logits-composed",
+        "tf.nn.softmax_cross_entropy_with_logits(smoothed y, x) + tf.reduce_mean/tf.reduce_sum",
+        "cross_entropy", PROBABILITY_OPTIONS - {"weight"}, kind="composed",
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": LABELS_MUST_SUM_TO_ONE}),
+    Api("log_softmax-composed",
+        "-tf.reduce_sum(w * smoothed y * tf.nn.log_softmax(x)) + tf.reduce_mean/tf.reduce_sum",
+        "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
+        reasons={"index_target": INDEX_FOR_PROBABILITY}),
+    Api("sparse_softmax_cross_entropy_with_logits-composed",
+        f"tf.nn.sparse_softmax_cross_entropy_with_logits (class axis moved last) + {GLUE}",
+        "cross_entropy", NLL_OPTIONS, kind="composed",
+        reasons={"probability_target": PROBABILITY_FOR_INDEX,
+                 "label_smoothing": NO_SMOOTHING}),
+    Api("CategoricalCrossentropy",
+        "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=x.dtype)", "cross_entropy",
+        frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS,
+        reasons={"index_target": "takes probability (one-hot) labels; index labels go to "
+                                 "SparseCategoricalCrossentropy",
+                 "weight": KERAS_WEIGHTS}),
+    Api("SparseCategoricalCrossentropy", KERAS_SPARSE, "cross_entropy",
+        frozenset({"index_target", "ignore_index"}) | REDUCTIONS,
+        reasons={"probability_target": "takes index labels; probability labels go to "
+                                       "CategoricalCrossentropy",
+                 "weight": KERAS_WEIGHTS, "label_smoothing": KERAS_NO_SMOOTHING,
+                 "k_dim": KERAS_AXIS}),
+    Api("SparseCategoricalCrossentropy-sample_weight",
+        f"{KERAS_SPARSE[:-1]}, reduction='mean_with_sample_weight')"
+        "(t, x, sample_weight=tf.gather(w, t))",
+        "cross_entropy", frozenset({"index_target", "weight", "ignore_index"}) | REDUCTIONS,
+        kind="composed",
+        reasons={"probability_target": "takes index labels", "label_smoothing": KERAS_NO_SMOOTHING,
+                 "k_dim": KERAS_AXIS}),
+    Api("nll", f"NLL(logp, t) via tf.gather + {GLUE}", "nll_loss", NLL_OPTIONS, kind="composed",
+        reasons={"label_smoothing": NLL_NO_SMOOTHING}),
+)
+FUNCTION_PREFIX = "function"
+APIS = EAGER_APIS + tuple(twin(api, FUNCTION_PREFIX, "tf.function") for api in EAGER_APIS)
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+KERAS_REDUCTION = {"none": None, "sum": "sum", "mean": "sum_over_batch_size"}
+
+Recipe = Callable[[Any, Any, Any, Settings], Any]
+
+
+class TensorFlowAdapter(Adapter):
+    name = "tensorflow"
+
+    def __init__(self) -> None:
+        # TensorFlow's C++ logging prints a warning per refused op; keep the user's setting.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+        import tensorflow as tf
+
+        self.tf, self.keras = tf, keras
+        _quiet_retracing_warnings()
+        self._recipes = _recipes(tf, keras)
+        # One tf.function per API (forward, and forward+grad), built once per process; it
+        # traces once per input signature and Settings.
+        self._functions: dict[tuple[str, bool], Callable[..., Any]] = {}
+        self._devices = _discover(tf)
+
+    def version(self) -> str:
+        return f"{self.tf.__version__} (keras {self.keras.__version__})"
+
+    def apis(self) -> tuple[Api, ...]:
+        return APIS
+
+    def dtypes(self) -> tuple[str, ...]:
+        return DTYPES
+
+    def devices(self) -> tuple[Device, ...]:
+        return tuple(device for device, _ in self._devices)
+
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        tf = self.tf
+        if api.id.removeprefix(FUNCTION_PREFIX + "-").startswith(("Categorical", "Sparse")):
+            backend = self.keras.backend.backend()
+            if backend != "tensorflow":
+                return Outcome("unsupported", error_type="KerasBackend",
+                               message=f"Keras runs on {backend!r} (KERAS_BACKEND), not TensorFlow")
+        try:
+            with tf.device(dict(self._devices)[device]):
+                return self._run(api, problem)
+        except Exception as error:  # the framework's own verdict on the inputs
+            status = "unsupported" if _is_dtype_refusal(error) else "error"
+            return Outcome(status, error_type=type(error).__name__, message=one_line(str(error)))
+
+    def _run(self, api: Api, problem: Problem) -> Outcome:
+        tf = self.tf
+        dtype = getattr(tf, problem.dtype)
+        # Through float64: the values are exact in the dtype, so the cast is exact.
+        x = tf.cast(tf.constant(problem.input, dtype=tf.float64), dtype)
+        target = weight = None
+        if problem.target is not None:
+            target = (tf.constant(problem.target, dtype=tf.int64) if problem.index_target
+                      else tf.cast(tf.constant(problem.target, dtype=tf.float64), dtype))
+        if problem.weight is not None:
+            weight = tf.cast(tf.constant(problem.weight, dtype=tf.float64), dtype)
+        settings = settings_for(problem)
+        if not problem.case.grad:
+            out = self._function(api, grad=False)(x, target, weight, settings)
+            return Outcome("ok", _numpy(tf, out))
+        out, grad = self._function(api, grad=True)(x, target, weight, settings)
+        return Outcome("ok", _numpy(tf, out),
+                       np.zeros(problem.input.shape) if grad is None else _numpy(tf, grad))
+
+    def _function(self, api: Api, grad: bool) -> Callable[..., Any]:
+        """The callable for ``api``: eager, or its ``tf.function`` twin (built once)."""
+        traced = api.id.startswith(FUNCTION_PREFIX + "-")
+        base_id = api.id.removeprefix(FUNCTION_PREFIX + "-")
+        recipe = self._recipes[base_id]
+        function = _with_grad(self.tf, recipe) if grad else recipe
+        if not traced:
+            return function
+        key = (base_id, grad)
+        if key not in self._functions:
+            self._functions[key] = _traced(self.tf, function)
+        return self._functions[key]
+
+
+def _traced(tf: Any, function: Callable[..., Any]) -> Callable[..., Any]:
+    """``tf.function(function)``, tracing once per rank, dtype and Settings value.
+
+    Settings cross the boundary as a tuple: tf.function keys a tuple of Python scalars by
+    value but an arbitrary object by identity (one trace per call); reduce_retracing keeps
+    one trace per rank instead of one per shape.
+    """
+
+    def body(x: Any, target: Any, weight: Any, key: tuple[Any, ...]) -> Any:
+        return function(x, target, weight, Settings(*key))
+
+    traced = tf.function(body, reduce_retracing=True)
+    return lambda x, target, weight, settings: traced(x, target, weight, astuple(settings))
+
+
+def _with_grad(tf: Any, recipe: Recipe) -> Callable[..., Any]:
+    """The outputs and, by ``tf.GradientTape``, the gradient of their sum (SPEC.md)."""
+
+    def forward_and_grad(x: Any, target: Any, weight: Any, settings: Settings) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = recipe(x, target, weight, settings)
+        return out, tape.gradient(out, x, output_gradients=tf.ones_like(out))
+
+    return forward_and_grad
+
+
+def _recipes(tf: Any, keras: Any) -> dict[str, Recipe]:
+    """What each API computes, as ``f(x, target, weight, settings)``."""
+
+    def class_last(x: Any, s: Settings) -> Any:
+        """(N, C, d1, ..., dk) -> (N, d1, ..., dk, C): an exact layout move, no arithmetic."""
+        if s.axis == x.shape.rank - 1:
+            return x
+        rank = x.shape.rank
+        return tf.transpose(x, [0, *range(2, rank), 1])
+
+    def reduce_rows(rows: Any, target: Any, weight: Any, s: Settings) -> Any:
+        """A user's weighted, masked reduction of per-example losses (SPEC.md, Reduction).
+        Without weights or ignored targets it is plain tf.reduce_mean/tf.reduce_sum."""
+        if not (s.weighted or s.ignoring):
+            return rows if s.reduction == "none" else _reduce(tf, rows, s.reduction)
+        keep = tf.not_equal(target, s.ignore_index)
+        safe = tf.where(keep, target, tf.zeros_like(target))
+        kept = tf.gather(weight, safe) if s.weighted else tf.ones_like(rows)
+        weights = tf.where(keep, kept, tf.zeros_like(rows))
+        # where, not a product: an ignored row's loss may be NaN and must not leak in.
+        losses = tf.where(keep, rows * weights, tf.zeros_like(rows))
+        if s.reduction == "none":
+            return losses
+        total = tf.reduce_sum(losses)
+        return total if s.reduction == "sum" else total / tf.reduce_sum(weights)
+
+    def safe_labels(t: Any, s: Settings) -> Any:
+        return tf.where(tf.not_equal(t, s.ignore_index), t, tf.zeros_like(t)) if s.ignoring else t
+
+    def picked(logp: Any, t: Any, s: Settings) -> Any:
+        """-logp[t] along the class axis (ignored targets pick class 0, masked later)."""
+        last = class_last(logp, s)
+        index = tf.expand_dims(safe_labels(t, s), -1)
+        return -tf.squeeze(tf.gather(last, index, batch_dims=last.shape.rank - 1), -1)
+
+    def smoothed(y: Any, s: Settings) -> Any:
+        """torch's and Keras' smoothing: y (1 - eps) + eps / C."""
+        if not s.label_smoothing:
+            return y
+        return y * (1 - s.label_smoothing) + s.label_smoothing / s.classes
+
+    def probability_composed(x: Any, y: Any, w: Any, s: Settings) -> Any:
+        rows = tf.nn.softmax_cross_entropy_with_logits(labels=smoothed(y, s), logits=x, axis=s.axis)
+        return rows if s.reduction == "none" else _reduce(tf, rows, s.reduction)
+
+    def log_softmax_composed(x: Any, y: Any, w: Any, s: Settings) -> Any:
+        labels = smoothed(y, s)
+        if s.weighted:
+            labels = labels * tf.reshape(w, [s.classes if i == s.axis else 1
+                                             for i in range(x.shape.rank)])
+        rows = -tf.reduce_sum(labels * tf.nn.log_softmax(x, axis=s.axis), axis=s.axis)
+        return rows if s.reduction == "none" else _reduce(tf, rows, s.reduction)
+
+    def sparse_composed(x: Any, t: Any, w: Any, s: Settings) -> Any:
+        rows = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=safe_labels(t, s), logits=class_last(x, s))
+        return reduce_rows(rows, t, w, s)
+
+    def keras_categorical(x: Any, y: Any, w: Any, s: Settings) -> Any:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=s.label_smoothing, axis=s.axis,
+            reduction=KERAS_REDUCTION[s.reduction], dtype=x.dtype.name)
+        return loss(y, x)
+
+    def keras_sparse(x: Any, t: Any, w: Any, s: Settings) -> Any:
+        # ignore_class only where a target is ignored, as a user who needs it passes it.
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=s.ignore_index if s.ignoring else None,
+            reduction=KERAS_REDUCTION[s.reduction], dtype=x.dtype.name)
+        return loss(t, x)
+
+    def keras_sample_weight(x: Any, t: Any, w: Any, s: Settings) -> Any:
+        reduction = ("mean_with_sample_weight" if s.reduction == "mean"
+                     else KERAS_REDUCTION[s.reduction])
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=s.ignore_index if s.ignoring else None,
+            reduction=reduction, dtype=x.dtype.name)
+        sample_weight = tf.gather(w, safe_labels(t, s)) if s.weighted else None
+        return loss(t, x, sample_weight=sample_weight)
+
+    return {
+        "softmax": lambda x, t, w, s: tf.nn.softmax(x, axis=s.axis),
+        "log_softmax": lambda x, t, w, s: tf.nn.log_softmax(x, axis=s.axis),
+        "softmax_cross_entropy_with_logits": lambda x, y, w, s:
+            tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x, axis=s.axis),
+        "sparse_softmax_cross_entropy_with_logits": lambda x, t, w, s:
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=t, logits=x),
+        "softmax_cross_entropy_with_logits-composed": probability_composed,
+        "log_softmax-composed": log_softmax_composed,
+        "sparse_softmax_cross_entropy_with_logits-composed": sparse_composed,
+        "CategoricalCrossentropy": keras_categorical,
+        "SparseCategoricalCrossentropy": keras_sparse,
+        "SparseCategoricalCrossentropy-sample_weight": keras_sample_weight,
+        "nll": lambda x, t, w, s: reduce_rows(picked(x, t, s), t, w, s),
+    }
+
+
+class _DropRetracingWarnings(logging.Filter):
+    """Each case has its own shapes and settings, so tf.function legitimately retraces."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _quiet_retracing_warnings() -> None:
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _DropRetracingWarnings) for f in logger.filters):
+        logger.addFilter(_DropRetracingWarnings())
+
+
+def _reduce(tf: Any, rows: Any, reduction: str) -> Any:
+    return tf.reduce_mean(rows) if reduction == "mean" else tf.reduce_sum(rows)
+
+
+def _discover(tf: Any) -> list[tuple[Device, str]]:
+    """CPU always; then every GPU ``tf.config.list_physical_devices`` reports."""
+    found = [(Device("cpu", "cpu", cpu_name()), "/CPU:0")]
+    for i, gpu in enumerate(tf.config.list_physical_devices("GPU")):
+        details = tf.config.experimental.get_device_details(gpu)
+        found.append((Device(f"cuda:{i}", "gpu", str(details.get("device_name", gpu.name))),
+                      f"/GPU:{i}"))
+    return found
+
+
+def _numpy(tf: Any, tensor: Any) -> np.ndarray:
+    return np.asarray(tf.cast(tensor, tf.float64).numpy())
+
+
+def _is_dtype_refusal(error: Exception) -> bool:
+    """TensorFlow's refusals of a dtype: no kernel registered for it, or an attr out of list."""
+    message = str(error)
+    return any(text in message for text in (
+        "not in the list of allowed values", "No registered", "Could not find device for node",
+        "no kernel", "No OpKernel"))
