@@ -39,11 +39,39 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one job may take before its worker is killed (default 600)")
+    p.add_argument("--tolerance-scale", type=float, metavar="X",
+                   help="multiply every tolerance factor K of the comparison rules by X "
+                        "(conformance/compare.py; sets $CONFORMANCE_TOLERANCE_SCALE)")
     p.add_argument("--exit-zero", action="store_true",
                    help="exit 0 even when discrepancies are found (audits that only want records)")
 
 
+def _with_tolerance_scale(args: argparse.Namespace) -> int:
+    """``cmd_run`` with ``--tolerance-scale`` passed to the comparison (and the workers) through
+    ``$CONFORMANCE_TOLERANCE_SCALE``, restored afterwards."""
+    import math
+    import os
+
+    from conformance.compare import RUN_SCALE_VARIABLE
+
+    scale = args.tolerance_scale
+    if not scale > 0 or math.isinf(scale):
+        print(f"error: --tolerance-scale must be a positive number, got {scale}", file=sys.stderr)
+        return 2
+    before = os.environ.get(RUN_SCALE_VARIABLE)
+    os.environ[RUN_SCALE_VARIABLE] = repr(scale)
+    try:
+        return cmd_run(argparse.Namespace(**{**vars(args), "tolerance_scale": None}))
+    finally:
+        if before is None:
+            os.environ.pop(RUN_SCALE_VARIABLE, None)
+        else:
+            os.environ[RUN_SCALE_VARIABLE] = before
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "tolerance_scale", None) is not None:
+        return _with_tolerance_scale(args)
     from conformance.runner import RunOptions, run, summary_lines
 
     if args.out.exists() and not (args.append or args.overwrite):
@@ -72,10 +100,35 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pairwise(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pairwise", help="framework against framework: the largest disagreement "
+                                        "of every pair of frameworks on each case, API kind, "
+                                        "device and dtype, from results files")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                   help="results files (JSON Lines) written by 'conformance run'")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="also write the pairs as JSON Lines ({\"type\": \"pairwise\", ...})")
+    p.add_argument("--limit", type=int, default=20, metavar="N",
+                   help="pairs to print, largest disagreement first (default 20; 0: all)")
+
+
+def cmd_pairwise(args: argparse.Namespace) -> int:
+    from conformance.pairwise import pair_lines, pairs_from_results, write_pairs
+
+    pairs = pairs_from_results(args.results)
+    if args.out is not None:
+        write_pairs(pairs, args.out)
+    print("\n".join(pair_lines(pairs, args.limit or None)))
+    written = f"; written to {args.out}" if args.out else ""
+    print(f"{len(pairs)} framework pairs compared{written}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
                           Callable[[argparse.Namespace], int]]] = {
     "run": (_add_run, cmd_run),
     "validate": (_add_validate, cmd_validate),
+    "pairwise": (_add_pairwise, cmd_pairwise),
     "support": (support.add_parser, support.command),
 }
 

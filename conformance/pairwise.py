@@ -1,0 +1,248 @@
+"""Framework against framework: how far two frameworks' values are from each other.
+
+Besides each framework against the oracle, a user porting a model asks whether torch and JAX
+*agree*, even where both are within tolerance.  This module answers it as a post-pass over
+results files (data flows one way: the records are already there, no framework is run
+again): records of different frameworks on the same case, API kind (``native`` or
+``composed``), device kind and dtype, for the same quantity and in the same environment, are
+compared elementwise, and for every pair of frameworks the largest disagreement over their
+APIs is kept.
+
+For two values ``a`` and ``b`` of one element:
+
+* the special-value pattern (NaN, +inf, -inf) is compared on its own: elements where it
+  differs are counted, never folded into an error figure;
+* where both are finite, ``|a - b|``, ``|a - b| / max(|a|, |b|)`` and the ULP distance, the
+  number of values of the dtype between them (``reference.formats.ulp_distance``).
+
+**Exact and bounded figures.**  A record keeps its values only when they have at most
+``MAX_VALUES_KEPT`` (256) elements.  With both values kept the figures are exact
+(``exact: true``).  Otherwise they are bounded through the oracle, from each record's own
+largest errors: at the element where ``a`` is furthest from the exact value ``e``,
+``|a - b| >= |a - e| - |b - e|``, and everywhere ``|a - b| <= |a - e| + |b - e|``, so the
+largest disagreement lies in ``[|E_a - E_b|, E_a + E_b]`` (``E`` a record's
+``max_abs_error``), and likewise for ULP distances (positions on the format's grid obey the
+same triangle inequality).  Such a pair is written with ``exact: false``, ``max_abs_error``
+set to the upper end and ``lower_abs_error`` the lower one.  The special-value pattern of a
+large pair is known only when neither record is a ``special-value`` failure (then both
+match the oracle's pattern, hence each other's).
+
+``conformance pairwise RESULTS... [--out FILE]`` prints the pairs, largest first, and writes
+them as JSON Lines of ``{"type": "pairwise", ...}`` (a separate file: results files hold
+environment, adapter and result lines only).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conformance.results import Record, jsonable, read_results
+from reference.formats import get_format, ulp_distance_array
+
+COMPARED_STATUSES = ("pass", "fail")
+COMPARED_QUANTITIES = ("output", "grad")
+
+
+@dataclass(frozen=True)
+class ValueDisagreement:
+    """How far two arrays of one dtype are apart, elementwise."""
+
+    max_abs_error: float
+    max_rel_error: float
+    max_ulp_error: float
+    special_mismatches: int
+    worst_index: tuple[int, ...] | None
+
+
+def compare_values(a: Any, b: Any, dtype: str) -> ValueDisagreement:
+    """The largest disagreement between two framework values (nested lists or arrays; the
+    strings ``"nan"``, ``"inf"``, ``"-inf"`` of a results file are read as numbers)."""
+    x = np.asarray(_numbers(a), dtype=np.float64)
+    y = np.asarray(_numbers(b), dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {x.shape} and {y.shape}")
+    x_nan, y_nan = np.isnan(x), np.isnan(y)
+    x_inf, y_inf = np.isinf(x), np.isinf(y)
+    special = (x_nan != y_nan) | ((x_inf | y_inf) & ~(x_nan | y_nan) & (x != y))
+    finite = np.isfinite(x) & np.isfinite(y)
+    with np.errstate(invalid="ignore"):
+        difference = np.where(finite, np.abs(x - y), 0.0)
+        scale = np.maximum(np.abs(x), np.abs(y))
+        relative = np.where(scale > 0, difference / np.where(scale > 0, scale, 1.0), 0.0)
+    ulps = np.zeros(x.shape)
+    ulps[finite] = ulp_distance_array(x[finite], y[finite], get_format(dtype))
+    worst = None
+    if special.any():
+        worst = tuple(int(i) for i in np.argwhere(special)[0])
+    elif finite.any():
+        worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(ulps)), ulps.shape))
+    return ValueDisagreement(
+        max_abs_error=float(difference.max()) if finite.any() else 0.0,
+        max_rel_error=float(relative.max()) if finite.any() else 0.0,
+        max_ulp_error=float(ulps.max()) if finite.any() else 0.0,
+        special_mismatches=int(special.sum()), worst_index=worst,
+    )
+
+
+def _numbers(values: Any) -> Any:
+    if isinstance(values, str):
+        return float(values)
+    if isinstance(values, (list, tuple)):
+        return [_numbers(v) for v in values]
+    return values
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The largest disagreement between two frameworks on one case, API kind, device kind,
+    dtype and quantity (over every API of each framework of that kind)."""
+
+    case_id: str
+    op: str
+    group: str
+    dtype: str
+    quantity: str
+    api_kind: str
+    device: str  # device kind (cpu, gpu), or the device id when no adapter line names it
+    environment_id: str
+    framework_a: str
+    api_a: str
+    framework_b: str
+    api_b: str
+    exact: bool  # False: bounded through the oracle (values not kept, > 256 elements)
+    max_abs_error: float
+    max_ulp_error: float
+    max_rel_error: float | None = None  # exact pairs only
+    lower_abs_error: float | None = None  # bounded pairs: the largest disagreement is >= this
+    lower_ulp_error: float | None = None
+    special_mismatches: int | None = None  # None: unknown (a bounded pair with a mismatch)
+    worst_index: list[int] | None = None
+    api_pairs: int = 1  # API pairs compared; the figures are the largest over them
+
+    def as_json(self) -> dict[str, Any]:
+        return {"type": "pairwise", **jsonable(asdict(self))}
+
+    @property
+    def severity(self) -> tuple[float, float, float]:
+        specials = self.special_mismatches if self.special_mismatches is not None else 0
+        return (float(specials), self.max_ulp_error, self.max_abs_error)
+
+
+def _device_kinds(adapters: Iterable[dict[str, Any]]) -> dict[tuple[str, str, str], str]:
+    kinds: dict[tuple[str, str, str], str] = {}
+    for adapter in adapters:
+        for device in adapter.get("devices", []):
+            kinds[(adapter.get("environment_id", ""), adapter.get("framework", ""),
+                   device.get("id", ""))] = device.get("kind", device.get("id", ""))
+    return kinds
+
+
+def _device_kind(record: Record, kinds: dict[tuple[str, str, str], str]) -> str:
+    for environment in (record.environment_id, ""):
+        kind = kinds.get((environment, record.framework, record.device))
+        if kind:
+            return kind
+    if record.device == "cpu" or record.device.startswith("cpu"):
+        return "cpu"
+    return record.device
+
+
+def pairs_from_records(records: Iterable[Record],
+                       adapters: Iterable[dict[str, Any]] = ()) -> list[Pair]:
+    """Every pair of frameworks that ran the same case, API kind, device kind, dtype and
+    quantity in one environment, with their largest disagreement; largest first."""
+    kinds = _device_kinds(adapters)
+    groups: dict[tuple[str, ...], list[Record]] = defaultdict(list)
+    for record in records:
+        if (record.status not in COMPARED_STATUSES or record.quantity not in COMPARED_QUANTITIES
+                or record.framework == "reference"):
+            continue
+        key = (record.environment_id, record.case_id, record.dtype, record.quantity,
+               record.api_kind, _device_kind(record, kinds))
+        groups[key].append(record)
+    pairs = []
+    for key, members in groups.items():
+        by_framework: dict[str, list[Record]] = defaultdict(list)
+        for record in members:
+            by_framework[record.framework].append(record)
+        for fa, fb in itertools.combinations(sorted(by_framework), 2):
+            candidates = [_pair(key, ra, rb) for ra in by_framework[fa] for rb in by_framework[fb]]
+            candidates = [c for c in candidates if c is not None]
+            if not candidates:
+                continue
+            worst = max(candidates, key=lambda p: p.severity)
+            pairs.append(_with_count(worst, len(candidates)))
+    return sorted(pairs, key=lambda p: p.severity, reverse=True)
+
+
+def _with_count(pair: Pair, count: int) -> Pair:
+    data = asdict(pair)
+    data["api_pairs"] = count
+    return Pair(**data)
+
+
+def _pair(key: tuple[str, ...], ra: Record, rb: Record) -> Pair | None:
+    environment_id, case_id, dtype, quantity, api_kind, device = key
+    common = dict(case_id=case_id, op=ra.op, group=ra.group, dtype=dtype, quantity=quantity,
+                  api_kind=api_kind, device=device, environment_id=environment_id,
+                  framework_a=ra.framework, api_a=ra.api, framework_b=rb.framework,
+                  api_b=rb.api)
+    if ra.actual is not None and rb.actual is not None:
+        try:
+            values = compare_values(ra.actual, rb.actual, dtype)
+        except ValueError:
+            return None  # shapes differ: each record already says so against the oracle
+        return Pair(**common, exact=True, max_abs_error=values.max_abs_error,
+                    max_ulp_error=values.max_ulp_error, max_rel_error=values.max_rel_error,
+                    special_mismatches=values.special_mismatches,
+                    worst_index=None if values.worst_index is None else list(values.worst_index))
+    errors = [(r.max_abs_error, r.max_ulp_error) for r in (ra, rb)]
+    if any(e is None or not math.isfinite(e) for pair in errors for e in pair):
+        return None
+    (abs_a, ulp_a), (abs_b, ulp_b) = errors  # type: ignore[misc]
+    specials = None if "special-value" in (ra.kind, rb.kind) else 0
+    return Pair(**common, exact=False, max_abs_error=abs_a + abs_b,
+                max_ulp_error=ulp_a + ulp_b, lower_abs_error=abs(abs_a - abs_b),
+                lower_ulp_error=abs(ulp_a - ulp_b), special_mismatches=specials)
+
+
+def pairs_from_results(paths: Sequence[Path | str]) -> list[Pair]:
+    """``pairs_from_records`` over the result lines of results files."""
+    results = read_results(paths)
+    return pairs_from_records(results.records, results.adapters)
+
+
+def write_pairs(pairs: Iterable[Pair], path: Path | str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for pair in pairs:
+            handle.write(json.dumps(pair.as_json(), allow_nan=False) + "\n")
+
+
+def pair_lines(pairs: Sequence[Pair], limit: int | None = None) -> list[str]:
+    """One line per pair, for the terminal."""
+    lines = []
+    for pair in pairs[:limit] if limit else pairs:
+        if pair.exact:
+            figure = f"{pair.max_ulp_error:.4g} ulp ({pair.max_abs_error:.3g} abs)"
+        else:
+            figure = (f"{pair.lower_ulp_error:.4g}..{pair.max_ulp_error:.4g} ulp "
+                      f"({pair.lower_abs_error:.3g}..{pair.max_abs_error:.3g} abs, bounded)")
+        specials = ("" if not pair.special_mismatches else
+                    f", {pair.special_mismatches} special-value mismatch(es)")
+        if pair.special_mismatches is None:
+            specials = ", special-value pattern unknown"
+        lines.append(f"{pair.case_id} [{pair.dtype} {pair.device} {pair.api_kind}] "
+                     f"{pair.quantity}: {pair.framework_a} vs {pair.framework_b}: {figure}"
+                     f"{specials}; {pair.api_a} | {pair.api_b}")
+    return lines
