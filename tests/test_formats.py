@@ -5,10 +5,22 @@ from __future__ import annotations
 import math
 
 import mpmath
+import numpy as np
 import pytest
 from mpmath import mpf
 
-from reference.formats import FORMATS, round_to_float, round_to_format, ulp
+from reference.formats import (
+    FORMATS,
+    nearest_float64,
+    ordinal,
+    ordinal_array,
+    round_float64_array,
+    round_to_float,
+    round_to_format,
+    ulp,
+    ulp_distance,
+    ulp_distance_array,
+)
 
 F32, F16, BF16 = FORMATS["float32"], FORMATS["float16"], FORMATS["bfloat16"]
 
@@ -82,3 +94,113 @@ def test_rounding_uses_the_exact_value_not_a_double() -> None:
 )
 def test_ulp(value: float, dtype: str, expected: float) -> None:
     assert ulp(value, FORMATS[dtype]) == expected
+
+
+# --- positions on the grid and ULP distances, on hand-checked values -----------------------
+
+F64 = FORMATS["float64"]
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "position"),
+    [
+        # a binary IEEE format's encoding of |x|, read as an integer, is its position:
+        (1.0, "float32", 0x3F800000),
+        (1.0, "float16", 0x3C00),
+        (1.0, "bfloat16", 0x3F80),
+        (1.0, "float64", 0x3FF0000000000000),
+        (-1.0, "float16", -0x3C00),
+        (0.0, "float32", 0),
+        (-0.0, "float32", 0),
+        (2.0 ** -149, "float32", 1),  # smallest subnormal
+        (2.0 ** -126, "float32", 2 ** 23),  # smallest normal: after 2**23 subnormals and 0
+        (65504.0, "float16", 0x7BFF),  # max finite
+        (math.inf, "float16", 0x7C00),  # one step above it
+        (-math.inf, "bfloat16", -0x7F80),
+        (3.3895313892515355e38, "bfloat16", 0x7F7F),
+        (5e-324, "float64", 1),
+        (1.7976931348623157e308, "float64", 0x7FEFFFFFFFFFFFFF),
+    ],
+)
+def test_ordinal_is_the_position_on_the_grid(value: float, dtype: str, position: int) -> None:
+    assert ordinal(value, FORMATS[dtype]) == position
+    assert ordinal_array(np.array([value]), FORMATS[dtype])[0] == position
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "dtype", "distance"),
+    [
+        (1.0, 1 + 2.0 ** -23, "float32", 1),
+        (1.0, 1 - 2.0 ** -24, "float32", 1),  # below 1 the spacing halves: still one value
+        (1 - 2.0 ** -24, 1 + 2.0 ** -23, "float32", 2),
+        (0.0, -0.0, "float32", 0),  # one number
+        (-0.0, 2.0 ** -149, "float32", 1),
+        (-(2.0 ** -149), 2.0 ** -149, "float32", 2),  # across zero: -s, 0, +s
+        (2.0 ** -126 - 2.0 ** -149, 2.0 ** -126, "float32", 1),  # subnormal -> normal
+        (3.4028234663852886e38, math.inf, "float32", 1),
+        (-math.inf, math.inf, "float32", 2 * 0x7F800000),
+        (math.inf, math.inf, "float32", 0),
+        (65504.0, math.inf, "float16", 1),
+        (2.0 ** -14 - 2.0 ** -24, 2.0 ** -14, "float16", 1),
+        (2.0 ** -24, 0.0, "float16", 1),
+        (2048.0, 2050.0, "float16", 1),  # spacing 2 in [2048, 4096)
+        (1.0, 1.0078125, "bfloat16", 1),
+        (1.0, 2.0, "bfloat16", 128),
+        (3.3895313892515355e38, math.inf, "bfloat16", 1),
+        (1.0, 1 + 2.0 ** -52, "float64", 1),
+        (5e-324, -5e-324, "float64", 2),
+        (1.7976931348623157e308, math.inf, "float64", 1),
+        # values outside the format sit between its values: half a step here
+        (1.0, 1 + 2.0 ** -24, "float32", 0.5),
+    ],
+)
+def test_ulp_distance(a: float, b: float, dtype: str, distance: float) -> None:
+    fmt = FORMATS[dtype]
+    assert ulp_distance(a, b, fmt) == distance
+    assert ulp_distance(b, a, fmt) == distance
+    assert ulp_distance_array(np.array([a]), np.array([b]), fmt)[0] == distance
+
+
+def test_ulp_distance_of_nan_is_nan() -> None:
+    assert math.isnan(ulp_distance(math.nan, 1.0, F32))
+    assert math.isnan(ulp_distance_array(np.array([1.0]), np.array([math.nan]), F16)[0])
+
+
+def test_large_float64_distances_stay_exact() -> None:
+    # positions near 2**62 are not float64-exact; their difference must still be
+    big = 1.7976931348623157e308
+    below = float(np.nextafter(big, 0.0))
+    assert ulp_distance_array(np.array([big]), np.array([below]), F64)[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "expected", "halfway"),
+    [
+        (1 + 2.0 ** -24, "float32", 1.0, True),
+        (1 + 3 * 2.0 ** -24, "float32", 1 + 2.0 ** -22, True),
+        (1 + 2.0 ** -24 + 2.0 ** -40, "float32", 1 + 2.0 ** -23, False),
+        (2049.0, "float16", 2048.0, True),
+        (65519.0, "float16", 65504.0, False),
+        (65520.0, "float16", math.inf, True),  # the overflow threshold is a tie: to inf
+        (-1e6, "float16", -math.inf, False),
+        (2.0 ** -150, "float32", 0.0, True),
+        (3 * 2.0 ** -150, "float32", 2.0 ** -148, True),
+        (3 * 2.0 ** -26, "float16", 2.0 ** -24, False),  # 0.75 of the spacing
+        (3 * 2.0 ** -25, "float16", 2.0 ** -23, True),  # 1.5 spacings: ties to 2 (even)
+        (1 + 3 * 2.0 ** -8, "bfloat16", 1 + 2.0 ** -6, True),
+        (0.1, "float32", 13421773 * 2.0 ** -27, False),
+        (-0.0, "float32", -0.0, False),
+    ],
+)
+def test_round_float64_array(value: float, dtype: str, expected: float, halfway: bool) -> None:
+    rounded, midpoint = round_float64_array(np.array([value]), FORMATS[dtype])
+    assert rounded[0] == expected and math.copysign(1, rounded[0]) == math.copysign(1, expected)
+    assert bool(midpoint[0]) is halfway
+
+
+def test_nearest_float64_rounds_once_in_the_subnormal_range() -> None:
+    # (1 + 2**-60) * 2**-1075 lies just above half the smallest subnormal: it rounds to
+    # 2**-1074.  Rounding to 53 bits first gives exactly 2**-1075, a tie that goes to 0.
+    with mpmath.workprec(200):
+        value = mpmath.ldexp(1 + mpf(2) ** -60, -1075)
+    assert nearest_float64(np.array([value], dtype=object))[0] == 5e-324
