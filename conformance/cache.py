@@ -189,15 +189,15 @@ class OracleCache:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = encode(result, key, self.version)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{key[:12]}.",
-                                             suffix=".tmp", delete=False)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.",
+                                                 suffix=".tmp")
         try:
-            with handle:
+            with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
-            os.replace(handle.name, path)
+            os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(handle.name)
+                os.unlink(temporary)
             raise
         return path
 

@@ -39,6 +39,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one job may take before its worker is killed (default 600)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run in --out: jobs already complete there are not "
+                        "run again")
+    p.add_argument("--jobs", "-j", type=int, default=0, metavar="N",
+                   help="workers (frameworks) at a time (default: one per available core)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="the oracle's cache directory (default: $CONFORMANCE_CACHE or "
+                        ".conformance-cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compute every oracle result afresh, reading and writing no cache")
     p.add_argument("--tolerance-scale", type=float, metavar="X",
                    help="multiply every tolerance factor K of the comparison rules by X "
                         "(conformance/compare.py; sets $CONFORMANCE_TOLERANCE_SCALE)")
@@ -74,15 +84,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _with_tolerance_scale(args)
     from conformance.runner import RunOptions, run, summary_lines
 
-    if args.out.exists() and not (args.append or args.overwrite):
-        print(f"error: {args.out} exists; pass --append to add to it or --overwrite to "
-              "replace it", file=sys.stderr)
+    if args.resume and args.overwrite:
+        print("error: --resume continues the file that --overwrite would replace; pass one",
+              file=sys.stderr)
+        return 2
+    if args.jobs < 0 or args.timeout <= 0:
+        print("error: --jobs must be >= 0 and --timeout > 0", file=sys.stderr)
+        return 2
+    if args.out.exists() and not (args.append or args.overwrite or args.resume):
+        print(f"error: {args.out} exists; pass --append to add to it, --resume to continue "
+              "it or --overwrite to replace it", file=sys.stderr)
         return 2
     if args.overwrite and args.out.exists():
         args.out.unlink()
     options = RunOptions(
         cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
-        devices=args.device, out=args.out, timeout=args.timeout,
+        devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
+        resume=args.resume, cache="off" if args.no_cache else args.cache,
     )
     summary = run(options, log=lambda line: print(line, file=sys.stderr, flush=True))
     print("\n".join(summary_lines(summary)))

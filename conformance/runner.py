@@ -1,34 +1,72 @@
 """``conformance run``: every case on every selected framework, records appended as they come.
 
 The runner loads and validates all cases first (a bad case file stops the run before anything
-is computed), writes the environment line, checks the cases' documented values against the
-oracle, then runs one worker process per framework (``conformance.worker``) and appends each
-record it streams to the results file at once.  A worker that dies mid-job costs that job
-only: the job is recorded as ``error`` (kind ``crash``) and a fresh worker continues with the
-jobs not yet done.  A job that outlives ``timeout`` seconds is killed and recorded likewise
-(kind ``timeout``).
+is computed) and writes the environment line.  Then:
+
+1. **the oracle phase**: when the oracle cache (``conformance.cache``) lacks entries the run
+   needs, up to ``jobs`` oracle workers (``python -m conformance.worker --oracle``) fill it,
+   largest cases first, each entry computed once;
+2. the cases' documented values are checked against the oracle, in this process;
+3. **the framework phase**: one worker process per framework (``conformance.worker``), up to
+   ``jobs`` frameworks at a time.  Each framework is imported once per worker.
+
+Faults.  A worker that dies mid-job (a segfault, an abort) costs that job only: the job is
+recorded as ``error`` with kind ``crash`` and the signal or exit code, and a fresh worker
+continues with the jobs not yet done.  A job that outlives ``timeout`` seconds is killed with
+its worker's whole process group and recorded likewise (kind ``timeout``, with the limit).
+A worker that fails outside any job twice without completing one in between (a framework
+that crashes on import) is recorded once, as a job ``*|*|*|*`` of that framework, and the
+framework is given up.
+
+Records.  A job's records are buffered until the worker says the job is ``done`` and then
+appended together, each tagged with the job's key and their number (``Record.job``,
+``Record.job_records``), with one flush and fsync.  So the file only ever holds whole jobs,
+except after a kill during that one write; ``resume`` (and ``--append``) first cut such a
+torn tail off (a final line without its newline, then a last job with fewer records than it
+announces), which never removes a completed job.  Each framework's records appear in a fixed
+order (its jobs' order); frameworks running at the same time interleave in the file.
+
+Resume.  With ``resume`` the runner reads the existing file, keeps its environment and
+adapter lines (writing them only if this environment has none yet), and hands each worker
+the keys of the jobs already complete in this environment; they are not run again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from conformance import cache as oracle_cache
 from conformance.cases import Case, load_cases
 from conformance.check import check_documented
 from conformance.results import Record, ResultsWriter, environment, record_from_json
+from conformance.worker import oracle_entries
+
+if TYPE_CHECKING:
+    from conformance.progress import Progress
 
 DEFAULT_TIMEOUT = 600.0
+STARTUP_TIMEOUT = 600.0  # the least time a worker gets to start (import a framework, load cases)
+FRAMEWORK_JOB = "*|*|*|*"  # the job key of a framework that could not run at all
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 @dataclass
@@ -38,6 +76,8 @@ class RunSummary:
     out: Path
     statuses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (framework, status)
     worst: list[Record] = field(default_factory=list)
+    oracle: Counter[str] = field(default_factory=Counter)  # hits, computed, bad
+    resumed_jobs: int = 0
 
     def add(self, record: Record) -> None:
         self.statuses[(record.framework, record.status)] += 1
@@ -57,47 +97,341 @@ class RunOptions:
     devices: list[str] | None = None
     out: Path = Path("results/results.jsonl")
     timeout: float = DEFAULT_TIMEOUT
+    jobs: int = 0  # workers at a time; 0: one per available core
+    resume: bool = False
+    cache: str | None = None  # a directory, or "off"; None: $CONFORMANCE_CACHE or the default
 
 
-def run(options: RunOptions, log: Callable[[str], None] = print) -> RunSummary:
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run(options: RunOptions, log: Callable[[str], None] = print,
+        progress: Progress | None = None) -> RunSummary:
     cases = load_cases(options.cases)
+    if progress is not None:  # the terminal display: told of cases, declarations, records
+        progress.start(cases)
     info = environment()
+    environment_id = info["environment_id"]
     summary = RunSummary(options.out)
-    with ResultsWriter(options.out) as writer:
-        writer.write_environment(info)
-
-        def keep(record: Record) -> None:
-            writer.write(record)
+    parallel = options.jobs or available_cores()
+    with _cache_setting(options.cache), ResultsWriter(options.out) as writer, \
+            _exclusive(writer, options.out):
+        previous = _Previous()
+        if options.out.stat().st_size:
+            repair_tail(options.out, log)
+            if options.resume:
+                previous = read_previous(options.out, environment_id)
+                log(f"resuming {options.out}: {sum(map(len, previous.done.values()))} jobs "
+                    "already complete in this environment")
+        elif options.resume:
+            log(f"{options.out}: nothing to resume; starting a new run")
+        sink = _Sink(writer, summary, previous, log, progress)
+        if not previous.environment:
+            writer.write_environment(info)
+        for record in previous.records:
             summary.add(record)
-
-        for case in cases:
-            for record in check_documented(case, info["environment_id"]):
-                keep(record)
-        for framework in options.frameworks:
-            _run_framework(framework, cases, options, info["environment_id"], keep,
-                           writer.write_adapter, log)
+        summary.resumed_jobs = sum(map(len, previous.done.values()))
+        stop = threading.Event()
+        try:
+            _oracle_phase(cases, options, parallel, sink, stop)
+            before = oracle_cache.STATS.computed, oracle_cache.STATS.hits
+            for case in cases:
+                if not previous.complete("reference", documented_job(case)):
+                    sink.batch("reference", documented_job(case),
+                               check_documented(case, environment_id))
+            summary.oracle["computed"] += oracle_cache.STATS.computed - before[0]
+            summary.oracle["hits"] += oracle_cache.STATS.hits - before[1]
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                futures = [pool.submit(_run_framework, framework, cases, options,
+                                       environment_id, sink, stop)
+                           for framework in options.frameworks]
+                for future in futures:
+                    future.result()
+        except BaseException:
+            stop.set()
+            _Worker.kill_all()
+            raise
     return summary
 
 
-def _run_framework(framework: str, cases: list[Case], options: RunOptions,
-                   environment_id: str, keep: Callable[[Record], None],
-                   declare: Callable[[dict[str, Any]], None],
-                   log: Callable[[str], None]) -> None:
+def documented_job(case: Case) -> str:
+    return f"{case.id}|documented"
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+class _Sink:
+    """Where workers' results go: the file (whole jobs at a time) and the summary."""
+
+    def __init__(self, writer: ResultsWriter, summary: RunSummary, previous: _Previous,
+                 log: Callable[[str], None], progress: Progress | None = None) -> None:
+        self.writer, self.summary, self.previous = writer, summary, previous
+        self.progress = progress
+        self._log = log
+        self.lock = threading.Lock()
+        self.declared = set(previous.declared)
+
+    def batch(self, framework: str, job: str, records: list[Record]) -> None:
+        if not records:
+            return
+        tagged = [replace(r, job=job, job_records=len(records)) for r in records]
+        with self.lock:
+            self.writer.write_many(tagged)
+            for record in tagged:
+                self.summary.add(record)
+                if self.progress is not None:
+                    self.progress.record(record)
+
+    def declare(self, declaration: dict[str, Any]) -> None:
+        """Write an adapter line, once per framework and version in this environment."""
+        key = (declaration["framework"], declaration["version"])
+        with self.lock:
+            if self.progress is not None:
+                self.progress.adapter(declaration)
+            if key not in self.declared:
+                self.declared.add(key)
+                self.writer.write_adapter(declaration)
+
+    def log(self, line: str) -> None:
+        with self.lock:
+            self._log(line)
+
+    def oracle_stats(self, stats: dict[str, int]) -> None:
+        with self.lock:
+            self.summary.oracle.update({k: int(v) for k, v in stats.items()})
+
+
+@contextlib.contextmanager
+def _exclusive(writer: ResultsWriter, path: Path) -> Iterator[None]:
+    """Refuse to write a results file another run is writing (POSIX advisory lock)."""
+    handle = writer._file
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{path}: another conformance run is writing this file") from None
+    yield
+
+
+@contextlib.contextmanager
+def _cache_setting(value: str | None) -> Iterator[None]:
+    """Point this process and its workers at the cache ``value`` for the run."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get(oracle_cache.CACHE_VARIABLE)
+    os.environ[oracle_cache.CACHE_VARIABLE] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[oracle_cache.CACHE_VARIABLE]
+        else:
+            os.environ[oracle_cache.CACHE_VARIABLE] = before
+
+
+# --- reading a previous run -----------------------------------------------------------------
+
+
+@dataclass
+class _Previous:
+    environment: bool = False  # the file has this environment's line
+    declared: set[tuple[str, str]] = field(default_factory=set)  # (framework, version)
+    done: dict[str, set[str]] = field(default_factory=dict)  # framework -> complete job keys
+    records: list[Record] = field(default_factory=list)  # this environment's, complete jobs
+
+    def complete(self, framework: str, job: str) -> bool:
+        return job in self.done.get(framework, ())
+
+
+def _parse_lines(path: Path) -> Iterator[tuple[int, int, int, dict[str, Any]]]:
+    """(line number, start offset, end offset, object) of each non-blank line; a line that
+    is not a results-file object raises ``ValueError`` naming the file and line."""
+    data = path.read_bytes()
+    offset = 0
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        start, offset = offset, offset + len(raw) + 1
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}:{number}: not a JSON object: {error}") from None
+        if not isinstance(obj, dict) or obj.get("type") not in ("environment", "adapter",
+                                                                "result"):
+            raise ValueError(f"{path}:{number}: expected a line with type environment, "
+                             "adapter or result")
+        yield number, start, min(offset, len(data)), obj
+
+
+def repair_tail(path: Path, log: Callable[[str], None]) -> None:
+    """Cut off what a killed run left half-written at the end of ``path``: a last line
+    without its newline, then a last job with fewer records than its ``job_records``."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        line = data.count(b"\n", 0, keep) + 1
+        with path.open("r+b") as handle:
+            handle.truncate(keep)
+        log(f"{path}:{line}: removed a torn last line ({len(data) - keep} bytes) left by a "
+            "killed run")
+    tail: list[tuple[int, int, dict[str, Any]]] = []  # the last job's lines
+    for number, start, _end, obj in _parse_lines(path):
+        if obj["type"] != "result" or not obj.get("job"):
+            tail = []
+            continue
+        ident = (obj.get("environment_id"), obj.get("framework"), obj["job"])
+        if tail and _ident(tail[-1][2]) != ident:
+            tail = []
+        tail.append((number, start, obj))
+    if tail and len(tail) < int(tail[0][2].get("job_records") or 0):
+        number, start, obj = tail[0]
+        with path.open("r+b") as handle:
+            handle.truncate(start)
+        log(f"{path}:{number}: removed {len(tail)} record(s) of job {obj['job']} "
+            f"({obj.get('framework')}), which a killed run left incomplete")
+
+
+def _ident(obj: dict[str, Any]) -> tuple[Any, ...]:
+    return (obj.get("environment_id"), obj.get("framework"), obj.get("job"))
+
+
+def read_previous(path: Path, environment_id: str) -> _Previous:
+    """What ``path`` already holds for ``environment_id``: its complete jobs (after
+    ``repair_tail``).  Raises ``ValueError`` naming the file and line for what cannot be
+    resumed: a malformed line, a record without a job key, an incomplete job mid-file."""
+    previous = _Previous()
+    counts: Counter[tuple[str, str]] = Counter()
+    wanted: dict[tuple[str, str], tuple[int, int]] = {}  # -> (records announced, first line)
+    records: dict[tuple[str, str], list[Record]] = {}
+    for number, _start, _end, obj in _parse_lines(path):
+        if obj.get("environment_id") != environment_id:
+            continue
+        if obj["type"] == "environment":
+            previous.environment = True
+        elif obj["type"] == "adapter":
+            previous.declared.add((str(obj.get("framework")), str(obj.get("version"))))
+        else:
+            try:
+                record = record_from_json(obj)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{path}:{number}: not a result record: {error}") from None
+            if not record.job or record.job_records < 1:
+                raise ValueError(f"{path}:{number}: a record without a job key (written by an "
+                                 "older conformance); this file cannot be resumed")
+            ident = (record.framework, record.job)
+            counts[ident] += 1
+            wanted.setdefault(ident, (record.job_records, number))
+            records.setdefault(ident, []).append(record)
+    for ident, (announced, first) in wanted.items():
+        if counts[ident] % announced:
+            raise ValueError(f"{path}:{first}: job {ident[1]} of {ident[0]} has "
+                             f"{counts[ident]} record(s) where it announces {announced}; the "
+                             "file was edited or written by two runs at once")
+        previous.done.setdefault(ident[0], set()).add(ident[1])
+        previous.records += records[ident]
+    return previous
+
+
+# --- the oracle phase -----------------------------------------------------------------------
+
+
+def _oracle_phase(cases: list[Case], options: RunOptions, parallel: int, sink: _Sink,
+                  stop: threading.Event) -> None:
+    store = oracle_cache.default_cache()
+    if store is None:
+        return
+    missing = [(c, d) for c, d in oracle_entries(cases, options.dtypes)
+               if not store.contains(store.key(c, d))]
+    if not missing:
+        return
+    count = min(parallel, len(missing))
+    sink.log(f"oracle: computing {len(missing)} result(s) with {count} worker(s), "
+             f"cached in {store.root}")
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        for future in [pool.submit(_run_oracle_worker, options, sink, stop)
+                       for _ in range(count)]:
+            future.result()
+
+
+def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event) -> None:
     done: set[str] = set()
-    while True:
-        worker = _Worker(framework, options, environment_id, done)
-        outcome = worker.run(keep, declare)
+
+    def on_done(job: str, records: list[Record]) -> None:
+        done.add(job)
+        for record in records:  # only a failed computation sends one
+            sink.log(f"oracle: {job} {record.message}")
+
+    while not stop.is_set():
+        worker = _Worker(["--oracle"], options, "", done, {})
+        outcome = worker.run(sink, on_done)
+        if stop.is_set() or (outcome.failed_job is None and not outcome.failure):
+            return
+        if outcome.failed_job is None and not outcome.progress:
+            sink.log(f"oracle worker: {outcome.failure}; leaving the rest to the frameworks")
+            return
+        if outcome.failed_job is not None:
+            sink.log(f"oracle: {outcome.failed_job} {outcome.failure}; the frameworks will "
+                     "compute it within their own time limits")
+            done.add(outcome.failed_job)
+
+
+# --- the framework phase --------------------------------------------------------------------
+
+
+def _run_framework(framework: str, cases: list[Case], options: RunOptions,
+                   environment_id: str, sink: _Sink, stop: threading.Event) -> None:
+    previous = sink.previous
+    if previous.complete(framework, FRAMEWORK_JOB):
+        sink.log(f"{framework}: could not run in the resumed run; not retried")
+        return
+    done = set(previous.done.get(framework, ()))
+    start_count = len(done)
+    by_id = {case.id: case for case in cases}
+
+    def on_done(job: str, records: list[Record]) -> None:
+        sink.batch(framework, job, records)
+        done.add(job)
+
+    stalled = False
+    while not stop.is_set():
+        worker = _Worker(["--framework", framework], options, environment_id, done, by_id)
+        outcome = worker.run(sink, on_done)
+        if stop.is_set():
+            return
         if outcome.unavailable is not None:
-            log(f"{framework}: skipped, {outcome.unavailable}")
+            sink.log(f"{framework}: skipped, {outcome.unavailable}")
             for case in cases:
-                keep(_skip_record(case, framework, outcome.unavailable, environment_id))
+                job = _skip_job(case)
+                if not previous.complete(framework, job):
+                    sink.batch(framework, job, [_skip_record(case, framework,
+                                                             outcome.unavailable,
+                                                             environment_id)])
             return
-        if outcome.failed_job is None:
-            log(f"{framework} {outcome.version}: {len(done)} jobs")
+        if outcome.failed_job is None and not outcome.failure:
+            sink.log(f"{framework} {outcome.version}: {len(done) - start_count} jobs")
             return
-        log(f"{framework}: job {outcome.failed_job} {outcome.failure}; restarting the worker")
-        keep(_failure_record(outcome, framework, cases, environment_id))
-        done.add(outcome.failed_job)
+        if outcome.failed_job is not None:
+            sink.log(f"{framework}: job {outcome.failed_job} {outcome.failure}; "
+                     "restarting the worker")
+            on_done(outcome.failed_job, [worker.error_record(
+                outcome.failed_job, outcome.kind, outcome.failure)])
+            stalled = False
+            continue
+        # A failure outside any job: retry once unless the worker got nothing done.
+        if outcome.progress or not stalled:
+            stalled = not outcome.progress
+            sink.log(f"{framework}: worker {outcome.failure} outside a job; restarting it")
+            continue
+        sink.log(f"{framework}: worker {outcome.failure} twice outside a job; giving up")
+        on_done(FRAMEWORK_JOB, [worker.error_record(
+            FRAMEWORK_JOB, outcome.kind, f"the worker could not run any job: {outcome.failure}")])
+        return
 
 
 @dataclass
@@ -105,76 +439,154 @@ class _WorkerOutcome:
     version: str = ""
     unavailable: str | None = None
     failed_job: str | None = None
-    failure: str = ""  # "crash: ..." or "timeout: ..."
-    kind: str = ""
+    failure: str = ""  # "crash: ..." or "timeout: ..."; empty when the worker finished
+    kind: str = ""  # crash | timeout
+    progress: bool = False  # completed at least one job
+    finished: bool = False  # sent its last event
 
 
 class _Worker:
-    """One worker subprocess, read line by line with a per-job time limit."""
+    """One worker subprocess, read line by line with a time limit per job."""
 
-    def __init__(self, framework: str, options: RunOptions, environment_id: str,
-                 done: set[str]) -> None:
-        self.done = done
+    _live: ClassVar[set[_Worker]] = set()
+    _live_lock = threading.Lock()
+
+    def __init__(self, mode: list[str], options: RunOptions, environment_id: str,
+                 skip: set[str], cases: dict[str, Case]) -> None:
         self.options = options
         self.environment_id = environment_id
-        self.skip_file = tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False)
-        self.skip_file.write("\n".join(sorted(done)))
-        self.skip_file.close()
-        command = [sys.executable, "-m", "conformance.worker", "--framework", framework,
-                   "--cases", *options.cases, "--skip-file", self.skip_file.name,
+        self.framework = mode[1] if mode[0] == "--framework" else "oracle"
+        self.cases = cases
+        self.declaration: dict[str, Any] = {}
+        with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as handle:
+            handle.write("\n".join(sorted(skip)))
+            self.skip_path = handle.name
+        command = [sys.executable, "-m", "conformance.worker", *mode,
+                   "--cases", *options.cases, "--skip-file", self.skip_path,
                    "--environment-id", environment_id]
         if options.dtypes:
             command += ["--dtype", *options.dtypes]
         if options.devices:
             command += ["--device", *options.devices]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, bufsize=0,
+                                        start_new_session=os.name == "posix")
+        with self._live_lock:
+            self._live.add(self)
 
-    def run(self, keep: Callable[[Record], None],
-            declare: Callable[[dict[str, Any]], None]) -> _WorkerOutcome:
-        outcome, current = _WorkerOutcome(), None
-        stdout: IO[str] = self.process.stdout  # type: ignore[assignment]
+    def kill(self) -> None:
+        if self.process.poll() is not None:
+            return
+        try:
+            if os.name == "posix":
+                os.killpg(self.process.pid, signal.SIGKILL)  # the worker and its children
+            else:  # pragma: no cover
+                self.process.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def error_record(self, job: str, kind: str, message: str) -> Record:
+        """The one record of a job that did not complete: ``kind`` crash or timeout."""
+        case_id, api_id, device_id, dtype = [*job.split("|"), "", "", ""][:4]
+        case = self.cases.get(case_id)
+        apis: list[dict[str, Any]] = self.declaration.get("apis", [])
+        devices: list[dict[str, Any]] = self.declaration.get("devices", [])
+        api = next((a for a in apis if a.get("id") == api_id), {})
+        device = next((d for d in devices if d.get("id") == device_id), {})
+        return Record(
+            case_id=case_id, op=case.op if case else "", group=case.group if case else "",
+            framework=self.framework, framework_version=self.declaration.get("version", ""),
+            api=api.get("name", api_id), api_kind=api.get("kind", "native"),
+            device=device_id, device_name=device.get("name", ""), dtype=dtype,
+            quantity="output", status="error", kind=kind, message=message,
+            case_file=case.file if case else "", environment_id=self.environment_id,
+        )
+
+    @classmethod
+    def kill_all(cls) -> None:
+        with cls._live_lock:
+            live = list(cls._live)
+        for worker in live:
+            worker.kill()
+
+    def run(self, sink: _Sink, on_done: Callable[[str, list[Record]], None]) -> _WorkerOutcome:
+        outcome = _WorkerOutcome()
+        current: str | None = None
+        buffered: list[Record] = []
+        stdout: IO[bytes] = self.process.stdout  # type: ignore[assignment]
         selector = selectors.DefaultSelector()
         selector.register(stdout, selectors.EVENT_READ)
-        started = time.monotonic()
+        limit = max(self.options.timeout, STARTUP_TIMEOUT)
+        deadline = time.monotonic() + limit
+        pending = b""
         try:
             while True:
-                if not selector.select(timeout=max(0.0, started + self.options.timeout - time.monotonic())):
-                    self.process.kill()
-                    outcome.failed_job, outcome.kind = current or "(starting)", "timeout"
-                    outcome.failure = f"timeout: no result after {self.options.timeout:g} s"
+                if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                    self.kill()
+                    outcome.failed_job, outcome.kind = current, "timeout"
+                    outcome.failure = (f"timeout: no result after {self.options.timeout:g} s"
+                                       if current else f"timeout: silent for {limit:g} s")
                     return outcome
-                line = stdout.readline()
-                if not line:
+                chunk = os.read(stdout.fileno(), 1 << 16)
+                if not chunk:
                     break
-                event = json.loads(line)
-                kind = event["event"]
-                if kind == "adapter":
-                    outcome.version = event["declaration"]["version"]
-                    declare({**event["declaration"], "environment_id": self.environment_id})
-                elif kind == "unavailable":
-                    outcome.unavailable = event["reason"]
-                elif kind == "start":
-                    current, started = event["job"], time.monotonic()
-                elif kind == "record":
-                    keep(record_from_json(event["record"]))
-                elif kind == "done":
-                    self.done.add(event["job"])
-                    current, started = None, time.monotonic()
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    event = _parse_event(line, sink)
+                    kind = event.get("event")
+                    if kind == "adapter":
+                        self.declaration = event["declaration"]
+                        outcome.version = self.declaration["version"]
+                        sink.declare({**self.declaration, "environment_id": self.environment_id})
+                    elif kind == "unavailable":
+                        outcome.unavailable = event["reason"]
+                    elif kind == "start":
+                        current, buffered = event["job"], []
+                        deadline = time.monotonic() + self.options.timeout
+                    elif kind == "record":
+                        buffered.append(record_from_json(event["record"]))
+                    elif kind in ("done", "failed"):
+                        if kind == "failed":
+                            buffered = [self.error_record(
+                                event["job"], "crash", f"the check raised {event.get('error')}")]
+                        on_done(event["job"], buffered)
+                        outcome.progress = True
+                        current, buffered = None, []
+                        deadline = time.monotonic() + limit
+                    elif kind == "finished":
+                        outcome.finished = True
+                        sink.oracle_stats(event.get("oracle", {}))
             code = self.process.wait()
-            if current is not None or code != 0:
-                outcome.failed_job, outcome.kind = current or "(between jobs)", "crash"
+            if outcome.finished and code != 0:
+                sink.log(f"{self.framework}: worker exited with {_describe_exit(code)} after "
+                         "its last job; its records are complete")
+            elif current is not None or code != 0:
+                outcome.failed_job, outcome.kind = current, "crash"
                 outcome.failure = f"crash: worker exited with {_describe_exit(code)}"
             return outcome
         finally:
             selector.close()
+            if self.process.poll() is None:  # leaving on an exception: take the worker along
+                self.kill()
             self.process.wait()
-            os.unlink(self.skip_file.name)
+            stdout.close()
+            with self._live_lock:
+                self._live.discard(self)
+            os.unlink(self.skip_path)
+
+
+def _parse_event(line: bytes, sink: _Sink) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        event = None
+    if not isinstance(event, dict):
+        sink.log(f"worker wrote a line outside the protocol, ignored: {line[:200]!r}")
+        return {}
+    return event
 
 
 def _describe_exit(code: int) -> str:
     if code < 0:
-        import signal
-
         try:
             return f"signal {signal.Signals(-code).name}"
         except ValueError:
@@ -182,18 +594,8 @@ def _describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def _failure_record(outcome: _WorkerOutcome, framework: str, cases: list[Case],
-                    environment_id: str) -> Record:
-    key = outcome.failed_job or ""
-    case_id, api, device, dtype = (key.split("|") + ["", "", "", ""])[:4]
-    case = next((c for c in cases if c.id == case_id), None)
-    return Record(
-        case_id=case_id, op=case.op if case else "", group=case.group if case else "",
-        framework=framework, framework_version=outcome.version, api=api, api_kind="native",
-        device=device, device_name="", dtype=dtype, quantity="output", status="error",
-        kind=outcome.kind, message=outcome.failure, case_file=case.file if case else "",
-        environment_id=environment_id,
-    )
+def _skip_job(case: Case) -> str:
+    return f"{case.id}|*|*|*"
 
 
 def _skip_record(case: Case, framework: str, reason: str, environment_id: str) -> Record:
@@ -206,11 +608,13 @@ def _skip_record(case: Case, framework: str, reason: str, environment_id: str) -
 
 
 def summary_lines(summary: RunSummary, limit: int = 5) -> list[str]:
+    """Kept until ``conformance.progress.summary_lines`` (its successor) is committed."""
     frameworks = sorted({f for f, _ in summary.statuses})
     lines = []
     for framework in frameworks:
         counts = {s: n for (f, s), n in summary.statuses.items() if f == framework}
-        lines.append(f"  {framework:12s} " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        lines.append(f"  {framework:12s} "
+                     + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     worst = sorted(summary.worst, key=_severity, reverse=True)[:limit]
     if worst:
         lines.append("worst discrepancies:")

@@ -1,33 +1,47 @@
-"""A worker process: every job of one framework, streamed to stdout as JSON lines.
+"""A worker process: every job of one framework, streamed to the runner as JSON lines.
 
 ``python -m conformance.worker --framework torch --cases cases/ [--dtype ...] [--device ...]
-[--skip-file FILE]``
+[--skip-file FILE]`` runs a framework's jobs; ``python -m conformance.worker --oracle --cases
+cases/ [--dtype ...]`` instead fills the oracle cache (``conformance.cache``) for the cases, in
+parallel with its siblings.
 
-Running each framework in its own process keeps one that is missing, fails to import or
-crashes from touching the others (``conformance.runner`` restarts a worker that dies).  The
-protocol, one JSON object per line on stdout:
+Running each framework in its own process keeps one that is missing, fails to import,
+crashes or hangs from touching the others (``conformance.runner`` restarts a worker that
+dies).  The framework is imported once per worker.  The protocol, one JSON object per line
+on the worker's *original* standard output (file descriptor 1 is pointed at stderr before
+any framework is imported, so whatever a framework prints cannot corrupt the protocol):
 
 * ``{"event": "adapter", "declaration": {...}}`` once, first (``adapter_declaration``);
 * ``{"event": "unavailable", "reason"}`` instead, when the framework cannot be imported;
 * per job: ``{"event": "start", "job"}``, then one ``{"event": "record", "record"}`` per
-  record, then ``{"event": "done", "job"}``.
+  record, then ``{"event": "done", "job"}``; or, when the suite's own code raised (a bug, not
+  the framework's verdict), ``{"event": "failed", "job", "error"}`` instead of ``done``;
+* ``{"event": "finished", "oracle": {"hits", "computed", "bad"}}`` last: what the oracle
+  cache did in this process.
 
-A job is one case on one API, device and dtype; its key is ``case|api|device|dtype``.
+A job is one case on one API, device and dtype; its key is ``case|api|device|dtype``.  An
+oracle job is one case in one dtype, keyed ``oracle|case|dtype``; oracle workers take the
+largest cases first and skip entries that are cached or being computed by a sibling.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
+
+from conformance import cache as oracle_cache
 from conformance.adapters import AdapterUnavailable, load_adapter
 from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
 from conformance.cases import Case, load_cases
-from conformance.check import check_case
+from conformance.check import check_case, problem_for
 from conformance.results import jsonable
 
 
@@ -45,6 +59,10 @@ class Job:
 
 def job_key(case_id: str, api_id: str, device_id: str, dtype: str) -> str:
     return f"{case_id}|{api_id}|{device_id}|{dtype}"
+
+
+def oracle_job_key(case_id: str, dtype: str) -> str:
+    return f"oracle|{case_id}|{dtype}"
 
 
 def device_matches(device: Device, wanted: list[str] | None) -> bool:
@@ -65,39 +83,122 @@ def jobs(adapter: Adapter, cases: list[Case], dtypes: list[str] | None,
                         yield Job(case, api, device, dtype)
 
 
-def _emit(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
-    sys.stdout.flush()
+def oracle_entries(cases: list[Case], dtypes: list[str] | None) -> list[tuple[Case, str]]:
+    """The (case, dtype) pairs whose oracle results a run may need, largest cases first
+    (ties in case order): each case's dtypes (those selected) and float64 for the checks of
+    documented values.  Cases that expect an error need none."""
+    entries = []
+    for position, case in enumerate(cases):
+        if case.expect != "value":
+            continue
+        wanted = [d for d in case.dtypes if dtypes is None or d in dtypes]
+        if (case.documented is not None or case.documented_grad is not None) \
+                and "float64" not in wanted:
+            wanted.append("float64")
+        entries += [(-case_size(case), position, d, case) for d in wanted]
+    return [(case, dtype) for _, _, dtype, case in sorted(entries, key=lambda e: e[:3])]
+
+
+def case_size(case: Case) -> int:
+    """The number of input elements, without generating anything (for ordering work)."""
+    value = case.input
+    shape = value.get("shape") if callable(getattr(value, "get", None)) else None
+    if shape is not None:  # a generated input: conformance.generate.Spec
+        return int(np.prod([int(n) for n in shape], dtype=np.int64))
+    return int(np.size(np.asarray(value, dtype=object)))
+
+
+class _Channel:
+    """The protocol stream: the process's original stdout, with fd 1 moved to stderr."""
+
+    def __init__(self) -> None:
+        sys.stdout.flush()
+        self.stream: IO[str] = os.fdopen(os.dup(1), "w", encoding="utf-8")
+        os.dup2(2, 1)  # prints, Python's or C's, now land on stderr
+
+    def emit(self, obj: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(jsonable(obj), allow_nan=False) + "\n")
+        self.stream.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.worker")
-    parser.add_argument("--framework", required=True)
+    parser.add_argument("--framework")
+    parser.add_argument("--oracle", action="store_true",
+                        help="fill the oracle cache instead of running a framework")
     parser.add_argument("--cases", nargs="+", required=True)
     parser.add_argument("--dtype", nargs="*")
     parser.add_argument("--device", nargs="*")
     parser.add_argument("--skip-file", help="a file of job keys, one a line, not to run")
     parser.add_argument("--environment-id", default="")
     args = parser.parse_args(argv)
-    try:
-        adapter = load_adapter(args.framework)
-    except AdapterUnavailable as error:
-        _emit({"event": "unavailable", "reason": str(error)})
-        return 0
-    _emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
+    if not args.oracle and not args.framework:
+        parser.error("--framework or --oracle is required")
+    channel = _Channel()
     skip: set[str] = set()
     if args.skip_file:
         with open(args.skip_file, encoding="utf-8") as handle:
             skip = {line.strip() for line in handle if line.strip()}
+    if args.oracle:
+        _fill_oracle_cache(channel, load_cases(args.cases), args.dtype, skip)
+    else:
+        _run_framework(channel, args, skip)
+    stats = oracle_cache.STATS
+    channel.emit({"event": "finished",
+                  "oracle": {"hits": stats.hits, "computed": stats.computed, "bad": stats.bad}})
+    return 0
+
+
+def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) -> None:
+    try:
+        adapter = load_adapter(args.framework)
+    except AdapterUnavailable as error:
+        channel.emit({"event": "unavailable", "reason": str(error)})
+        return
+    channel.emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
     for job in jobs(adapter, load_cases(args.cases), args.dtype, args.device):
         if job.key in skip:
             continue
-        _emit({"event": "start", "job": job.key})
-        for record in check_case(job.case, adapter, job.api, job.device, job.dtype,
-                                 args.environment_id):
-            _emit({"event": "record", "record": asdict(record)})
-        _emit({"event": "done", "job": job.key})
-    return 0
+        channel.emit({"event": "start", "job": job.key})
+        try:
+            records = check_case(job.case, adapter, job.api, job.device, job.dtype,
+                                 args.environment_id)
+        except Exception as error:  # the suite's own failure, not the framework's verdict
+            traceback.print_exc()
+            channel.emit({"event": "failed", "job": job.key,
+                          "error": f"{type(error).__name__}: {error}"})
+            continue
+        for record in records:
+            channel.emit({"event": "record", "record": asdict(record)})
+        channel.emit({"event": "done", "job": job.key})
+
+
+def _fill_oracle_cache(channel: _Channel, cases: list[Case], dtypes: list[str] | None,
+                       skip: set[str]) -> None:
+    store = oracle_cache.default_cache()
+    if store is None:
+        return
+    for case, dtype in oracle_entries(cases, dtypes):
+        key = oracle_job_key(case.id, dtype)
+        if key in skip:
+            continue
+        entry = store.key(case, dtype)
+        if store.contains(entry):
+            continue
+        with store.claim(entry) as mine:
+            if not mine:  # cached meanwhile, or a sibling is computing it
+                continue
+            channel.emit({"event": "start", "job": key})
+            try:
+                result = problem_for(case, dtype).reference()
+                oracle_cache.STATS.computed += 1
+                store.store(entry, result)
+            except Exception as error:
+                traceback.print_exc()
+                channel.emit({"event": "failed", "job": key,
+                              "error": f"{type(error).__name__}: {error}"})
+                continue
+            channel.emit({"event": "done", "job": key})
 
 
 if __name__ == "__main__":

@@ -21,11 +21,34 @@ def mpmath_global_precision_untouched() -> Iterator[None]:
     assert (mpmath.mp.prec, mpmath.mp.dps) == before, "a test changed mpmath's global precision"
 
 
+# name -> class in tests/stand_in_adapters.py; the faulty ones misbehave only on the case named
+# by $STANDIN_FAULT_CASE (see that module).
+STAND_INS = {
+    "exact": "ExactAdapter", "offset": "OffsetAdapter", "segfault": "SegfaultAdapter",
+    "abort": "AbortAdapter", "hang": "HangAdapter", "noisy": "NoisyAdapter",
+    "import-crash": "ImportCrashAdapter", "missing": "MissingAdapter",
+}
+
+
+@pytest.fixture(autouse=True)
+def private_oracle_cache(tmp_path_factory: pytest.TempPathFactory,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests (and the workers they start) use a cache of their own, never the user's
+    ``.conformance-cache``; tests of the cache itself point it elsewhere again."""
+    monkeypatch.setenv("CONFORMANCE_CACHE", str(_session_cache(tmp_path_factory)))
+
+
+def _session_cache(factory: pytest.TempPathFactory) -> Path:
+    path = factory.getbasetemp() / "oracle-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture
 def stand_ins(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register the stand-in adapters of tests/stand_in_adapters.py, for workers too."""
-    monkeypatch.setenv("CONFORMANCE_ADAPTERS", "exact=stand_in_adapters:ExactAdapter,"
-                                               "offset=stand_in_adapters:OffsetAdapter")
+    monkeypatch.setenv("CONFORMANCE_ADAPTERS", ",".join(
+        f"{name}=stand_in_adapters:{cls}" for name, cls in STAND_INS.items()))
     path = os.pathsep.join(filter(None, [str(TESTS), str(ROOT), os.environ.get("PYTHONPATH")]))
     monkeypatch.setenv("PYTHONPATH", path)
     monkeypatch.syspath_prepend(str(TESTS))

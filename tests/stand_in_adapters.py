@@ -2,10 +2,25 @@
 
 ``ExactAdapter`` answers with the oracle's values rounded to the dtype (a perfect framework);
 ``OffsetAdapter`` adds a fixed error to every output element (a buggy one).  Tests register
-them through ``$CONFORMANCE_ADAPTERS`` so worker processes find them too.
+them through ``$CONFORMANCE_ADAPTERS`` so worker processes find them too (``tests/conftest.py``,
+fixture ``stand_ins``).
+
+Faulty frameworks, exact everywhere except on the case whose id is ``$STANDIN_FAULT_CASE``:
+
+* ``SegfaultAdapter`` dies of SIGSEGV there, ``AbortAdapter`` of SIGABRT (``os.abort``);
+* ``HangAdapter`` sleeps ``$STANDIN_HANG_SECONDS`` (default 600) there, after writing its pid
+  to the file ``$STANDIN_HANG_MARKER`` if set (so a test knows the run is mid-case);
+* ``NoisyAdapter`` prints to its stdout, from Python and through the file descriptor, on
+  every run (a framework that logs to stdout must not corrupt the worker's protocol);
+* ``ImportCrashAdapter`` dies of SIGSEGV as it is created (a framework crashing on import);
+* ``MissingAdapter`` raises ImportError as it is created (a framework not installed).
 """
 
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import numpy as np
 
@@ -54,3 +69,66 @@ class ExactAdapter(Adapter):
 class OffsetAdapter(ExactAdapter):
     name = "offset"
     offset = 0.01
+
+
+FAULT_CASE = "STANDIN_FAULT_CASE"
+HANG_SECONDS = "STANDIN_HANG_SECONDS"
+HANG_MARKER = "STANDIN_HANG_MARKER"
+
+
+class _Faulty(ExactAdapter):
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        if problem.case.id == os.environ.get(FAULT_CASE):
+            self.fault()
+        return super().run(api, problem, device)
+
+    def fault(self) -> None:
+        raise NotImplementedError
+
+
+class SegfaultAdapter(_Faulty):
+    name = "segfault"
+
+    def fault(self) -> None:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class AbortAdapter(_Faulty):
+    name = "abort"
+
+    def fault(self) -> None:
+        os.abort()
+
+
+class HangAdapter(_Faulty):
+    name = "hang"
+
+    def fault(self) -> None:
+        marker = os.environ.get(HANG_MARKER)
+        if marker:
+            with open(marker, "w", encoding="utf-8") as handle:
+                handle.write(str(os.getpid()))
+        time.sleep(float(os.environ.get(HANG_SECONDS, "600")))
+
+
+class NoisyAdapter(ExactAdapter):
+    name = "noisy"
+
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        print("noisy: a framework's chatter on stdout {\"event\": \"done\"}")
+        os.write(1, b"noisy: C-level chatter without a newline")
+        return super().run(api, problem, device)
+
+
+class ImportCrashAdapter(ExactAdapter):
+    name = "import-crash"
+
+    def __init__(self) -> None:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+class MissingAdapter(ExactAdapter):
+    name = "missing"
+
+    def __init__(self) -> None:
+        raise ImportError("No module named 'missingframework'")

@@ -1,0 +1,245 @@
+"""The oracle's disk cache: exact round trips, keys, bad entries, warm runs."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import pytest
+from mpmath import mpf
+from mpmath.libmp import from_man_exp
+
+from conformance import cache
+from conformance.cases import load_cases
+from conformance.check import reference_for
+from conformance.problem import make_problem
+from conformance.runner import RunOptions, run
+from reference.oracle import OracleResult
+from tests.conftest import write
+
+CASE = """\
+cases:
+  - id: one
+    source: test
+    description: a case
+    op: cross_entropy
+    input: [[0.5, -1.0, 2.0, "-inf"], [0.1, 0.2, 0.3, 0.4]]
+    target: [2, 0]
+    weight: [1.0, 2.0, 0.5, 1.0]
+    documented: 0.5
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> cache.OracleCache:
+    monkeypatch.setenv(cache.CACHE_VARIABLE, str(tmp_path / "cache"))
+    reference_for.cache_clear()
+    return cache.OracleCache(tmp_path / "cache")
+
+
+def exact_mpf(man: int, exp: int) -> mpf:
+    return mpmath.mp.make_mpf(from_man_exp(man, exp))
+
+
+def raw(values: np.ndarray | None) -> list[tuple[object, ...]] | None:
+    return None if values is None else [v._mpf_ for v in np.asarray(values).reshape(-1)]
+
+
+def same(a: OracleResult, b: OracleResult) -> bool:
+    return (raw(a.output) == raw(b.output) and raw(a.grad) == raw(b.grad)
+            and np.shape(a.output) == np.shape(b.output)
+            and np.shape(a.grad) == np.shape(b.grad)
+            and (a.precision, a.certified) == (b.precision, b.certified))
+
+
+def test_values_round_trip_exactly() -> None:
+    awkward = [
+        mpf(0), mpf("nan"), mpf("inf"), mpf("-inf"), exact_mpf(-3, -1),
+        exact_mpf((1 << 4000) + 1, -4100),  # a 4001-bit mantissa
+        exact_mpf(-5, -(1 << 70)), exact_mpf(7, 1 << 70),  # exponents beyond int64
+    ]
+    result = OracleResult(np.array(awkward, dtype=object).reshape(2, 4),
+                          np.array(exact_mpf(1, -1074), dtype=object), 4096, False)
+    back = cache.decode(cache.encode(result, "k", "v"), "k", "v")
+    assert same(back, result)
+    assert back.grad is not None and back.grad.shape == ()
+    no_grad = replace(result, grad=None)
+    assert same(cache.decode(cache.encode(no_grad, "k", "v"), "k", "v"), no_grad)
+
+
+def test_oracle_results_round_trip_exactly(tmp_path: Path, store: cache.OracleCache) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    for dtype in ("float64", "bfloat16"):
+        computed = make_problem(case, dtype).reference()
+        key = store.key(case, dtype)
+        store.store(key, computed)
+        loaded = store.load(key)
+        assert loaded is not None and same(loaded, computed)
+
+
+def test_the_key_is_the_semantic_content_the_dtype_and_the_oracle(tmp_path: Path) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    key = cache.entry_key(case, "float32")
+    # what the oracle does not read leaves the key alone
+    for change in ({"id": "renamed"}, {"description": "other"}, {"source": "elsewhere"},
+                   {"documented": 0.7}, {"dtypes": ("float64",)}, {"file": "x.yaml"},
+                   {"line": 99}, {"group": "g"}):
+        assert cache.entry_key(replace(case, **change), "float32") == key, change  # type: ignore[arg-type]
+    # everything it reads changes it
+    changes = [{"op": "nll_loss"}, {"input": ((0.5, -1.0, 2.0, 0.0), (0.1, 0.2, 0.3, 0.4))},
+               {"target": (1, 0)}, {"weight": None}, {"ignore_index": 0},
+               {"reduction": "sum"}, {"label_smoothing": 0.1}, {"grad": False}]
+    keys = {cache.entry_key(replace(case, **change), "float32") for change in changes}  # type: ignore[arg-type]
+    assert len(keys) == len(changes) and key not in keys
+    assert cache.entry_key(case, "float64") != key
+    assert cache.entry_key(case, "float32", version="another oracle") != key
+
+
+def test_an_int_target_and_a_float_target_differ(tmp_path: Path) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    assert cache.entry_key(replace(case, target=(1, 0)), "float64") != \
+        cache.entry_key(replace(case, target=(1.0, 0.0)), "float64")
+
+
+def test_another_oracle_version_misses(tmp_path: Path) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    old, new = (cache.OracleCache(tmp_path / "cache", version=v) for v in ("old", "new"))
+    old.store(old.key(case, "float64"), make_problem(case, "float64").reference())
+    assert new.load(new.key(case, "float64")) is None
+    assert old.load(old.key(case, "float64")) is not None
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other entry", "empty"])
+def test_a_bad_entry_is_reported_ignored_and_recomputed(
+        tmp_path: Path, store: cache.OracleCache, capsys: pytest.CaptureFixture[str],
+        damage: str) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    key, other = store.key(case, "float64"), store.key(case, "float32")
+    computed = make_problem(case, "float64").reference()
+    path = store.store(key, computed)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "garbage":
+        path.write_bytes(b"\x93NUMPY not really")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        store.path(other).parent.mkdir(parents=True, exist_ok=True)
+        store.store(other, make_problem(case, "float32").reference())
+        path.write_bytes(store.path(other).read_bytes())
+    with pytest.raises(cache.BadEntry, match=str(path)):
+        store.load(key)
+    calls = []
+    result = store.get(key, lambda: calls.append(1) or computed)
+    assert same(result, computed) and calls == [1]
+    assert f"ignoring bad oracle cache entry {path}" in capsys.readouterr().err
+    loaded = store.load(key)  # the recomputed entry replaced the bad one
+    assert loaded is not None and same(loaded, computed)
+
+
+def test_reference_for_reads_the_cache_without_running_the_oracle(
+        tmp_path: Path, store: cache.OracleCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    first = reference_for(case, "float32")
+    reference_for.cache_clear()
+
+    def no_oracle(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the oracle ran on a warm cache")
+
+    monkeypatch.setattr("conformance.problem.evaluate", no_oracle)
+    assert same(reference_for(case, "float32"), first)
+
+
+def test_the_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cache.CACHE_VARIABLE, "off")
+    monkeypatch.chdir(tmp_path)
+    reference_for.cache_clear()
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    reference_for(case, "float64")
+    assert cache.default_cache() is None
+    assert not any(tmp_path.rglob("*.npz"))
+
+
+def test_concurrent_writers_never_expose_a_partial_entry(
+        tmp_path: Path, store: cache.OracleCache) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    key, computed = store.key(case, "float64"), make_problem(case, "float64").reference()
+    store.store(key, computed)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        for _ in range(30):
+            store.store(key, computed)
+
+    def reader() -> None:
+        for _ in range(60):
+            try:
+                loaded = store.load(key)
+                assert loaded is not None and same(loaded, computed)
+            except BaseException as error:
+                errors.append(error)
+
+    threads = [threading.Thread(target=f) for f in (writer, writer, reader, reader)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert not list(store.path(key).parent.glob("*.tmp"))
+
+
+# --- whole runs -----------------------------------------------------------------------------
+
+SUITE = """\
+defaults:
+  dtypes: [float64, float32]
+cases:
+  - id: a
+    source: test
+    op: cross_entropy
+    input: [[0.5, -1.0, 2.0], [0.1, 0.2, 0.3]]
+    target: [2, 0]
+  - id: b
+    source: test
+    op: softmax
+    input: [1.0, 2.0, 3.0]
+  - id: c
+    source: test
+    op: nll_loss
+    input: [[-0.5, -1.5]]
+    target: [1]
+    documented: 1.5
+"""
+
+
+def test_a_warm_run_computes_nothing_and_an_edit_recomputes_exactly_its_entries(
+        tmp_path: Path, stand_ins: None) -> None:
+    cases = write(tmp_path / "cases.yaml", SUITE)
+    options = RunOptions(cases=[str(cases)], frameworks=["exact"], jobs=2,
+                         cache=str(tmp_path / "cache"))
+    cold = run(replace(options, out=tmp_path / "cold.jsonl"), log=lambda line: None)
+    assert cold.oracle["computed"] == 6  # 3 cases x 2 dtypes, each once (two oracle workers)
+    warm = run(replace(options, out=tmp_path / "warm.jsonl"), log=lambda line: None)
+    assert warm.oracle["computed"] == 0 and warm.oracle["hits"] > 0
+    cold_lines = [line for line in (tmp_path / "cold.jsonl").read_text().splitlines()
+                  if '"type": "result"' in line]
+    warm_lines = [line for line in (tmp_path / "warm.jsonl").read_text().splitlines()
+                  if '"type": "result"' in line]
+    assert warm_lines == cold_lines
+    cases.write_text(SUITE.replace("input: [1.0, 2.0, 3.0]", "input: [1.0, 2.0, 4.0]"))
+    edited = run(replace(options, out=tmp_path / "edited.jsonl"), log=lambda line: None)
+    assert edited.oracle["computed"] == 2  # case b, in its two dtypes
+
+
+def test_no_cache_runs_write_no_cache(tmp_path: Path, stand_ins: None,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(cache.CACHE_VARIABLE)
+    cases = write(tmp_path / "cases.yaml", SUITE)
+    summary = run(RunOptions(cases=[str(cases)], frameworks=["exact"], cache="off",
+                             out=tmp_path / "r.jsonl"), log=lambda line: None)
+    assert summary.oracle["computed"] > 0
+    assert not (tmp_path / ".conformance-cache").exists()
