@@ -39,9 +39,9 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -156,18 +156,27 @@ def _device_kind(record: Record, kinds: dict[tuple[str, str, str], str]) -> str:
     return record.device
 
 
+class _GroupKey(NamedTuple):
+    environment_id: str
+    case_id: str
+    dtype: str
+    quantity: str
+    api_kind: str
+    device: str
+
+
 def pairs_from_records(records: Iterable[Record],
                        adapters: Iterable[dict[str, Any]] = ()) -> list[Pair]:
     """Every pair of frameworks that ran the same case, API kind, device kind, dtype and
     quantity in one environment, with their largest disagreement; largest first."""
     kinds = _device_kinds(adapters)
-    groups: dict[tuple[str, ...], list[Record]] = defaultdict(list)
+    groups: dict[_GroupKey, list[Record]] = defaultdict(list)
     for record in records:
         if (record.status not in COMPARED_STATUSES or record.quantity not in COMPARED_QUANTITIES
                 or record.framework == "reference"):
             continue
-        key = (record.environment_id, record.case_id, record.dtype, record.quantity,
-               record.api_kind, _device_kind(record, kinds))
+        key = _GroupKey(record.environment_id, record.case_id, record.dtype, record.quantity,
+                        record.api_kind, _device_kind(record, kinds))
         groups[key].append(record)
     pairs = []
     for key, members in groups.items():
@@ -175,44 +184,39 @@ def pairs_from_records(records: Iterable[Record],
         for record in members:
             by_framework[record.framework].append(record)
         for fa, fb in itertools.combinations(sorted(by_framework), 2):
-            candidates = [_pair(key, ra, rb) for ra in by_framework[fa] for rb in by_framework[fb]]
-            candidates = [c for c in candidates if c is not None]
-            if not candidates:
-                continue
-            worst = max(candidates, key=lambda p: p.severity)
-            pairs.append(_with_count(worst, len(candidates)))
+            candidates = [pair for ra in by_framework[fa] for rb in by_framework[fb]
+                          if (pair := _pair(key, ra, rb)) is not None]
+            if candidates:
+                worst = max(candidates, key=lambda p: p.severity)
+                pairs.append(replace(worst, api_pairs=len(candidates)))
     return sorted(pairs, key=lambda p: p.severity, reverse=True)
 
 
-def _with_count(pair: Pair, count: int) -> Pair:
-    data = asdict(pair)
-    data["api_pairs"] = count
-    return Pair(**data)
-
-
-def _pair(key: tuple[str, ...], ra: Record, rb: Record) -> Pair | None:
-    environment_id, case_id, dtype, quantity, api_kind, device = key
-    common = dict(case_id=case_id, op=ra.op, group=ra.group, dtype=dtype, quantity=quantity,
-                  api_kind=api_kind, device=device, environment_id=environment_id,
-                  framework_a=ra.framework, api_a=ra.api, framework_b=rb.framework,
-                  api_b=rb.api)
+def _pair(key: _GroupKey, ra: Record, rb: Record) -> Pair | None:
+    base = Pair(case_id=key.case_id, op=ra.op, group=ra.group, dtype=key.dtype,
+                quantity=key.quantity, api_kind=key.api_kind, device=key.device,
+                environment_id=key.environment_id, framework_a=ra.framework, api_a=ra.api,
+                framework_b=rb.framework, api_b=rb.api, exact=True, max_abs_error=0.0,
+                max_ulp_error=0.0)
     if ra.actual is not None and rb.actual is not None:
         try:
-            values = compare_values(ra.actual, rb.actual, dtype)
+            values = compare_values(ra.actual, rb.actual, key.dtype)
         except ValueError:
             return None  # shapes differ: each record already says so against the oracle
-        return Pair(**common, exact=True, max_abs_error=values.max_abs_error,
-                    max_ulp_error=values.max_ulp_error, max_rel_error=values.max_rel_error,
-                    special_mismatches=values.special_mismatches,
-                    worst_index=None if values.worst_index is None else list(values.worst_index))
-    errors = [(r.max_abs_error, r.max_ulp_error) for r in (ra, rb)]
-    if any(e is None or not math.isfinite(e) for pair in errors for e in pair):
+        return replace(base, max_abs_error=values.max_abs_error,
+                       max_ulp_error=values.max_ulp_error, max_rel_error=values.max_rel_error,
+                       special_mismatches=values.special_mismatches,
+                       worst_index=None if values.worst_index is None
+                       else list(values.worst_index))
+    abs_a, abs_b, ulp_a, ulp_b = (ra.max_abs_error, rb.max_abs_error, ra.max_ulp_error,
+                                  rb.max_ulp_error)
+    if abs_a is None or abs_b is None or ulp_a is None or ulp_b is None or not all(
+            math.isfinite(v) for v in (abs_a, abs_b, ulp_a, ulp_b)):
         return None
-    (abs_a, ulp_a), (abs_b, ulp_b) = errors  # type: ignore[misc]
     specials = None if "special-value" in (ra.kind, rb.kind) else 0
-    return Pair(**common, exact=False, max_abs_error=abs_a + abs_b,
-                max_ulp_error=ulp_a + ulp_b, lower_abs_error=abs(abs_a - abs_b),
-                lower_ulp_error=abs(ulp_a - ulp_b), special_mismatches=specials)
+    return replace(base, exact=False, max_abs_error=abs_a + abs_b,
+                   max_ulp_error=ulp_a + ulp_b, lower_abs_error=abs(abs_a - abs_b),
+                   lower_ulp_error=abs(ulp_a - ulp_b), special_mismatches=specials)
 
 
 def pairs_from_results(paths: Sequence[Path | str]) -> list[Pair]:
