@@ -54,6 +54,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         "(conformance/compare.py; sets $CONFORMANCE_TOLERANCE_SCALE)")
     p.add_argument("--exit-zero", action="store_true",
                    help="exit 0 even when discrepancies are found (audits that only want records)")
+    p.add_argument("--report", type=Path, metavar="HTML",
+                   help="also write the HTML report of the results file here at the end")
 
 
 def _with_tolerance_scale(args: argparse.Namespace) -> int:
@@ -82,7 +84,8 @@ def _with_tolerance_scale(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "tolerance_scale", None) is not None:
         return _with_tolerance_scale(args)
-    from conformance.runner import RunOptions, run, summary_lines
+    from conformance.progress import Progress, summary_lines
+    from conformance.runner import RunOptions, run
 
     if args.resume and args.overwrite:
         print("error: --resume continues the file that --overwrite would replace; pass one",
@@ -102,8 +105,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
         resume=args.resume, cache="off" if args.no_cache else args.cache,
     )
-    summary = run(options, log=lambda line: print(line, file=sys.stderr, flush=True))
-    print("\n".join(summary_lines(summary)))
+    progress = Progress(sys.stderr, dtypes=args.dtype, devices=args.device)
+    try:
+        summary = run(options, log=progress.log, progress=progress)
+    finally:
+        progress.close()
+    if args.report is not None:
+        from conformance.report import write_report
+
+        write_report([args.out], args.report)
+    print("\n".join(summary_lines(summary, report=args.report)))
     return 0 if args.exit_zero or not summary.failed else 1
 
 
@@ -115,6 +126,46 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     cases = load_cases(args.paths)
     print(f"{len(cases)} cases valid")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write one offline HTML report from results files "
+                                      "(several runs or machines merge into one)")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                   help="JSON Lines results files")
+    p.add_argument("-o", "--output", type=Path, default=Path("results/report.html"),
+                   help="the HTML file to write (default: results/report.html)")
+    p.add_argument("--cases-root", type=Path, metavar="DIR",
+                   help="where the records' case files are (default: the current directory); "
+                        "without them the report lacks only inputs and YAML")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from conformance.report import write_report
+
+    info = write_report(args.results, args.output, cases_root=args.cases_root)
+    print(f"report: {info.path} ({info.size / 1024:.0f} KiB, {info.records} records, "
+          f"{info.discrepancies} discrepancies, {info.conflicts} conflicting comparisons, "
+          f"{info.seconds:.2f} s)")
+    return 0
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="merge results files into one (idempotent; conflicting "
+                                     "duplicates are kept and reported)")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the merged results file")
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from conformance.merge import merge_results, write_merged
+
+    merged = merge_results(args.results)
+    write_merged(merged, args.output)
+    print(f"merged: {args.output} ({len(merged.environments)} environments, "
+          f"{len(merged.records)} records, {merged.duplicates} identical duplicates dropped, "
+          f"{len(merged.conflicts)} comparisons with conflicting duplicates kept)")
     return 0
 
 
@@ -148,6 +199,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
     "validate": (_add_validate, cmd_validate),
     "pairwise": (_add_pairwise, cmd_pairwise),
     "support": (support.add_parser, support.command),
+    "report": (_add_report, cmd_report),
+    "merge": (_add_merge, cmd_merge),
 }
 
 

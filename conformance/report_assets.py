@@ -1,0 +1,222 @@
+"""The report's inline stylesheet and script (no external fonts, scripts or requests).
+
+The script reads only ``data-*`` attributes and ``<template>`` elements written by
+``conformance.report`` and inserts text with ``textContent`` or cloned templates, never with
+``innerHTML``, so nothing in the results can become markup.
+"""
+
+CSS = """
+:root { --ok:#2e8540; --fail:#c62828; --error:#ef6c00; --unsup:#9e9e9e; --skip:#cfd8dc;
+  --native:#2e7d32; --composed:#1565c0; --ink:#1d2329; --muted:#5f6b76; --line:#dde3e8; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: var(--ink); margin: 0 auto; padding: 16px 24px 64px; max-width: 1500px; }
+h1 { font-size: 22px; margin: 0 0 4px; }
+h2 { font-size: 18px; margin: 32px 0 8px; border-bottom: 2px solid var(--line);
+  padding-bottom: 4px; }
+p.note, .muted { color: var(--muted); }
+nav a { margin-right: 14px; }
+code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  font-size: 12.5px; }
+pre { background: #f5f7f9; border: 1px solid var(--line); padding: 8px; overflow: auto;
+  max-height: 420px; white-space: pre; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left;
+  vertical-align: top; }
+th { background: #f0f3f6; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 12px;
+  color: #fff; white-space: nowrap; }
+.s-pass { background: var(--ok); } .s-fail { background: var(--fail); }
+.s-error { background: var(--error); } .s-unsupported { background: var(--unsup); }
+.s-skip { background: var(--skip); color: var(--ink); }
+.s-conflict { background: #6a1b9a; }
+.k-native { background: var(--native); } .k-composed { background: var(--composed); }
+.k-reference { background: #6d4c41; }
+td.cell { text-align: center; min-width: 72px; cursor: pointer; color: #fff;
+  font-variant-numeric: tabular-nums; }
+td.cell.s-skip { color: var(--ink); } td.cell.empty { background: #fff; color: var(--muted);
+  cursor: default; }
+td.cell .sub { font-size: 11px; opacity: .9; display: block; }
+.controls { margin: 8px 0; display: flex; flex-wrap: wrap; gap: 10px; align-items: center; }
+.controls label { font-size: 13px; color: var(--muted); }
+select, input[type=search] { font: inherit; padding: 2px 4px; }
+table.support td.sup { text-align: center; font-size: 12px; }
+td.sup.native { background: #e3f1e5; color: var(--native); }
+td.sup.composed { background: #e3ecf8; color: var(--composed); }
+td.sup.unsupported { background: #f3f3f3; color: #8a8a8a; }
+td.sup.na { color: #c0c6cc; }
+table.acc td { vertical-align: middle; }
+table.acc td.plot { padding: 0 4px; }
+svg.hist .bar-ok { fill: #3b78c2; } svg.hist .bar-bad { fill: var(--fail); }
+svg.hist .guide { stroke: #9aa5b1; stroke-dasharray: 2 2; }
+svg.hist .baseline { stroke: #c9d1d9; }
+svg.hist .m-median { fill: #111; } svg.hist .m-max { fill: var(--fail); }
+svg.axis text { font-size: 10px; fill: var(--muted); } svg.axis .tick { stroke: #c9d1d9; }
+table.disc { width: 100%; }
+table.disc th { cursor: pointer; user-select: none; position: sticky; top: 0; }
+table.disc th.sorted-asc::after { content: " \\25B2"; font-size: 10px; }
+table.disc th.sorted-desc::after { content: " \\25BC"; font-size: 10px; }
+table.disc tr.row { cursor: pointer; } table.disc tr.row:hover { background: #f6f9fc; }
+table.disc tr.row.open { background: #fff8e1; }
+table.disc td.msg { max-width: 420px; overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
+tr.detail > td { background: #fffdf5; padding: 10px 14px; }
+.detail h4 { margin: 10px 0 4px; font-size: 14px; }
+.detail table.values td { font-family: ui-monospace, Menlo, Consolas, monospace;
+  font-size: 12px; }
+.detail td.worst { background: #ffe0e0; font-weight: 600; }
+.detail tr.this > td { background: #fff3c4; }
+.env-table td { font-size: 13px; }
+.legend span { margin-right: 10px; }
+.hidden { display: none; }
+"""
+
+JS = """
+(function () {
+  'use strict';
+  function $(sel, root) {
+    return Array.prototype.slice.call((root || document).querySelectorAll(sel));
+  }
+  var STATUSES = ['pass', 'fail', 'error', 'unsupported', 'skip'];
+  var WORST = ['fail', 'error', 'unsupported', 'skip', 'pass'];
+
+  // --- overview: recompute each cell for the selected dtype / device / environment -------
+  function matches(value, wanted) { return wanted === '' || value === wanted || value === '*'; }
+  function refreshOverview() {
+    var want = {};
+    $('#overview select[data-dim]').forEach(function (s) { want[s.dataset.dim] = s.value; });
+    $('#overview td.cell').forEach(function (td) {
+      var counts = [0, 0, 0, 0, 0];
+      var data = JSON.parse(td.dataset.counts);
+      Object.keys(data).forEach(function (combo) {
+        var p = combo.split('|');
+        if (matches(p[0], want.dtype) && matches(p[1], want.device) && matches(p[2], want.env)) {
+          data[combo].forEach(function (n, i) { counts[i] += n; });
+        }
+      });
+      var total = counts.reduce(function (a, b) { return a + b; }, 0);
+      td.className = 'cell';
+      if (!total) { td.classList.add('empty'); td.textContent = '–'; return; }
+      var worst = WORST.filter(function (s) { return counts[STATUSES.indexOf(s)] > 0; })[0];
+      td.classList.add('s-' + worst);
+      td.textContent = counts[0] + '/' + total;
+      var sub = document.createElement('span');
+      sub.className = 'sub';
+      sub.textContent = worst === 'pass' ? 'pass' : counts[STATUSES.indexOf(worst)] + ' ' + worst;
+      td.appendChild(sub);
+      td.title = STATUSES.map(function (s, i) { return counts[i] + ' ' + s; }).join(', ');
+    });
+  }
+  $('#overview select[data-dim]').forEach(function (s) {
+    s.addEventListener('change', refreshOverview);
+  });
+
+  // --- discrepancy table: filters, sorting, details ------------------------------------
+  var table = document.getElementById('disc-table');
+  if (table) {
+    var tbody = table.tBodies[0];
+    var rows = $('tr.row', tbody);
+    var counter = document.getElementById('disc-count');
+    function closeAll() {
+      $('tr.detail', tbody).forEach(function (tr) { tr.parentNode.removeChild(tr); });
+      rows.forEach(function (r) { r.classList.remove('open'); });
+    }
+    function applyFilters() {
+      closeAll();
+      var filters = $('#discrepancies select[data-filter]');
+      var text = (document.getElementById('disc-search').value || '').toLowerCase();
+      var shown = 0;
+      rows.forEach(function (tr) {
+        var ok = filters.every(function (s) {
+          if (s.value === '') { return true; }
+          if (s.dataset.filter === 'status') {
+            if (s.value === 'discrepancy') {
+              return tr.dataset.status === 'fail' || tr.dataset.status === 'error';
+            }
+            if (s.value === 'conflict') { return tr.dataset.conflict === '1'; }
+          }
+          return tr.dataset[s.dataset.filter] === s.value;
+        });
+        if (ok && text) { ok = tr.textContent.toLowerCase().indexOf(text) >= 0; }
+        tr.classList.toggle('hidden', !ok);
+        if (ok) { shown += 1; }
+      });
+      if (counter) { counter.textContent = shown + ' of ' + rows.length + ' shown'; }
+    }
+    $('#discrepancies select[data-filter]').forEach(function (s) {
+      s.addEventListener('change', applyFilters);
+    });
+    document.getElementById('disc-search').addEventListener('input', applyFilters);
+
+    $('th', table.tHead).forEach(function (th, column) {
+      th.addEventListener('click', function () {
+        closeAll();
+        var asc = !th.classList.contains('sorted-asc');
+        $('th', table.tHead).forEach(function (h) {
+          h.classList.remove('sorted-asc', 'sorted-desc');
+        });
+        th.classList.add(asc ? 'sorted-asc' : 'sorted-desc');
+        var numeric = th.dataset.type === 'num';
+        rows.sort(function (a, b) {
+          var x = a.cells[column].dataset.sort || a.cells[column].textContent;
+          var y = b.cells[column].dataset.sort || b.cells[column].textContent;
+          var d = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+          return asc ? d : -d;
+        });
+        rows.forEach(function (r) { tbody.appendChild(r); });
+      });
+    });
+
+    function openDetail(tr) {
+      var next = tr.nextElementSibling;
+      var wasOpen = tr.classList.contains('open');
+      if (next && next.classList.contains('detail')) { next.parentNode.removeChild(next); }
+      tr.classList.remove('open');
+      if (wasOpen) { return; }
+      var detail = document.createElement('tr');
+      detail.className = 'detail';
+      var td = document.createElement('td');
+      td.colSpan = tr.cells.length;
+      var box = document.createElement('div');
+      box.className = 'detail';
+      ['detail', 'case'].forEach(function (name) {
+        var tpl = document.getElementById(tr.dataset[name]);
+        if (tpl) { box.appendChild(tpl.content.cloneNode(true)); }
+      });
+      $('tr[data-record="' + tr.dataset.record + '"]', box).forEach(function (r) {
+        r.classList.add('this');
+      });
+      td.appendChild(box);
+      detail.appendChild(td);
+      tr.parentNode.insertBefore(detail, tr.nextSibling);
+      tr.classList.add('open');
+    }
+    rows.forEach(function (tr) { tr.addEventListener('click', function () { openDetail(tr); }); });
+    window.conformanceOpen = function (n) {
+      var tr = document.getElementById('rec-' + n);
+      if (tr) { tr.classList.remove('hidden'); openDetail(tr); tr.scrollIntoView(); }
+    };
+
+    // clicking an overview cell filters the table to that framework, API and group
+    $('#overview td.cell').forEach(function (td) {
+      td.addEventListener('click', function () {
+        var set = { fw: td.dataset.fw, api: td.dataset.api, group: td.dataset.group, status: '' };
+        $('#overview select[data-dim]').forEach(function (s) { set[s.dataset.dim] = s.value; });
+        $('#discrepancies select[data-filter]').forEach(function (s) {
+          var v = set[s.dataset.filter];
+          if (v === undefined) { return; }
+          var has = $('option', s).some(function (o) { return o.value === v; });
+          s.value = has ? v : '';
+        });
+        applyFilters();
+        document.getElementById('discrepancies').scrollIntoView();
+      });
+    });
+    applyFilters();
+    var opening = /#open-(\\d+)/.exec(window.location.hash);
+    if (opening) { window.conformanceOpen(opening[1]); }
+  }
+  refreshOverview();
+})();
+"""
