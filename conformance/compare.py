@@ -369,13 +369,15 @@ def _errors(values: np.ndarray, e: np.ndarray, a: np.ndarray, finite: np.ndarray
 
 
 def _residuals(values: np.ndarray, e: np.ndarray, finite: np.ndarray) -> np.ndarray:
-    """``value - float64(value)`` rounded to float64, for the finite elements."""
+    """``value - float64(value)`` rounded to float64, for the finite elements (on mpmath's
+    raw numbers: the subtraction is exact, the one rounding is to 53 bits)."""
+    from mpmath.libmp import from_float, mpf_sub, round_nearest, to_float
+
     out = np.zeros(e.shape)
-    with mpmath.workprec(64):
-        for index in _positions(finite):
-            residual = mpmath.fsub(values[index], exact(float(e[index])), exact=True)
-            if residual:
-                out[index] = float(residual)
+    flat_values, flat_e, flat_out = values.reshape(-1), e.reshape(-1), out.reshape(-1)
+    for i in np.flatnonzero(finite.reshape(-1)):
+        raw = exact(flat_values[i])._mpf_
+        flat_out[i] = to_float(mpf_sub(raw, from_float(float(flat_e[i])), 53, round_nearest))
     return out
 
 

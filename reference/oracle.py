@@ -432,26 +432,54 @@ def _sum_depth(terms: int, nonzero: int) -> int:
 
 
 def _row_terms(row: Sequence[mpf], u: float, eta: float) -> _RowTerms | None:
-    if any(mpmath.isnan(v) or v == INF for v in row):
+    from mpmath.libmp import from_float, mpf_exp, mpf_log, mpf_sub, mpf_sum, round_nearest
+
+    x = np.fromiter((float(v) for v in row), dtype=np.float64, count=len(row))  # exact
+    if np.isnan(x).any() or (x == np.inf).any():
         return None
-    masked = np.array([v == -INF for v in row], dtype=bool)
+    masked = x == -np.inf
     if masked.all():
         return None
-    top = max(v for v in row if v != -INF)
-    shifts = [mpmath.fsub(v, top, exact=True) if v != -INF else -INF for v in row]
-    exps = [mpmath.exp(v) if v != -INF else mpf(0) for v in shifts]
-    total = mpmath.fsum(exps)
-    log_total = float(mpmath.log(total))
-    s = np.abs(np.fromiter((float(v) for v in shifts), dtype=np.float64, count=len(row)))
-    p = np.fromiter((float(v / total) for v in exps), dtype=np.float64, count=len(row))
-    with np.errstate(invalid="ignore"):
-        lp = s + log_total  # |s_j - L| = |s_j| + L: no cancellation (s_j <= 0 <= L)
-        sigma = float(np.sum(np.where(masked, 0.0, p * s)))
+    top = int(np.argmax(np.where(masked, -np.inf, x)))
+    # |x_j - m| to float64 (an IEEE subtraction is the exact difference, correctly rounded)
+    s = np.where(masked, 0.0, np.abs(x - x[top]))
+    # exp(x_j - m) of the exact shift, at the working precision, on mpmath's raw numbers
+    prec = mpmath.mp.prec
+    m = from_float(x[top])
+    exps = [mpf_exp(mpf_sub(from_float(x[j]), m), prec, round_nearest)
+            for j in np.flatnonzero(~masked)]
+    total = mpf_sum(exps, prec, round_nearest)
+    total_f = float(mpmath.mp.make_mpf(total))
+    log_total = float(mpmath.mp.make_mpf(mpf_log(total, prec, round_nearest)))
+    p = np.zeros(len(row))
+    p[~masked] = [float(mpmath.mp.make_mpf(e)) for e in exps]
+    p /= total_f
+    lp = np.where(masked, 0.0, s + log_total)  # |s_j - L| = |s_j| + L (s_j <= 0 <= L)
+    sigma = float(np.sum(p * s))
     count = int((~masked).sum())
-    lam = (log_total + sigma + _sum_depth(count, count) + 1
-           + count * eta / (2 * u * float(total)))
+    lam = log_total + sigma + _sum_depth(count, count) + 1 + count * eta / (2 * u * total_f)
     pi = np.where(masked, 0.0, s + lam + lp + 1)
-    return _RowTerms(np.where(masked, 0.0, s), p, np.where(masked, 0.0, lp), masked, lam, pi)
+    return _RowTerms(s, p, lp, masked, lam, pi)
+
+
+def _coefficients(problem: _Problem, r: int) -> tuple[np.ndarray, float]:
+    """``_target_weights`` in float64: ``a_c`` to within a few float64 roundings (exact for
+    index targets without smoothing), and the row's share of the mean's divisor."""
+    classes = problem.logits.shape[1]
+    weight = (np.ones(classes) if problem.weight is None
+              else np.array([float(w) for w in problem.weight]))
+    eps = float(problem.label_smoothing)
+    if problem.prob_target is not None:
+        y = np.fromiter((float(v) for v in problem.prob_target[r]), dtype=np.float64,
+                        count=classes)
+        return weight * ((1 - eps) * y + eps / classes), 1.0
+    assert problem.index_target is not None
+    t = int(problem.index_target[r])
+    if t == problem.ignore_index:
+        return np.zeros(classes), 0.0
+    a = weight * (eps / classes) if eps else np.zeros(classes)
+    a[t] += (1 - eps) * weight[t]
+    return a, float(weight[t])
 
 
 def _error_bounds(problem: _Problem, fmt: FloatFormat,
@@ -498,9 +526,7 @@ def _loss_bounds(problem: _Problem, u: float, eta: float) -> tuple[np.ndarray, n
     shares = np.zeros(rows)  # d_r
     row_data: list[tuple[np.ndarray, _RowTerms | None] | None] = []
     for r, row in enumerate(problem.logits):
-        a_mp, share = _target_weights(problem, r)
-        a = np.fromiter((float(v) for v in a_mp), dtype=np.float64, count=classes)
-        shares[r] = float(share)
+        a, shares[r] = _coefficients(problem, r)
         if not a.any():  # an ignored row: exactly 0, value and gradient
             row_data.append(None)
             continue
@@ -568,7 +594,7 @@ def _reduce_bounds(problem: _Problem, losses: np.ndarray, row_bounds: np.ndarray
     if problem.prob_target is not None:
         divisor, divisor_error = float(rows), 1.0
     else:
-        divisor = float(mpmath.fsum(_target_weights(problem, r)[1] for r in range(rows)))
+        divisor = float(mpmath.fsum(exact(float(d)) for d in shares))  # exact sum, rounded
         if divisor == 0:
             return np.array(0.0), 0.0, 0.0
         counted = int(np.count_nonzero(shares))
