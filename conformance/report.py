@@ -76,14 +76,15 @@ def write_report(paths: Sequence[Path | str], out: Path | str, *,
 def render_report(merged: Merged, *, cases_root: Path | str | None = None,
                   title: str = DEFAULT_TITLE) -> str:
     """The whole page for ``merged``."""
-    body = join([
-        _header(merged, title),
-        _environments(merged),
-        _overview(merged),
-        _accuracy(merged),
-        support_section(merged),
-        discrepancy_section(merged, Path(cases_root) if cases_root else None),
-    ])
+    sections = [
+        ("environments", _environments(merged)),
+        ("overview", _overview(merged)),
+        ("accuracy", _accuracy(merged)),
+        ("support", support_section(merged)),
+        ("discrepancies", discrepancy_section(merged, Path(cases_root) if cases_root else None)),
+    ]
+    body = join([_header(merged, title),
+                 *(h("section", content, id=name) for name, content in sections)])
     return ("<!DOCTYPE html>\n" + h(
         "html",
         h("head", Safe('<meta charset="utf-8">'),
@@ -139,7 +140,7 @@ def _header(merged: Merged, title: str) -> Safe:
     return join([
         h("h1", title),
         h("p", "Generated " + generated + ". ",
-          join(join([status_badge(s), f" {counts.get(s, 0)} "]) for s in STATUSES),
+          join(h("span", f"{counts.get(s, 0)} {s}", class_=f"badge s-{s}") for s in STATUSES),
           class_="legend"),
         join(h("p", note, class_="note") for note in notes),
         h("nav", h("a", "Environments", href="#environments"), h("a", "Overview", href="#overview"),
@@ -172,7 +173,7 @@ def _environments(merged: Merged) -> Safe:
             h("td", f"{info.get('cpu', '?')} ({info.get('machine', '?')})"),
             h("td", join(h("div", f) for f in frameworks)),
             h("td", join(h("div", d) for d in devices)), h("td", runs)))
-    return join([h("h2", "Environments", id="environments"),
+    return join([h("h2", "Environments"),
                  h("table", h("thead", head), h("tbody", rows), class_="env-table")])
 
 
@@ -192,17 +193,22 @@ def _overview(merged: Merged) -> Safe:
             cells[row][record.group][combo][STATUSES.index(record.status)] += 1
     head = h("tr", h("th", "framework"), h("th", "API"), *(h("th", g) for g in groups),
              h("th", "all groups"))
+    frameworks = _first_seen(fw for fw, _ in rows)
+    ordered = sorted(rows, key=lambda row: frameworks.index(row[0]))  # stable: APIs keep order
     body = []
-    for row, api_kind in rows.items():
+    for n, row in enumerate(ordered):
         row_cells = [_overview_cell(row, group, cells[row].get(group, {})) for group in groups]
         total: dict[str, list[int]] = defaultdict(lambda: [0] * len(STATUSES))
         for by_combo in cells[row].values():
             for combo, counts in by_combo.items():
                 total[combo] = [a + b for a, b in zip(total[combo], counts)]
-        body.append(h("tr", h("th", row[0]), h("td", row[1], " ", kind_badge(api_kind)),
+        span = sum(1 for other in ordered if other[0] == row[0])
+        first = n == 0 or ordered[n - 1][0] != row[0]
+        body.append(h("tr", h("th", row[0], rowspan=str(span)) if first else None,
+                      h("td", row[1], " ", kind_badge(rows[row])),
                       *row_cells, _overview_cell(row, "", total)))
     return join([
-        h("h2", "Overview", id="overview"),
+        h("h2", "Overview"),
         h("p", "Each cell: passes / records for that framework API and case group, coloured by "
                "its worst status (fail, error, unsupported, skip, pass). Click a cell to list its "
                "records below.", class_="note"),
@@ -256,7 +262,7 @@ def _accuracy(merged: Merged) -> Safe:
                    "mismatches and errors carry no ULP figure and are listed under "
                    "Discrepancies.", class_="note")
     if not measured:
-        return join([h("h2", "Accuracy", id="accuracy"), intro,
+        return join([h("h2", "Accuracy"), intro,
                      h("p", "No record carries a ULP error.", class_="muted")])
     axis = UlpAxis.covering([r.max_ulp_error or 0.0 for r in measured])
     rows: dict[tuple[str, ...], list[Record]] = defaultdict(list)
@@ -268,10 +274,24 @@ def _accuracy(merged: Merged) -> Safe:
     head = h("tr", *(h("th", c) for c in ["framework", "API", "dtype", *extra_heads]),
              h("th", ulp_axis_svg(axis), class_="plot"),
              *(h("th", c) for c in ("records", "fail", "median ULP", "max ULP", "worst case")))
-    order = sorted(rows, key=lambda k: (k[0], k[1], _dtype_order(k[2]), k[3], k[4]))
+    frameworks = _first_seen(k[0] for k in rows)
+    apis = _first_seen(k[1] for k in rows)
+    order = sorted(rows, key=lambda k: (frameworks.index(k[0]), apis.index(k[1]),
+                                        _dtype_order(k[2]), k[3], k[4]))
     body = [_accuracy_row(merged, axis, key, rows[key], show_device, show_env) for key in order]
-    return join([h("h2", "Accuracy", id="accuracy"), intro,
-                 h("table", h("thead", head), h("tbody", body), class_="acc")])
+    controls = h("div", _accuracy_filter("framework", "fw", frameworks),
+                 _accuracy_filter("dtype", "dtype", sorted({k[2] for k in rows},
+                                                          key=_dtype_order)),
+                 class_="controls", id="accuracy-controls")
+    return join([h("h2", "Accuracy"), intro, controls,
+                 h("table", h("thead", head), h("tbody", body), class_="acc",
+                   id="accuracy-table")])
+
+
+def _accuracy_filter(label: str, name: str, values: list[str]) -> Safe:
+    return h("label", f"{label} ", h("select", h("option", "all", value=""),
+                                     *(h("option", v, value=v) for v in values),
+                                     data_filter=name))
 
 
 def _measured(record: Record) -> bool:
@@ -300,5 +320,6 @@ def _accuracy_row(merged: Merged, axis: UlpAxis, key: tuple[str, ...], records: 
              h("td", str(len(failed)), class_="num"),
              h("td", format_ulp(median(errors)), class_="num"),
              h("td", format_ulp(max(errors)), class_="num"),
-             h("td", h("code", worst.case_id), f" ({worst.quantity})"))
+             h("td", h("code", worst.case_id), f" ({worst.quantity})"),
+             data_fw=framework, data_dtype=dtype, class_="arow")
 

@@ -46,7 +46,7 @@ td.sup.native { background: #e3f1e5; color: var(--native); }
 td.sup.composed { background: #e3ecf8; color: var(--composed); }
 td.sup.unsupported { background: #f3f3f3; color: #8a8a8a; }
 td.sup.na { color: #c0c6cc; }
-table.acc td { vertical-align: middle; }
+table.acc td { vertical-align: middle; white-space: nowrap; }
 table.acc td.plot { padding: 0 4px; }
 svg.hist .bar-ok { fill: #3b78c2; } svg.hist .bar-bad { fill: var(--fail); }
 svg.hist .guide { stroke: #9aa5b1; stroke-dasharray: 2 2; }
@@ -57,11 +57,14 @@ table.disc { width: 100%; }
 table.disc th { cursor: pointer; user-select: none; position: sticky; top: 0; }
 table.disc th.sorted-asc::after { content: " \\25B2"; font-size: 10px; }
 table.disc th.sorted-desc::after { content: " \\25BC"; font-size: 10px; }
+table.disc tr.row > td { white-space: nowrap; }
 table.disc tr.row { cursor: pointer; } table.disc tr.row:hover { background: #f6f9fc; }
 table.disc tr.row.open { background: #fff8e1; }
 table.disc td.msg { max-width: 420px; overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap; }
-tr.detail > td { background: #fffdf5; padding: 10px 14px; }
+tr.detail > td { background: #fffdf5; padding: 10px 14px; max-width: 1200px;
+  white-space: normal; }
+.detail pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 .detail h4 { margin: 10px 0 4px; font-size: 14px; }
 .detail table.values td { font-family: ui-monospace, Menlo, Consolas, monospace;
   font-size: 12px; }
@@ -82,7 +85,9 @@ JS = """
   var WORST = ['fail', 'error', 'unsupported', 'skip', 'pass'];
 
   // --- overview: recompute each cell for the selected dtype / device / environment -------
-  function matches(value, wanted) { return wanted === '' || value === wanted || value === '*'; }
+  function matches(value, wanted) {
+    return !wanted || value === wanted || value === '*';
+  }
   function refreshOverview() {
     var want = {};
     $('#overview select[data-dim]').forEach(function (s) { want[s.dataset.dim] = s.value; });
@@ -110,6 +115,20 @@ JS = """
   }
   $('#overview select[data-dim]').forEach(function (s) {
     s.addEventListener('change', refreshOverview);
+  });
+
+  // --- accuracy view: show the rows of the selected framework and dtype ------------------
+  function refreshAccuracy() {
+    var filters = $('#accuracy-controls select[data-filter]');
+    $('#accuracy-table tr.arow').forEach(function (tr) {
+      var ok = filters.every(function (s) {
+        return s.value === '' || tr.dataset[s.dataset.filter] === s.value;
+      });
+      tr.classList.toggle('hidden', !ok);
+    });
+  }
+  $('#accuracy-controls select[data-filter]').forEach(function (s) {
+    s.addEventListener('change', refreshAccuracy);
   });
 
   // --- discrepancy table: filters, sorting, details ------------------------------------

@@ -79,7 +79,7 @@ def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
     listed = [i for i, r in enumerate(merged.records)
               if r.status != "pass" or merged.in_conflict(i)]
     listed.sort(key=lambda i: _severity(merged.records[i]))
-    title = h("h2", "Discrepancies", id="discrepancies")
+    title = h("h2", "Discrepancies")
     if not listed:
         return join([title, h("p", "Every record passes.", class_="muted")])
     details: dict[tuple[str, str, str], str] = {}
@@ -145,7 +145,8 @@ def _row(merged: Merged, i: int, details: dict[tuple[str, str, str], str],
              h("td", r.quantity), h("td", r.dtype), h("td", r.device)]
     if show_env:
         cells.append(h("td", _env(merged, r)))
-    cells += [_number_cell(r.max_ulp_error, format_ulp(r.max_ulp_error)),
+    ulp = None if r.kind == "special-value" else r.max_ulp_error  # it covers other elements
+    cells += [_number_cell(ulp, format_ulp(ulp)),
               _number_cell(r.max_abs_error, _short(r.max_abs_error)),
               h("td", r.message, class_="msg", title=r.message)]
     return h("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,

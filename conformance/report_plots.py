@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from conformance.report_html import escape
+from conformance.report_html import Safe, escape
 
 PLOT_WIDTH = 460
 ROW_HEIGHT = 26
@@ -76,13 +76,14 @@ class UlpAxis:
 
 
 def _power(exponent: int) -> str:
-    if exponent >= 0:
-        return f"{2**exponent:g}"
+    """``2**exponent`` for people: 1, 2, ..., 512, then 2^10, 2^11, ...; 2^-1 below 1."""
+    if 0 <= exponent < 10:
+        return str(2**exponent)
     return f"2^{exponent}"
 
 
 def ulp_histogram(axis: UlpAxis, passed: Sequence[float], failed: Sequence[float],
-                  label: str) -> str:
+                  label: str) -> Safe:
     """One row: counts of ``passed`` (blue) and ``failed`` (red) errors per bin of ``axis``."""
     ok, bad = [0] * axis.bins, [0] * axis.bins
     for e in passed:
@@ -109,9 +110,9 @@ def ulp_histogram(axis: UlpAxis, passed: Sequence[float], failed: Sequence[float
     if everything:
         parts.append(_marker(axis, _median(everything), "median", label))
         parts.append(_marker(axis, everything[-1], "max", label))
-    return (f'<svg class="hist" width="{PLOT_WIDTH}" height="{ROW_HEIGHT}" '
-            f'viewBox="0 0 {PLOT_WIDTH} {ROW_HEIGHT}" role="img" '
-            f'aria-label="{escape(label)}">' + "".join(parts) + "</svg>")
+    return Safe(f'<svg class="hist" width="{PLOT_WIDTH}" height="{ROW_HEIGHT}" '
+                f'viewBox="0 0 {PLOT_WIDTH} {ROW_HEIGHT}" role="img" '
+                f'aria-label="{escape(label)}">' + "".join(parts) + "</svg>")
 
 
 def _guides(axis: UlpAxis) -> str:
@@ -153,22 +154,23 @@ def format_ulp(error: float | None) -> str:
     return f"{error:.3g}"
 
 
-def ulp_axis_svg(axis: UlpAxis) -> str:
-    """The shared axis, drawn above the histograms: a label every other power of two."""
+def ulp_axis_svg(axis: UlpAxis) -> Safe:
+    """The shared axis, drawn above the histograms: a label every few powers of two."""
     height = 30
+    step = 2 * max(1, math.ceil(axis.bins * 30 / PLOT_WIDTH / 2))
     parts = []
     for i in range(axis.bins):
         if i == 0:
             text = "0"
         elif i == axis.bins - 1:
             text = f">{_power(axis.hi)}"
-        elif (axis.lo + i - 1) % 2 == 0:
+        elif (axis.lo + i - 1) % step == 0 and i < axis.bins - 2:
             text = _power(axis.lo + i - 1)
         else:
             continue
         x = axis.x(i + 0.5) if i in (0, axis.bins - 1) else axis.x(i + 1)
         parts.append(f'<text x="{x:.1f}" y="12" text-anchor="middle">{escape(text)}</text>'
                      f'<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="16" y2="{height}"/>')
-    return (f'<svg class="axis" width="{PLOT_WIDTH}" height="{height}" '
-            f'viewBox="0 0 {PLOT_WIDTH} {height}" role="img" aria-label="ULP axis, log2">'
-            + "".join(parts) + "</svg>")
+    return Safe(f'<svg class="axis" width="{PLOT_WIDTH}" height="{height}" '
+                f'viewBox="0 0 {PLOT_WIDTH} {height}" role="img" aria-label="ULP axis, log2">'
+                + "".join(parts) + "</svg>")

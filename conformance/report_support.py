@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 def support_section(merged: Merged) -> Safe:
     """The ``Support`` section of the report."""
     matrix = from_declarations(merged.adapters)
-    title = h("h2", "Support", id="support")
+    title = h("h2", "Support")
     if not matrix.frameworks:
         return join([title, h("p", "No adapter declarations in these results.", class_="muted"),
                       _skipped(merged)])

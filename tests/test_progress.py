@@ -1,0 +1,159 @@
+"""The terminal side of ``conformance run``: progress (a bar on a terminal, plain lines in
+CI), the end-of-run summary, the exit code and ``--report``."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conformance.cases import load_file
+from conformance.cli import main
+from conformance.progress import Progress, count_jobs, is_interactive, summary_lines
+from conformance.results import read_results, record_from_json
+from conformance.runner import RunSummary
+from tests.report_samples import adapter, result
+
+CASES = """\
+defaults:
+  source: test
+cases:
+  - id: p-ce
+    op: cross_entropy
+    input: [[0.5, 1.5, -1.0]]
+    target: [1]
+    dtypes: [float32, float64]
+  - id: p-softmax
+    op: softmax
+    input: [[0.5, 1.5, -1.0]]
+    dtypes: [float32]
+"""
+
+
+@pytest.fixture
+def case_file(tmp_path: Path) -> Path:
+    path = tmp_path / "cases.yaml"
+    path.write_text(CASES, encoding="utf-8")
+    return path
+
+
+def _job_records(framework: str, job: str, n: int) -> list:
+    case_id, _, _, dtype = job.split("|")
+    base = record_from_json(result(case_id, framework=framework, dtype=dtype))
+    return [replace(base, job=job, job_records=n, quantity=q)
+            for q in ("output", "grad")[:n]]
+
+
+def test_count_jobs_follows_the_declaration(case_file: Path) -> None:
+    cases = load_file(case_file)
+    declaration = adapter()  # two cross_entropy APIs, one CPU device
+    assert count_jobs(declaration, cases, None, None) == 2 * 2  # p-ce: 2 APIs x 2 dtypes
+    assert count_jobs(declaration, cases, ["float32"], None) == 2
+    assert count_jobs(declaration, cases, None, ["gpu"]) == 0
+    gpu = adapter(devices=[{"id": "cpu", "kind": "cpu", "name": "c"},
+                           {"id": "cuda:0", "kind": "gpu", "name": "g"}])
+    assert count_jobs(gpu, cases, None, None) == 8 and count_jobs(gpu, cases, None, ["gpu"]) == 4
+
+
+def test_plain_lines_in_ci(case_file: Path) -> None:
+    out = io.StringIO()
+    progress = Progress(out, interactive=False, interval=3600)
+    progress.start(load_file(case_file))
+    progress.adapter(adapter())
+    jobs = ["p-ce|cross_entropy|cpu|float32", "p-ce|cross_entropy|cpu|float64",
+            "p-ce|nll_loss-log_softmax|cpu|float32", "p-ce|nll_loss-log_softmax|cpu|float64"]
+    for job in jobs[:3]:
+        for record in _job_records("torch", job, 2):
+            progress.record(record)
+    assert out.getvalue() == ""  # nothing before the interval, nothing until a framework ends
+    assert progress.done["torch"] == 3
+    first, second = _job_records("torch", jobs[3], 2)
+    progress.record(first)
+    assert progress.done["torch"] == 3  # a job counts once all its records arrived
+    progress.record(second)
+    progress.log("torch 2.13.0+cpu: 4 jobs")
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("progress: torch 4/4 jobs; 8 pass [0:0")
+    assert lines[1] == "torch 2.13.0+cpu: 4 jobs"
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def test_plain_lines_every_interval() -> None:
+    out = io.StringIO()
+    progress = Progress(out, interactive=False, interval=0.0)
+    for n in range(3):
+        for record in _job_records("jax", f"c{n}|api|cpu|float32", 1):
+            progress.record(record)
+    assert out.getvalue().splitlines()[-1].startswith("progress: jax 3 jobs; 3 pass")
+
+
+def test_bar_on_a_terminal(case_file: Path) -> None:
+    out = io.StringIO()
+    progress = Progress(out, interactive=True)
+    progress.start(load_file(case_file))
+    progress.adapter(adapter())
+    for record in _job_records("torch", "p-ce|cross_entropy|cpu|float32", 2):
+        progress.record(record)
+    drawn = out.getvalue()
+    assert drawn.startswith("\r[") and "1/4 jobs" in drawn and "torch 1/4" in drawn
+    assert "2 pass" in drawn and drawn.endswith("\x1b[K")
+    progress.log("a message")
+    after = out.getvalue()[len(drawn):]
+    assert after.startswith("\r\x1b[Ka message\n")  # the bar is cleared, then redrawn
+    assert after.endswith("\x1b[K") and "1/4 jobs" in after
+    progress.close()
+    assert out.getvalue().endswith("\r\x1b[K")
+
+
+def test_interactive_only_on_a_real_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert is_interactive(Tty()) and not is_interactive(io.StringIO())
+    monkeypatch.setenv("CI", "true")
+    assert not is_interactive(Tty())
+
+
+def test_summary_lines() -> None:
+    summary = RunSummary(Path("results/r.jsonl"))
+    for line in (result("a"), result("b", "fail", kind="numeric", max_ulp_error=3.0),
+                 result("c", "fail", kind="numeric", max_ulp_error=300.0),
+                 result("d", "error", kind="crash", max_ulp_error=None, message="signal SIGSEGV"),
+                 result("e", "skip", framework="jax")):
+        summary.add(record_from_json(line))
+    lines = summary_lines(summary, limit=2, report="results/report.html")
+    assert lines[0] == "summary:"
+    assert lines[1].split() == ["jax", "1", "skip"]
+    assert lines[2].split() == ["torch", "1", "error,", "2", "fail,", "1", "pass"]
+    assert lines[3] == "worst discrepancies (1 more in the results):"
+    assert lines[4].startswith("  c[torch-torch.nn.functional.cross_entropy-cpu-float32] "
+                               "output: fail numeric 300 ULP")
+    assert lines[5].startswith("  b[")
+    assert lines[-2:] == ["results: results/r.jsonl", "report:  results/report.html"]
+    assert not any(line.startswith("report") for line in summary_lines(summary))
+
+
+def test_run_exit_codes_and_report(stand_ins: None, case_file: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out, report = tmp_path / "r.jsonl", tmp_path / "report.html"
+    argv = ["run", "--cases", str(case_file), "--framework", "exact", "--out", str(out),
+            "--jobs", "1"]
+    assert main(argv) == 0  # every record passes
+    captured = capsys.readouterr()
+    assert "progress: exact 3/3 jobs; 6 pass" in captured.err  # plain lines: not a terminal
+    assert f"results: {out}" in captured.out and "report:" not in captured.out
+    argv = ["run", "--cases", str(case_file), "--framework", "offset", "--out", str(out),
+            "--overwrite", "--jobs", "1", "--report", str(report)]
+    assert main(argv) == 1  # discrepancies
+    captured = capsys.readouterr()
+    assert "worst discrepancies" in captured.out and f"report:  {report}" in captured.out
+    statuses = Counter(r.status for r in read_results([out]).records)
+    assert statuses["fail"] == 3 and report.is_file()
+    assert "p-softmax" in report.read_text(encoding="utf-8")
+    assert main([*argv, "--exit-zero"]) == 0  # audits that only want the report
