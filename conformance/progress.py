@@ -191,6 +191,11 @@ def summary_lines(summary: RunSummary, limit: int = 5,
         more = len(summary.worst) - len(worst)
         lines.append("worst discrepancies" + (f" ({more} more in the results):" if more else ":"))
         lines += [f"  {describe(r)}" for r in worst]
+    oracle = getattr(summary, "oracle", None)
+    if oracle:
+        lines.append("oracle: " + ", ".join(f"{n} {what}" for what, n in sorted(oracle.items())))
+    if getattr(summary, "resumed_jobs", 0):
+        lines.append(f"resumed: {summary.resumed_jobs} jobs were already complete")
     lines.append(f"results: {summary.out}")
     if report is not None:
         lines.append(f"report:  {report}")

@@ -606,23 +606,3 @@ def _skip_record(case: Case, framework: str, reason: str, environment_id: str) -
         environment_id=environment_id,
     )
 
-
-def summary_lines(summary: RunSummary, limit: int = 5) -> list[str]:
-    """Kept until ``conformance.progress.summary_lines`` (its successor) is committed."""
-    frameworks = sorted({f for f, _ in summary.statuses})
-    lines = []
-    for framework in frameworks:
-        counts = {s: n for (f, s), n in summary.statuses.items() if f == framework}
-        lines.append(f"  {framework:12s} "
-                     + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    worst = sorted(summary.worst, key=_severity, reverse=True)[:limit]
-    if worst:
-        lines.append("worst discrepancies:")
-        lines += [f"  {r.case_id}[{r.framework}-{r.api}-{r.device}-{r.dtype}] {r.quantity}: "
-                  f"{r.status} {r.kind or ''} {r.message[:120]}" for r in worst]
-    lines.append(f"results: {summary.out}")
-    return lines
-
-
-def _severity(record: Record) -> Any:
-    return (record.status == "fail", record.max_ulp_error or 0.0)
