@@ -48,14 +48,14 @@ class Case:
 
     id: str
     op: str
-    input: Any  # nested lists of float | 'inf' | '-inf' | 'nan'
+    input: Any  # nested tuples of float | 'inf' | '-inf' | 'nan', or a generate.Spec
     source: str
     file: str
     line: int
     group: str
     description: str = ""
     target: Any = None
-    weight: tuple[Any, ...] | generate.Spec | None = None
+    weight: Any = None  # a tuple of numbers, a generate.Spec, or None
     ignore_index: int = -100
     reduction: str = "mean"
     label_smoothing: float = 0.0
@@ -197,8 +197,8 @@ def _schema_error(path: Path, located: _Located) -> CaseError | None:
         allowed = error.schema.get("properties", {})
         unknown = [key for key in error.instance if key not in allowed]
         where.append(unknown[0])
-        message = (f"unknown key {unknown[0]!r}"
-                   f"{_did_you_mean(unknown[0], allowed)}; allowed keys: {', '.join(sorted(allowed))}")
+        message = (f"unknown key {unknown[0]!r}{_did_you_mean(unknown[0], allowed)}; "
+                   f"allowed keys: {', '.join(sorted(allowed))}")
         return CaseError(path, located.line_of(where), _dotted(where), message)
     return CaseError(path, located.line_of(where), _dotted(where), _explain(error))
 

@@ -121,11 +121,81 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check case files without running anything")
     p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH")
+    p.add_argument("-v", "--verbose", action="store_true", help="one line per valid file")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    cases = load_cases(args.paths)
-    print(f"{len(cases)} cases valid")
+    """Every file is checked (not only up to the first bad one); each error names its file,
+    line and field.  Exit 2 if any file is invalid or an id repeats."""
+    from collections import Counter
+
+    from conformance.cases import Case, find_case_files, load_file
+
+    files = find_case_files(args.paths)
+    seen: dict[str, Case] = {}
+    bad, groups = 0, Counter[str]()
+    for file in files:
+        try:
+            cases = load_file(file)
+        except CaseError as error:
+            print(f"error: {error}", file=sys.stderr)
+            bad += 1
+            continue
+        for case in cases:
+            if case.id in seen:
+                first = seen[case.id]
+                duplicate = CaseError(case.file, case.line, "id", f"duplicate id {case.id!r} "
+                                      f"(first at {first.file}:{first.line})")
+                print(f"error: {duplicate}", file=sys.stderr)
+                bad += 1
+            seen[case.id] = case
+            groups[case.group] += 1
+        if args.verbose:
+            print(f"{file}: {len(cases)} cases")
+    if bad:
+        print(f"{bad} error(s) in {len(files)} files", file=sys.stderr)
+        return 2
+    summary = ", ".join(f"{group} {n}" for group, n in sorted(groups.items()))
+    print(f"{len(seen)} cases valid in {len(files)} files ({summary})")
+    return 0
+
+
+def _add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="show cases by group, op and options (and select them)")
+    p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH")
+    p.add_argument("--group", nargs="+", metavar="GROUP", help="only these groups")
+    p.add_argument("--exclude-group", nargs="+", metavar="GROUP",
+                   help="leave these groups out (e.g. large)")
+    p.add_argument("--op", nargs="+", metavar="OP", help="only these ops")
+    p.add_argument("--option", nargs="+", metavar="OPTION",
+                   help="only cases with all these options or tags (probability_target, "
+                        "weight, ignore_index, label_smoothing, reduction_none, "
+                        "reduction_mean, reduction_sum, k_dim, generated, expect-error, no-grad)")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--ids", action="store_true", help="print only the case ids")
+    shown.add_argument("--files", action="store_true",
+                       help="print only the case files, for 'conformance run --cases $(...)'")
+    shown.add_argument("--counts", action="store_true", help="print cases per group")
+    shown.add_argument("--markdown", action="store_true",
+                       help="print the tables of docs/cases.md")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from conformance import catalog
+
+    cases = catalog.select(load_cases(args.paths), args.group, args.exclude_group, args.op,
+                           args.option)
+    root = Path.cwd()
+    if args.ids:
+        print("\n".join(c.id for c in cases))
+    elif args.files:
+        print("\n".join(catalog.files(cases, root)))
+    elif args.counts:
+        print(catalog.counts(cases), end="")
+    elif args.markdown:
+        print(catalog.markdown(cases, root), end="")
+    else:
+        print(catalog.text(cases, root), end="")
     return 0
 
 
@@ -197,6 +267,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
                           Callable[[argparse.Namespace], int]]] = {
     "run": (_add_run, cmd_run),
     "validate": (_add_validate, cmd_validate),
+    "list": (_add_list, cmd_list),
     "pairwise": (_add_pairwise, cmd_pairwise),
     "support": (support.add_parser, support.command),
     "report": (_add_report, cmd_report),

@@ -17,7 +17,8 @@ Generators (``numpy.random.default_rng(seed)``, float64):
 
   ``dominant: {class: K, margin: M}`` (input only) then raises class ``K`` of every row (or each
   row's own index target, with ``class: target``) to ``M`` above the largest other logit of
-  that row.
+  that row; ``masked_fraction: F`` then sets ``round(F * C)`` classes of every row, chosen at
+  random (never its dominant class), to ``-inf`` (masked classes, as in vocabulary masking).
 * targets (shape taken from the input):
 
   - ``classes``: class indices uniform in ``[0, C)`` (or drawn from ``choices``); then
@@ -58,8 +59,8 @@ GENERATORS = {"input": LOGIT_GENERATORS, "target": TARGET_GENERATORS, "weight": 
 # The keys each generator accepts, per role (besides ``generate``); the first ones listed in
 # REQUIRED must be present.
 _KEYS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("input", "normal"): ("shape", "seed", "scale", "offset", "dominant"),
-    ("input", "uniform"): ("shape", "seed", "scale", "offset", "dominant"),
+    ("input", "normal"): ("shape", "seed", "scale", "offset", "dominant", "masked_fraction"),
+    ("input", "uniform"): ("shape", "seed", "scale", "offset", "dominant", "masked_fraction"),
     ("weight", "normal"): ("seed", "scale", "offset"),
     ("weight", "uniform"): ("seed", "scale", "offset"),
     ("target", "classes"): ("seed", "ignore_fraction", "choices"),
@@ -167,6 +168,8 @@ def check(role: str, mapping: Mapping[str, Any]) -> None:
         raise SpecError("alpha must be > 0", "alpha")
     if "ignore_fraction" in mapping and not 0 <= mapping["ignore_fraction"] <= 1:
         raise SpecError("ignore_fraction must lie in [0, 1]", "ignore_fraction")
+    if "masked_fraction" in mapping and not 0 <= mapping["masked_fraction"] <= 1:
+        raise SpecError("masked_fraction must lie in [0, 1]", "masked_fraction")
     if "noise" in mapping and not 0 <= mapping["noise"] <= 1:
         raise SpecError("noise must lie in [0, 1]", "noise")
     if "shape" in mapping and not mapping["shape"]:
@@ -341,8 +344,10 @@ def _target(spec: Spec, shape: tuple[int, ...], ignore_index: int) -> np.ndarray
     return _read_only(np.moveaxis(table.reshape(*batch, classes), -1, axis))
 
 
-def _distribution(spec: Spec, shape: tuple[int, ...]) -> np.ndarray:
-    rng = np.random.default_rng(spec.get("seed"))
+def _distribution(spec: Spec, shape: tuple[int, ...],
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+    if rng is None:
+        rng = np.random.default_rng(spec.get("seed"))
     if spec.generate == "normal":
         unit = rng.standard_normal(shape)
     else:  # uniform on [-1, 1)
@@ -351,36 +356,46 @@ def _distribution(spec: Spec, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _logits(spec: Spec, target: np.ndarray | None, ignore_index: int) -> np.ndarray:
+    """Values, then the dominant class raised, then masked classes set to -inf."""
     shape = input_shape(spec)
     assert shape is not None
-    values = _distribution(spec, shape)
+    axis = _class_axis(shape)
+    classes = shape[axis]
+    rng = np.random.default_rng(spec.get("seed"))
+    values = _distribution(spec, shape, rng)
+    moved_shape = np.moveaxis(values, axis, -1).shape
+    rows = np.ascontiguousarray(np.moveaxis(values, axis, -1)).reshape(-1, classes)
     dominant = dict(spec.get("dominant", ()))
+    keep = np.full(len(rows), -1, dtype=np.int64)  # each row's dominant class, -1 for none
     if dominant:
-        rows = np.moveaxis(values, _class_axis(shape), -1).reshape(-1, shape[_class_axis(shape)])
         if dominant["class"] == "target":
             assert target is not None
-            wanted = np.asarray(target, dtype=np.int64).reshape(-1)
+            keep = np.asarray(target, dtype=np.int64).reshape(-1).copy()
+            keep[keep == ignore_index] = -1
         else:
-            wanted = np.full(len(rows), int(dominant["class"]), dtype=np.int64)
-        for r, k in enumerate(wanted):
-            if k == ignore_index and dominant["class"] == "target":
-                continue
-            others = np.delete(rows[r], k)
-            rows[r, k] = others.max() + float(dominant["margin"])
-        moved = rows.reshape(*np.moveaxis(values, _class_axis(shape), -1).shape)
-        values = np.ascontiguousarray(np.moveaxis(moved, -1, _class_axis(shape)))
-    return _read_only(values)
+            keep[:] = int(dominant["class"])
+        for r, k in enumerate(keep):
+            if k >= 0:
+                rows[r, k] = np.delete(rows[r], k).max() + float(dominant["margin"])
+    fraction = float(spec.get("masked_fraction", 0.0))
+    if fraction and len(rows):
+        count = math.floor(fraction * classes + 0.5)
+        order = np.argsort(rng.random(rows.shape), axis=1, kind="stable")
+        for r in range(len(rows)):
+            candidates = order[r][order[r] != keep[r]]
+            rows[r, candidates[:count]] = -np.inf
+    return _read_only(np.moveaxis(rows.reshape(moved_shape), -1, axis))
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(array)
+    array = np.array(array, order="C")  # a copy; keeps a 0-d target 0-d
     array.setflags(write=False)
     return array
 
 
 def fingerprint(array: np.ndarray) -> str:
     """A short digest of an array's dtype, shape and bytes (to compare across processes)."""
-    array = np.ascontiguousarray(array)
+    array = np.array(array, order="C")
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.tobytes())
     return digest.hexdigest()[:16]
@@ -395,9 +410,10 @@ def round_array(values: np.ndarray, dtype: str) -> np.ndarray:
     element, but with numpy: every step is an exact scaling by a power of two or ``rint``."""
     x = np.asarray(values, dtype=np.float64)
     fmt = get_format(dtype)
-    if fmt.precision >= 53:
-        return x.copy()
     out = x.copy()
+    if fmt.precision >= 53:
+        out[out == 0] = 0.0
+        return out
     finite = np.isfinite(x) & (x != 0)
     v = x[finite]
     _, e = np.frexp(v)  # v = m * 2**e with 0.5 <= |m| < 1, so floor(log2 |v|) = e - 1
@@ -406,4 +422,5 @@ def round_array(values: np.ndarray, dtype: str) -> np.ndarray:
     overflow = np.abs(rounded) > fmt.max_finite
     rounded[overflow] = np.copysign(np.inf, rounded[overflow])
     out[finite] = rounded
+    out[out == 0] = 0.0  # like round_to_float: mpmath has no signed zero
     return out
