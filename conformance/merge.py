@@ -21,6 +21,7 @@ A malformed line raises ``ValueError`` naming its file and line (``results.read_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -80,10 +81,14 @@ def _identity(obj: dict[str, Any]) -> str:
     return json.dumps(jsonable(obj), sort_keys=True, allow_nan=False)
 
 
-def _record_identity(record: Record) -> str:
-    data = asdict(record)
-    data.pop("extra")
-    return _identity(data)
+_COMPARED = {f.name: None if f.default is dataclasses.MISSING else f.default
+             for f in dataclasses.fields(Record) if f.name != "extra"}
+
+
+def _record_identity(obj: dict[str, Any]) -> str:
+    """A result line's content for duplicate detection: every ``Record`` field but ``extra``
+    (absent fields at their defaults, so a line from an older writer matches its rewrite)."""
+    return _identity({name: obj.get(name, default) for name, default in _COMPARED.items()})
 
 
 def merge_results(paths: Iterable[Path | str]) -> Merged:
@@ -116,7 +121,7 @@ def _add_record(merged: Merged, kept: dict[Key, dict[str, int]], obj: dict[str, 
         raise ValueError(f"{where}: not a result record: {error}") from None
     key = comparison_key(record)
     variants = kept.setdefault(key, {})
-    identity = _record_identity(record)
+    identity = _record_identity(obj)
     if identity in variants:
         merged.duplicates += 1
         return

@@ -193,7 +193,8 @@ def summary_lines(summary: RunSummary, limit: int = 5,
         lines += [f"  {describe(r)}" for r in worst]
     oracle = getattr(summary, "oracle", None)
     if oracle:
-        lines.append("oracle: " + ", ".join(f"{n} {what}" for what, n in sorted(oracle.items())))
+        lines.append("oracle: " + ", ".join(f"{n} {what}" for what, n in sorted(oracle.items())
+                                            if n))
     if getattr(summary, "resumed_jobs", 0):
         lines.append(f"resumed: {summary.resumed_jobs} jobs were already complete")
     lines.append(f"results: {summary.out}")

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from conformance.results import Record
 
 SEVERITY = {"fail": 0, "error": 1, "unsupported": 2, "skip": 3, "pass": 4}
+NUMERIC_COLUMNS = ("x bound", "max ULP", "max abs")
+COLUMN_TITLES = {"x bound": "the largest error over the allowed one (K x bound): above 1 fails",
+                 "max ULP": "the largest error in ULPs of the dtype under test"}
 MAX_COLUMNS = 12  # value columns shown side by side before abbreviating
 MAX_YAML_CHARS = 200_000  # a case's YAML beyond this is cut (the file and line are named)
 
@@ -91,9 +94,10 @@ def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
     show_env = len(merged.environments) > 1
     rows = [_row(merged, i, details, cases, show_env) for i in listed]
     heads = ["status", "kind", "framework", "API", "case", "group", "quantity", "dtype",
-             "device"] + (["environment"] if show_env else []) + ["max ULP", "max abs", "message"]
-    head = h("tr", *(h("th", c, data_type="num" if c.startswith("max") else None)
-                     for c in heads))
+             "device"] + (["environment"] if show_env else []) + [
+                 "x bound", "max ULP", "max abs", "message"]
+    head = h("tr", *(h("th", c, data_type="num" if c in NUMERIC_COLUMNS else None,
+                       title=COLUMN_TITLES.get(c)) for c in heads))
     index = CaseIndex(cases_root)
     members: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(merged.records):
@@ -114,10 +118,13 @@ def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
     ])
 
 
-def _severity(record: Record) -> tuple[int, float, str]:
-    ulp = record.max_ulp_error
-    ulp = -1.0 if ulp is None or math.isnan(ulp) else ulp
-    return (SEVERITY.get(record.status, 5), -ulp, record.case_id)
+def _severity(record: Record) -> tuple[int, float, float, str]:
+    """Worst first: by status, then how far past its bound, then the ULP error."""
+    def figure(value: float | None) -> float:
+        return -1.0 if value is None or math.isnan(value) else value
+
+    return (SEVERITY.get(record.status, 5), -figure(record.bound_use),
+            -figure(record.max_ulp_error), record.case_id)
 
 
 # --- table and filters --------------------------------------------------------------------
@@ -146,7 +153,8 @@ def _row(merged: Merged, i: int, details: dict[tuple[str, str, str], str],
     if show_env:
         cells.append(h("td", _env(merged, r)))
     ulp = None if r.kind == "special-value" else r.max_ulp_error  # it covers other elements
-    cells += [_number_cell(ulp, format_ulp(ulp)),
+    cells += [_number_cell(r.bound_use, _short(r.bound_use)),
+              _number_cell(ulp, format_ulp(ulp)),
               _number_cell(r.max_abs_error, _short(r.max_abs_error)),
               h("td", r.message, class_="msg", title=r.message)]
     return h("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,
@@ -229,19 +237,33 @@ def _who(merged: Merged, r: Record) -> str:
 
 
 def _verdicts(merged: Merged, members: list[int]) -> Safe:
-    head = h("tr", *(h("th", c) for c in ("who", "status", "kind", "max ULP", "max abs",
-                                          "max rel", "worst at", "message")))
+    head = h("tr", *(h("th", c) for c in ("who", "status", "kind", "x bound", "max ULP",
+                                          "max abs", "max rel", "worst at", "tolerance",
+                                          "message")))
     rows = []
     for i in members:
         r = merged.records[i]
         worst = "" if r.worst_index is None else "(" + ", ".join(map(str, r.worst_index)) + ")"
         rows.append(h("tr", h("td", _who(merged, r)),
                       h("td", h("span", r.status, class_=f"badge s-{r.status}")),
-                      h("td", r.kind or ""), h("td", format_ulp(r.max_ulp_error), class_="num"),
+                      h("td", r.kind or ""), h("td", _short(r.bound_use), class_="num"),
+                      h("td", format_ulp(r.max_ulp_error), class_="num"),
                       h("td", _short(r.max_abs_error), class_="num"),
                       h("td", _short(r.max_rel_error), class_="num"), h("td", worst),
-                      h("td", r.message), data_record=str(i)))
+                      h("td", _tolerance(r.tolerance)), h("td", r.message),
+                      data_record=str(i)))
     return join([h("h4", "Verdicts"), h("table", h("thead", head), h("tbody", rows))])
+
+
+def _tolerance(tolerance: dict[str, Any] | None) -> str:
+    """``K=4 (policy)``, from a record's ``tolerance`` (``{k, scale, source, reason}``)."""
+    if not tolerance:
+        return ""
+    text = f"K={tolerance.get('k', '?')}"
+    if tolerance.get("scale") not in (None, 1, 1.0):
+        text += f" x{tolerance['scale']}"
+    extra = ", ".join(str(tolerance[k]) for k in ("source", "reason") if tolerance.get(k))
+    return f"{text} ({extra})" if extra else text
 
 
 def _values(merged: Merged, members: list[int]) -> Safe:

@@ -170,14 +170,18 @@ def test_support_matrix_from_adapter_lines(report: tuple[str, Page]) -> None:
 
 
 def test_discrepancy_table_lists_every_non_pass_record(report: tuple[str, Page]) -> None:
-    _, page = report
+    text, page = report
     rows = [a for a, _ in page.find("tr") if a.get("class") == "row"]
     statuses = [a["data-status"] for a in rows]
     assert statuses == ["fail", "fail", "fail", "error", "unsupported", "skip"]
     assert [a["data-kind"] for a in rows][:3] == ["numeric", "numeric", "special-value"]
-    first = rows[0]
-    assert (first["data-fw"], first["data-dtype"], first["data-device"]) == (
-        "torch 2.13.0+cpu", "float32", "cpu")
+    first = rows[0]  # the furthest past its bound comes first
+    assert (first["data-fw"], first["data-api"], first["data-dtype"], first["data-device"]) == (
+        "torch 2.13.0+cpu", TORCH_CE, "float32", "cpu")
+    cells = Page(section(text, "discrepancies")).find("td", data_sort="12.5")
+    assert [t for _, t in cells] == ["12.5"]  # x bound
+    detail = page.find("template", id=first["data-detail"])[0][1]
+    assert "K=4 (policy)" in detail and "1.34e+03" in detail
     filters = {a["data-filter"] for a, _ in page.find("select") if "data-filter" in a}
     assert {"status", "fw", "kind", "dtype", "device", "api", "group"} <= filters
 
