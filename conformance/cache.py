@@ -13,10 +13,11 @@ An entry is the ``OracleResult`` of one case in one dtype.  Its key is the sha25
 
 Entries live in ``DIR/oracle-VERSION/KEY[:2]/KEY.npz`` (``DIR`` defaults to
 ``.conformance-cache``; ``$CONFORMANCE_CACHE`` names another directory, or ``off`` to
-disable the cache).  An entry is a numpy ``.npz`` archive of plain integer arrays, read with
-``allow_pickle=False``: every ``mpf`` is stored *exactly*, as its signed binary mantissa and
-exponent (two's complement bytes, so no size limit), with mpmath's own codes for zero, NaN
-and the infinities.  Reading an entry gives back the very same ``mpf`` values, so a cached
+disable the cache).  An entry is a numpy ``.npz`` archive of plain integer and float arrays,
+read with ``allow_pickle=False``: every ``mpf`` is stored *exactly*, as its signed binary
+mantissa and exponent (two's complement bytes, so no size limit), with mpmath's own codes for
+zero, NaN and the infinities; the float64 error bounds (``output_bound``, ``grad_bound``) as
+float64 arrays.  Reading an entry gives back the very same ``mpf`` values, so a cached
 and an uncached run write identical records.
 
 Writers never expose a partial entry: an entry is written to a temporary file beside it and
@@ -39,7 +40,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
@@ -57,11 +58,13 @@ from reference.oracle import OracleResult
 CACHE_VARIABLE = "CONFORMANCE_CACHE"
 DEFAULT_DIRECTORY = Path(".conformance-cache")
 DISABLED = ("off", "0", "no", "none", "false")
-ENTRY_FORMAT = 1  # bump when the layout of an entry changes
+ENTRY_FORMAT = 2  # bump when the layout of an entry changes
 SEMANTIC_FIELDS = ("op", "input", "target", "weight", "ignore_index", "reduction",
                    "label_smoothing", "grad")
 _SOURCES = ("reference/__init__.py", "reference/oracle.py", "reference/formats.py",
             "conformance/problem.py", "conformance/generate.py")
+# OracleResult's float64 arrays (the error bounds), stored as they are when present.
+_FLOAT_FIELDS = ("output_bound", "grad_bound")
 # mpmath's raw tuples (sign, mantissa, exponent, bitcount) of the values with mantissa 0,
 # told apart by their exponent field: zero 0, nan -123, +inf -456, -inf -789.
 _SPECIAL_EXPONENTS = {0: (0, 0, 0, 0), -123: (0, 0, -123, -1), -456: (0, 0, -456, -2),
@@ -290,6 +293,10 @@ def encode(result: OracleResult, key: str, version: str) -> bytes:
         arrays[f"{name}_shape"] = np.asarray(np.shape(values), dtype=np.int64)
         arrays[f"{name}_man"] = _int_bytes(mantissas)
         arrays[f"{name}_exp"] = _int_bytes(exponents)
+    for name in _FLOAT_FIELDS:
+        value = getattr(result, name, None)
+        if value is not None:
+            arrays[name] = np.asarray(value, dtype=np.float64)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
@@ -307,7 +314,13 @@ def decode(data: bytes, key: str, version: str, where: Path | str = "(entry)") -
                            f"key {str(meta.get('key'))[:16]}..., oracle {meta.get('oracle')})")
         output = _join(arrays, "output")
         grad = _join(arrays, "grad") if meta["grad"] else None
-        return OracleResult(output, grad, int(meta["precision"]), bool(meta["certified"]))
+        known = {f.name for f in fields(OracleResult)}
+        extra = {name: arrays[name] for name in _FLOAT_FIELDS if name in arrays and name in known}
+        for name, values in extra.items():
+            if values.dtype != np.float64:
+                raise BadEntry(f"{where}: {name} is {values.dtype}, not float64")
+        return OracleResult(output, grad, int(meta["precision"]), bool(meta["certified"]),
+                            **extra)
     except BadEntry:
         raise
     except Exception as error:  # zipfile, numpy, JSON and key errors alike: a damaged file

@@ -151,6 +151,8 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
                            for framework in options.frameworks]
                 for future in futures:
                     future.result()
+            sink.log(f"oracle: {summary.oracle['computed']} result(s) computed, "
+                     f"{summary.oracle['hits']} read from the cache")
         except BaseException:
             stop.set()
             _Worker.kill_all()

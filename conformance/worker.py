@@ -201,5 +201,26 @@ def _fill_oracle_cache(channel: _Channel, cases: list[Case], dtypes: list[str] |
             channel.emit({"event": "done", "job": key})
 
 
+PROFILE_VARIABLE = "CONFORMANCE_PROFILE"
+
+
+def _profiled_main() -> int:
+    """``main`` under cProfile when ``$CONFORMANCE_PROFILE`` names a directory: each worker
+    writes ``DIR/worker-NAME-PID.prof`` there (for ``benchmarks/``; ``pstats`` reads it)."""
+    directory = os.environ.get(PROFILE_VARIABLE)
+    if not directory:
+        return main()
+    import cProfile
+
+    name = "oracle" if "--oracle" in sys.argv else (
+        sys.argv[sys.argv.index("--framework") + 1] if "--framework" in sys.argv else "worker")
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(main)
+    finally:
+        os.makedirs(directory, exist_ok=True)
+        profile.dump_stats(os.path.join(directory, f"worker-{name}-{os.getpid()}.prof"))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_profiled_main())

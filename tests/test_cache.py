@@ -14,7 +14,7 @@ from mpmath.libmp import from_man_exp
 
 from conformance import cache
 from conformance.cases import load_cases
-from conformance.check import reference_for
+from conformance.check import bounds_for, reference_for
 from conformance.problem import make_problem
 from conformance.runner import RunOptions, run
 from reference.oracle import OracleResult
@@ -48,11 +48,19 @@ def raw(values: np.ndarray | None) -> list[tuple[object, ...]] | None:
     return None if values is None else [v._mpf_ for v in np.asarray(values).reshape(-1)]
 
 
+def same_floats(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
 def same(a: OracleResult, b: OracleResult) -> bool:
     return (raw(a.output) == raw(b.output) and raw(a.grad) == raw(b.grad)
             and np.shape(a.output) == np.shape(b.output)
             and np.shape(a.grad) == np.shape(b.grad)
-            and (a.precision, a.certified) == (b.precision, b.certified))
+            and (a.precision, a.certified) == (b.precision, b.certified)
+            and same_floats(a.output_bound, b.output_bound)
+            and same_floats(a.grad_bound, b.grad_bound))
 
 
 def test_values_round_trip_exactly() -> None:
@@ -62,11 +70,13 @@ def test_values_round_trip_exactly() -> None:
         exact_mpf(-5, -(1 << 70)), exact_mpf(7, 1 << 70),  # exponents beyond int64
     ]
     result = OracleResult(np.array(awkward, dtype=object).reshape(2, 4),
-                          np.array(exact_mpf(1, -1074), dtype=object), 4096, False)
+                          np.array(exact_mpf(1, -1074), dtype=object), 4096, False,
+                          output_bound=np.array([[0.0, np.nan, np.inf, 5e-324]] * 2),
+                          grad_bound=np.array(2.0**-60))
     back = cache.decode(cache.encode(result, "k", "v"), "k", "v")
     assert same(back, result)
     assert back.grad is not None and back.grad.shape == ()
-    no_grad = replace(result, grad=None)
+    no_grad = replace(result, grad=None, grad_bound=None, output_bound=None)
     assert same(cache.decode(cache.encode(no_grad, "k", "v"), "k", "v"), no_grad)
 
 
@@ -78,6 +88,7 @@ def test_oracle_results_round_trip_exactly(tmp_path: Path, store: cache.OracleCa
         store.store(key, computed)
         loaded = store.load(key)
         assert loaded is not None and same(loaded, computed)
+        assert loaded.output_bound is not None and loaded.grad_bound is not None
 
 
 def test_the_key_is_the_semantic_content_the_dtype_and_the_oracle(tmp_path: Path) -> None:
@@ -150,7 +161,11 @@ def test_reference_for_reads_the_cache_without_running_the_oracle(
         raise AssertionError("the oracle ran on a warm cache")
 
     monkeypatch.setattr("conformance.problem.evaluate", no_oracle)
-    assert same(reference_for(case, "float32"), first)
+    monkeypatch.setattr("conformance.check.error_bounds", no_oracle)
+    warm = reference_for(case, "float32")
+    assert same(warm, first)
+    bounds = bounds_for(case, "float32", warm)  # the bounds come from the cache too
+    assert bounds[0] is warm.output_bound and bounds[1] is warm.grad_bound
 
 
 def test_the_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
