@@ -281,12 +281,12 @@ def compare(expected: np.ndarray, actual: np.ndarray, dtype: str, bound: np.ndar
                           f"returned shape {tuple(np.shape(actual))}, expected {shape}",
                           tolerance=tolerance)
     fmt = get_format(dtype)
-    exact_values = np.asarray(expected, dtype=object)
-    a = np.asarray(actual, dtype=np.float64)
+    # everything elementwise runs on flat arrays (a 0-d array's elements are not assignable)
+    exact_values = np.asarray(expected, dtype=object).reshape(-1)
+    a = np.asarray(actual, dtype=np.float64).reshape(-1)
     e = nearest_float64(exact_values)
-    limit = np.asarray(bound, dtype=np.float64) * tolerance.factor
-    if limit.shape != shape:
-        limit = np.broadcast_to(limit, shape)
+    limit = np.broadcast_to(np.asarray(bound, dtype=np.float64) * tolerance.factor,
+                            shape).reshape(-1)
     e_nan, a_nan = np.isnan(e), np.isnan(a)
     e_inf = np.isinf(e) & _exactly_infinite(exact_values, e)
     special_e = e_nan | e_inf
@@ -308,7 +308,7 @@ def compare(expected: np.ndarray, actual: np.ndarray, dtype: str, bound: np.ndar
     errors, relative = _errors(exact_values, e, a, finite, dtype)
     outside, use = _verdicts(exact_values, a, errors, e, limit, finite)
     correctly_rounded = _correctly_rounded(exact_values, e, fmt, finite)
-    ulps = np.zeros(shape)
+    ulps = np.zeros(a.shape)
     ulps[finite] = ulp_distance_array(correctly_rounded[finite], a[finite], fmt)
     ulps[may_overflow] = ulp_distance_array(
         _round_all(exact_values, e, fmt)[may_overflow], a[may_overflow], fmt)
@@ -321,24 +321,31 @@ def compare(expected: np.ndarray, actual: np.ndarray, dtype: str, bound: np.ndar
     specials = int(mismatch.sum())
     n_outside = int((outside & finite & ~mismatch).sum())
     if specials:
-        index = _first(mismatch)
-        what = "zero of the wrong sign" if wrong_zero[index] else "special-value mismatch"
+        i = int(np.flatnonzero(mismatch)[0])
+        index = _index(i, shape)
+        what = "zero of the wrong sign" if wrong_zero[i] else "special-value mismatch"
         message = (f"{specials} special-value mismatch(es); first at {index}: expected "
-                   f"{_show_exact(exact_values[index], dtype)}, got {_show(a[index])} ({what})")
+                   f"{_show_exact(exact_values[i], dtype)}, got {_show(a[i])} ({what})")
         return Comparison(False, SPECIAL_VALUE, max_abs, max_rel, max_ulp, index, message,
                           bound_use, specials, n_outside, tolerance)
-    worst = _argmax(np.where(finite, use, -1.0)) if finite.any() else None
-    if worst is None:
-        message = "special values match; no finite element to measure"
-    else:
+    worst = None
+    if finite.any():
+        i = int(np.argmax(np.where(finite, use, -1.0)))
+        worst = _index(i, shape)
         message = (f"max error {max_ulp:.4g} ulp ({max_abs:.3g} abs); worst element at "
-                   f"{worst}: error {errors[worst]:.3g} is {use[worst]:.3g} of its bound "
-                   f"{limit[worst]:.3g} (K={tolerance.factor:g})")
+                   f"{worst}: error {errors[i]:.3g} is {use[i]:.3g} of its bound "
+                   f"{limit[i]:.3g} (K={tolerance.factor:g})")
+    else:
+        message = "special values match; no finite element to measure"
     if n_outside:
         message = f"{n_outside} element(s) outside the bound; {message}"
     passed = n_outside == 0
     return Comparison(passed, None if passed else NUMERIC, max_abs, max_rel, max_ulp, worst,
                       message, bound_use, 0, n_outside, tolerance)
+
+
+def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat, shape))
 
 
 def _exactly_infinite(values: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -411,14 +418,6 @@ def _round_all(values: np.ndarray, e: np.ndarray, fmt: Any) -> np.ndarray:
     for index in _positions(midpoint):
         rounded[index] = round_to_float(values[index], fmt.name)
     return rounded
-
-
-def _first(mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argwhere(mask)[0])
-
-
-def _argmax(values: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(values)), values.shape))
 
 
 def _show(value: float) -> str:

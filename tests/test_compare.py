@@ -396,3 +396,15 @@ def test_case_and_run_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv(RUN_SCALE_VARIABLE, "100")
     record = _check(_case(tmp_path), FixedAdapter(off))[0]
     assert record.status == "pass" and record.tolerance["source"] == "run"
+
+
+@pytest.mark.parametrize(("expected", "actual", "kind"), [
+    ("inf", math.inf, None), ("inf", 1.0, SPECIAL_VALUE), ("nan", math.nan, None),
+    (2.5, 2.5, None), ("1e-3", -0.0, SPECIAL_VALUE),
+])
+def test_scalars_compare_like_arrays(expected: Any, actual: float, kind: str | None) -> None:
+    # a reduced loss is a 0-d array
+    value = np.empty((), dtype=object)
+    value[()] = mpf(expected)
+    comparison = compare(value, np.array(actual), "float32", np.array(1e-9))
+    assert comparison.kind == kind
