@@ -92,9 +92,13 @@ def round_to_format(x: mpf | float | int, fmt: FloatFormat) -> mpf:
     x = exact(x)
     if mpmath.isnan(x) or mpmath.isinf(x) or x == 0:
         return x
-    sign, man, exp, _bc = x._mpf_
+    sign, man, exp, bc = x._mpf_
+    if _exponent(x) > fmt.emax + 1:  # far beyond the overflow threshold
+        return mpf("-inf") if sign else mpf("inf")
     quantum = max(_exponent(x), fmt.emin) - (fmt.precision - 1)
     shift = quantum - int(exp)
+    if shift > int(bc) + 1:  # |x| < 2**(quantum - 2), a quarter of the spacing: to zero
+        return mpf(0)
     if shift <= 0:
         n = int(man) << -shift
     else:

@@ -216,7 +216,10 @@ def _prepare_target(
         raise OracleDomainError(f"{op} needs a target", "target")
     array = np.asarray(target, dtype=object)
     flat = list(array.reshape(-1))
-    is_index = all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in flat)
+    # a float array is a probability target even when empty (no element says so)
+    is_float_array = isinstance(target, np.ndarray) and target.dtype.kind == "f"
+    is_index = not is_float_array and all(
+        isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in flat)
     if is_index:
         if array.shape != batch_shape:
             raise OracleDomainError(

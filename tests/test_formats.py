@@ -204,3 +204,15 @@ def test_nearest_float64_rounds_once_in_the_subnormal_range() -> None:
     with mpmath.workprec(200):
         value = mpmath.ldexp(1 + mpf(2) ** -60, -1075)
     assert nearest_float64(np.array([value], dtype=object))[0] == 5e-324
+
+
+def test_rounding_values_far_outside_every_format() -> None:
+    # exp(-1e30) and exp(1e12) have exponents of about -1.4e30 and 1.4e12: no shifting by
+    # that many bits; they round to 0 and to infinity
+    with mpmath.workprec(100):
+        tiny = mpmath.exp(-mpf(10) ** 30)
+        huge = mpmath.exp(mpf(10) ** 12)
+    for dtype in FORMATS:
+        assert round_to_float(tiny, dtype) == 0.0
+        assert round_to_float(-huge, dtype) == -math.inf
+        assert math.copysign(1, round_to_float(-tiny, dtype)) == 1.0  # an mpf zero is +0

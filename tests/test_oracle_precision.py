@@ -182,3 +182,11 @@ def test_bounds_of_undefined_and_infinite_elements() -> None:
     assert result.output_bound is not None and result.grad_bound is not None
     assert math.isinf(result.output_bound[0]) and result.output_bound[1] == 0
     assert np.all(np.isfinite(result.grad_bound[0])) and np.all(result.grad_bound[1] == 0)
+
+
+def test_empty_batch_with_a_probability_target() -> None:
+    # an empty float array is a probability target (shaped like the input), not an index one
+    result = evaluate("cross_entropy", np.zeros((0, 4)), target=np.zeros((0, 4)),
+                      reduction="sum", dtype="float32")
+    assert result.output[()] == 0 and result.grad is not None and result.grad.shape == (0, 4)
+    assert result.output_bound is not None and result.output_bound.shape == ()
