@@ -34,6 +34,7 @@ the keys of the jobs already complete in this environment; they are not run agai
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import selectors
@@ -136,28 +137,68 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
             summary.add(record)
         summary.resumed_jobs = sum(map(len, previous.done.values()))
         stop = threading.Event()
-        try:
+        with _terminate_on_sigterm():
             _oracle_phase(cases, options, parallel, sink, stop)
             before = oracle_cache.STATS.computed, oracle_cache.STATS.hits
             for case in cases:
                 if not previous.complete("reference", documented_job(case)):
                     sink.batch("reference", documented_job(case),
-                               check_documented(case, environment_id))
+                               _documented(case, environment_id))
             summary.oracle["computed"] += oracle_cache.STATS.computed - before[0]
             summary.oracle["hits"] += oracle_cache.STATS.hits - before[1]
-            with ThreadPoolExecutor(max_workers=parallel) as pool:
-                futures = [pool.submit(_run_framework, framework, cases, options,
-                                       environment_id, sink, stop)
-                           for framework in options.frameworks]
-                for future in futures:
-                    future.result()
+            _in_parallel(parallel, [
+                functools.partial(_run_framework, framework, cases, options, environment_id,
+                                  sink, stop)
+                for framework in options.frameworks], stop)
             sink.log(f"oracle: {summary.oracle['computed']} result(s) computed, "
                      f"{summary.oracle['hits']} read from the cache")
-        except BaseException:
-            stop.set()
-            _Worker.kill_all()
-            raise
     return summary
+
+
+def _in_parallel(count: int, calls: list[Callable[[], None]], stop: threading.Event) -> None:
+    """Run ``calls`` on ``count`` threads; on any exception (Ctrl-C, SIGTERM, a bug) stop
+    them, kill every worker process (whose threads then return) and re-raise."""
+    pool = ThreadPoolExecutor(max_workers=max(1, count))
+    try:
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
+    except BaseException:
+        stop.set()
+        _Worker.kill_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``kill``) ends the run like Ctrl-C: workers are killed, the
+    file keeps every complete job.  Only the main thread can set a signal handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _documented(case: Case, environment_id: str) -> list[Record]:
+    """``check_documented``, with a failure of the suite's own code recorded, not raised."""
+    try:
+        return check_documented(case, environment_id)
+    except Exception as error:
+        return [Record(
+            case_id=case.id, op=case.op, group=case.group, framework="reference",
+            framework_version="", api="documented value", api_kind="reference", device="cpu",
+            device_name="", dtype="float64", quantity="documented", status="error",
+            kind="crash", message=f"the check raised {type(error).__name__}: {error}",
+            case_file=case.file, environment_id=environment_id)]
 
 
 def documented_job(case: Case) -> str:
@@ -355,10 +396,13 @@ def _oracle_phase(cases: list[Case], options: RunOptions, parallel: int, sink: _
     count = min(parallel, len(missing))
     sink.log(f"oracle: computing {len(missing)} result(s) with {count} worker(s), "
              f"cached in {store.root}")
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        for future in [pool.submit(_run_oracle_worker, options, sink, stop)
-                       for _ in range(count)]:
-            future.result()
+    import mpmath
+
+    if mpmath.libmp.BACKEND != "gmpy":
+        sink.log("oracle: mpmath runs on its pure-Python integers; installing gmpy2 "
+                 "(pip install gmpy2, or the 'fast' extra) makes the oracle several times faster")
+    _in_parallel(count, [functools.partial(_run_oracle_worker, options, sink, stop)
+                         for _ in range(count)], stop)
 
 
 def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event) -> None:
@@ -370,7 +414,7 @@ def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event) 
             sink.log(f"oracle: {job} {record.message}")
 
     while not stop.is_set():
-        worker = _Worker(["--oracle"], options, "", done, {})
+        worker = _Worker(["--oracle"], options, "", done, {}, stop)
         outcome = worker.run(sink, on_done)
         if stop.is_set() or (outcome.failed_job is None and not outcome.failure):
             return
@@ -402,7 +446,8 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
 
     stalled = False
     while not stop.is_set():
-        worker = _Worker(["--framework", framework], options, environment_id, done, by_id)
+        worker = _Worker(["--framework", framework], options, environment_id, done, by_id,
+                         stop)
         outcome = worker.run(sink, on_done)
         if stop.is_set():
             return
@@ -454,7 +499,7 @@ class _Worker:
     _live_lock = threading.Lock()
 
     def __init__(self, mode: list[str], options: RunOptions, environment_id: str,
-                 skip: set[str], cases: dict[str, Case]) -> None:
+                 skip: set[str], cases: dict[str, Case], stop: threading.Event) -> None:
         self.options = options
         self.environment_id = environment_id
         self.framework = mode[1] if mode[0] == "--framework" else "oracle"
@@ -474,6 +519,8 @@ class _Worker:
                                         start_new_session=os.name == "posix")
         with self._live_lock:
             self._live.add(self)
+        if stop.is_set():  # stopped while this one started: kill_all may have missed it
+            self.kill()
 
     def kill(self) -> None:
         if self.process.poll() is not None:

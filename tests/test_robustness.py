@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -212,6 +213,41 @@ def test_a_run_killed_with_sigkill_is_completed_by_resume_without_duplicates(
         assert of(after.records, framework) == of(expected.records, framework)
     assert len(after.environments) == 1  # the same environment: its line is not repeated
     assert sorted(a["framework"] for a in after.adapters) == ["exact", "hang"]
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_stops_the_run_and_its_workers(cases: Path, tmp_path: Path) -> None:
+    out, marker = tmp_path / "r.jsonl", tmp_path / "hanging.pid"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "conformance", "run", "--cases", str(cases), "--framework",
+         "hang", "--out", str(out)],
+        env=cli_env(STANDIN_FAULT_CASE="case-b", STANDIN_HANG_MARKER=str(marker)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: marker.exists() and bool(marker.read_text()), "the worker hangs")
+        worker = int(marker.read_text())
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(timeout=60) == 128 + signal.SIGTERM
+        wait_for(lambda: not alive(worker), "the hanging worker is gone", 30)
+    finally:
+        runner.kill()
+    records = read_results([out]).records
+    assert {r.job for r in records} == {j for j in JOBS if "case-a" in j} | {"case-c|documented"}
+    assert_whole_jobs(records)
 
 
 def test_resume_cuts_a_torn_tail_and_redoes_only_the_incomplete_job(

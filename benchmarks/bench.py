@@ -1,0 +1,403 @@
+#!/usr/bin/env python
+"""How fast is ``conformance run``?  Measures and prints (Markdown) the figures of issue 7.
+
+Run from the repository root, with the frameworks installed::
+
+    python benchmarks/bench.py                                  # every section
+    python benchmarks/bench.py --write benchmarks/RESULTS.md    # ... and keep the output
+    python benchmarks/bench.py --sections audit overhead        # some sections only
+
+Sections:
+
+``audit``
+    the wall time of ``conformance run`` over ``--cases`` (default: the shipped cases) on the
+    CPU, every framework whose adapter exists, ``--jobs`` workers at a time: *cold* (a fresh,
+    empty oracle cache) and then *warm* (the same cache), with the oracle's counts.  A third,
+    profiled warm run (``$CONFORMANCE_PROFILE``) says where each worker's time goes.
+``overhead``
+    the suite's overhead: the warm audit with ``--jobs 1`` against a *bare loop* that, in one
+    process per framework, imports the framework and calls the same framework APIs on the same
+    inputs: for each job the audit runs (case x API x device x dtype), the adapter's ``run``,
+    which is the framework call itself (tensor in, forward, backward, numpy out).  The inputs
+    are built before the bare loop's clock starts.  The ratio is audit / bare loop.
+``oracle``
+    the oracle's time, cold, on the largest shipped case (by number of input elements).
+``big``
+    the oracle's time, cold, on a ``--big-shape`` (default 32 x 131072) float32
+    ``cross_entropy`` case with its gradient (numpy-seeded normal logits, random class
+    targets), calling ``reference.oracle.evaluate`` directly; then a cProfile of the same on a
+    ``--profile-shape`` slice (default 32 x 4096: the cost is linear in the elements) for
+    where the time goes.
+``compare``
+    the comparison's cost per element (``conformance.compare.compare`` on the gradient of the
+    ``--profile-shape`` case against its float32 rounding), extrapolated to ``--big-shape``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECTIONS = ("audit", "overhead", "oracle", "big", "compare")
+PACKAGES = ("torch", "jax", "jaxlib", "optax", "tensorflow-cpu", "tensorflow", "mpmath",
+            "gmpy2", "numpy")
+
+
+# --- the machine ----------------------------------------------------------------------------
+
+
+def machine() -> list[str]:
+    import mpmath
+
+    from conformance.results import cpu_name
+    from conformance.runner import available_cores
+
+    memory = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    versions = []
+    for package in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+    return [
+        f"- CPU: {cpu_name()}, {available_cores()} cores available to this process "
+        f"({os.cpu_count()} in the machine), {memory} memory",
+        f"- OS: {platform.platform()}; Python {platform.python_version()}",
+        f"- packages: {', '.join(versions)}; mpmath backend: {mpmath.libmp.BACKEND}",
+    ]
+
+
+# --- whole audits ---------------------------------------------------------------------------
+
+
+def conformance_run(args: argparse.Namespace, out: Path, cache: Path, jobs: int,
+                    profile: Path | None = None) -> dict[str, Any]:
+    command = [sys.executable, "-m", "conformance", "run", "--cases", *args.cases,
+               "--device", "cpu", "--out", str(out), "--overwrite", "--exit-zero",
+               "--cache", str(cache), "--jobs", str(jobs), "--timeout", str(args.timeout)]
+    if args.framework:
+        command += ["--framework", *args.framework]
+    env = {**os.environ, "CI": "1"}  # plain progress lines, not a redrawn bar
+    if profile is not None:
+        env["CONFORMANCE_PROFILE"] = str(profile)
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"conformance run failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    oracle = re.findall(r"oracle: (\d+) result\(s\) computed, (\d+) read", done.stderr)
+    statuses: Counter[str] = Counter()
+    frameworks: Counter[str] = Counter()
+    for line in out.read_text().splitlines():
+        obj = json.loads(line)
+        if obj.get("type") == "result":
+            statuses[obj["status"]] += 1
+            frameworks[obj["framework"]] += 1
+    return {"wall": wall, "computed": int(oracle[-1][0]) if oracle else None,
+            "hits": int(oracle[-1][1]) if oracle else None, "statuses": statuses,
+            "frameworks": frameworks,
+            "skipped": re.findall(r"^(\S+): skipped, (.*)$", done.stderr, re.MULTILINE)}
+
+
+def present_frameworks(args: argparse.Namespace) -> list[str]:
+    from conformance.adapters import frameworks
+
+    return list(args.framework or frameworks())
+
+
+def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
+    cache = work / "cache"
+    cold = conformance_run(args, work / "cold.jsonl", cache, args.jobs)
+    warm = conformance_run(args, work / "warm.jsonl", cache, args.jobs)
+    profiles = work / "profiles"
+    profiled = conformance_run(args, work / "profiled.jsonl", cache, args.jobs, profiles)
+    records = sum(warm["statuses"].values())
+    lines = [
+        "## Full audit on the CPU",
+        "",
+        f"Cases: `{' '.join(args.cases)}`; frameworks (every adapter present): "
+        f"{', '.join(present_frameworks(args))}; `--jobs {args.jobs or 'cores'}`.",
+        "",
+        "| run | wall time | oracle results computed | read from the cache |",
+        "| --- | ---: | ---: | ---: |",
+        f"| cold (empty cache) | {cold['wall']:.1f} s | {cold['computed']} | {cold['hits']} |",
+        f"| warm | {warm['wall']:.1f} s | {warm['computed']} | {warm['hits']} |",
+        "",
+        f"{records} records: " + ", ".join(f"{n} {s}" for s, n in sorted(
+            warm["statuses"].items())) + "; per framework: " + ", ".join(
+            f"{f} {n}" for f, n in sorted(warm["frameworks"].items())) + ".",
+    ]
+    for framework, reason in warm["skipped"]:
+        lines.append(f"Skipped: {framework} ({reason}).")
+    lines += ["", f"Where a warm worker's time goes (cProfile of a third, warm run: "
+                  f"{profiled['wall']:.1f} s under the profiler):", ""]
+    lines += worker_profiles(profiles)
+    return lines
+
+
+# What a worker does, by the functions that do it (cumulative time of the outermost call).
+ACTIVITIES = (
+    ("framework calls (adapter.run)", "run", ("adapters",)),
+    ("comparison (compare.py)", "compare", ("compare.py",)),
+    ("oracle cache reads", "load", ("cache.py",)),
+    ("oracle computations", "evaluate", ("oracle.py",)),
+    ("error bounds computed (not cached)", "_computed_bounds", ("check.py",)),
+    ("inputs rounded to the dtype (make_problem)", "make_problem", ("problem.py",)),
+    ("record values (values_for_record)", "values_for_record", ("results.py",)),
+    ("cases loaded and validated", "load_cases", ("cases.py",)),
+    ("adapter created (framework import)", "load_adapter", ("adapters",)),
+)
+
+
+def worker_profiles(directory: Path) -> list[str]:
+    rows = ["| worker | total | " + " | ".join(a[0] for a in ACTIVITIES) + " |",
+            "| --- | ---: |" + " ---: |" * len(ACTIVITIES)]
+    for path in sorted(directory.glob("worker-*.prof")):
+        stats = pstats.Stats(str(path))
+        table = stats.stats  # type: ignore[attr-defined]
+        total = max((v[3] for v in table.values()), default=0.0)
+        cells = []
+        for _label, function, files in ACTIVITIES:
+            seconds = max((v[3] for (file, _line, name), v in table.items()
+                           if name == function and any(f in file for f in files)), default=0.0)
+            cells.append(f"{seconds:.1f} s ({100 * seconds / total:.0f}%)" if total else "-")
+        name = path.stem.rsplit("-", 1)[0].removeprefix("worker-")
+        rows.append(f"| {name} | {total:.1f} s | " + " | ".join(cells) + " |")
+    return rows
+
+
+# --- the bare loop ----------------------------------------------------------------------------
+
+
+def bare_loop(framework: str, cases: list[str]) -> dict[str, Any]:
+    """In this process: the inputs first, then (timed) the framework's import and its calls."""
+    from conformance.adapters import AdapterUnavailable, load_adapter
+    from conformance.cases import load_cases
+    from conformance.problem import make_problem
+    from conformance.worker import device_matches
+
+    loaded = load_cases(cases)
+    problems = {(case, dtype): make_problem(case, dtype) for case in loaded
+                for dtype in case.dtypes}
+    started = time.perf_counter()
+    try:
+        adapter = load_adapter(framework)
+    except AdapterUnavailable as error:
+        return {"framework": framework, "unavailable": str(error)}
+    imported = time.perf_counter()
+    calls = 0
+    supported = set(adapter.dtypes())
+    for case in loaded:
+        for api in adapter.apis_for(case.op):
+            if api.unsupported_reason(case.options()) is not None:
+                continue
+            for device in adapter.devices():
+                if not device_matches(device, ["cpu"]):
+                    continue
+                for dtype in case.dtypes:
+                    if dtype in supported:
+                        adapter.run(api, problems[(case, dtype)], device)
+                        calls += 1
+    finished = time.perf_counter()
+    return {"framework": framework, "version": adapter.version(), "calls": calls,
+            "import": imported - started, "loop": finished - imported}
+
+
+def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
+    cache = work / "cache"
+    conformance_run(args, work / "fill.jsonl", cache, args.jobs)  # make sure it is warm
+    audit = conformance_run(args, work / "sequential.jsonl", cache, 1)
+    parallel = conformance_run(args, work / "parallel.jsonl", cache, args.jobs)
+    bare = []
+    for framework in present_frameworks(args):
+        done = subprocess.run([sys.executable, __file__, "--bare", framework, "--cases",
+                               *args.cases], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"bare loop of {framework} failed:\n{done.stderr[-4000:]}")
+        bare.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    ran = [b for b in bare if "unavailable" not in b]
+    total = sum(b["import"] + b["loop"] for b in ran)
+    lines = [
+        "## Suite overhead against a bare loop",
+        "",
+        "| framework | framework calls | import | calls | bare loop |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for b in bare:
+        if "unavailable" in b:
+            lines.append(f"| {b['framework']} | not installed | | | |")
+        else:
+            lines.append(f"| {b['framework']} {b['version']} | {b['calls']} | "
+                         f"{b['import']:.1f} s | {b['loop']:.1f} s | "
+                         f"{b['import'] + b['loop']:.1f} s |")
+    lines += [
+        f"| **all, one after the other** | {sum(b['calls'] for b in ran)} | | | "
+        f"**{total:.1f} s** |",
+        "",
+        f"Warm audit, `--jobs 1` (frameworks one after the other, like the bare loop): "
+        f"**{audit['wall']:.1f} s**, overhead ratio **{audit['wall'] / total:.2f}x**.",
+        f"Warm audit, `--jobs {args.jobs or 'cores'}`: {parallel['wall']:.1f} s "
+        f"({parallel['wall'] / total:.2f}x the sequential bare loop).",
+    ]
+    return lines
+
+
+# --- the oracle ---------------------------------------------------------------------------------
+
+
+def section_oracle(args: argparse.Namespace, work: Path) -> list[str]:
+    from conformance.cases import load_cases
+    from conformance.problem import make_problem
+    from conformance.worker import case_size
+
+    cases = [c for c in load_cases(args.cases) if c.expect == "value"]
+    largest = max(cases, key=case_size)
+    lines = ["## The oracle on the largest shipped case", "",
+             f"`{largest.id}` ({largest.file}): {largest.op}, {case_size(largest)} input "
+             f"elements, grad {largest.grad}.", "",
+             "| dtype | oracle time (cold) | working precision |", "| --- | ---: | ---: |"]
+    for dtype in largest.dtypes:
+        problem = make_problem(largest, dtype)
+        started = time.perf_counter()
+        result = problem.reference()
+        lines.append(f"| {dtype} | {time.perf_counter() - started:.2f} s | "
+                     f"{result.precision} bits |")
+    return lines
+
+
+def big_case(shape: tuple[int, int]) -> tuple[Any, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(20260)
+    logits = rng.standard_normal(shape).astype(np.float32).astype(np.float64)  # exact float32
+    targets = rng.integers(0, shape[1], shape[0])
+    return logits, targets
+
+
+def evaluate_big(shape: tuple[int, int]) -> Any:
+    from reference.oracle import evaluate
+
+    logits, targets = big_case(shape)
+    return evaluate("cross_entropy", logits, target=targets, dtype="float32", grad=True)
+
+
+def section_big(args: argparse.Namespace, work: Path) -> list[str]:
+    started = time.perf_counter()
+    result = evaluate_big(args.big_shape)
+    seconds = time.perf_counter() - started
+    rows, classes = args.big_shape
+    lines = ["## The oracle on a 32 x 131072 float32 case (cold)" if args.big_shape ==
+             (32, 131072) else f"## The oracle on a {rows} x {classes} float32 case (cold)", "",
+             f"`reference.oracle.evaluate('cross_entropy', ...)` with its gradient, "
+             f"{rows * classes} logits: **{seconds:.1f} s** "
+             f"({1e6 * seconds / (rows * classes):.1f} µs per logit), working precision "
+             f"{result.precision} bits, certified {result.certified}.", ""]
+    profile = cProfile.Profile()
+    small = args.profile_shape
+    started = time.perf_counter()
+    profile.runcall(evaluate_big, small)
+    profiled = time.perf_counter() - started
+    lines += [f"Where the time goes: cProfile of the same on {small[0]} x {small[1]} "
+              f"({profiled:.1f} s under the profiler), the functions with the most time of "
+              "their own:", "", "```", *top_functions(profile, 14), "```"]
+    return lines
+
+
+def top_functions(profile: cProfile.Profile, count: int) -> list[str]:
+    stream = io.StringIO()
+    stats = pstats.Stats(profile, stream=stream)
+    stats.sort_stats("tottime").print_stats(count)
+    text = stream.getvalue().splitlines()
+    start = next(i for i, line in enumerate(text) if line.strip().startswith("ncalls"))
+    return [line.rstrip().replace(str(ROOT) + "/", "") for line in text[start:] if line.strip()]
+
+
+def section_compare(args: argparse.Namespace, work: Path) -> list[str]:
+    import numpy as np
+
+    from conformance.compare import compare
+
+    small = args.profile_shape
+    result = evaluate_big(small)
+    grad = result.grad
+    actual = np.vectorize(lambda v: float(np.float32(float(v))), otypes=[float])(grad)
+    bound = result.grad_bound if getattr(result, "grad_bound", None) is not None else \
+        np.full(grad.shape, 1e-7)
+    profile = cProfile.Profile()
+    started = time.perf_counter()
+    comparison = compare(grad, actual, "float32", bound)
+    seconds = time.perf_counter() - started
+    profile.runcall(compare, grad, actual, "float32", bound)
+    per = seconds / grad.size
+    big = args.big_shape[0] * args.big_shape[1]
+    return ["## The comparison", "",
+            f"`conformance.compare.compare` of the {small[0]} x {small[1]} gradient against its "
+            f"float32 rounding: {seconds:.2f} s, {1e6 * per:.1f} µs per element "
+            f"(verdict: {comparison.message[:80]}...); for {args.big_shape[0]} x "
+            f"{args.big_shape[1]}: about {per * big:.0f} s per quantity compared.", "",
+            "```", *top_functions(profile, 8), "```"]
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def shape(text: str) -> tuple[int, int]:
+    rows, _, classes = text.lower().partition("x")
+    return int(rows), int(classes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--cases", nargs="+", default=["cases"])
+    parser.add_argument("--framework", nargs="+", help="default: every adapter present")
+    parser.add_argument("--jobs", type=int, default=0, help="for the audits (0: one per core)")
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--big-shape", type=shape, default=(32, 131072), metavar="NxC")
+    parser.add_argument("--profile-shape", type=shape, default=(32, 4096), metavar="NxC")
+    parser.add_argument("--write", type=Path, metavar="MARKDOWN",
+                        help="also write the output to this file")
+    parser.add_argument("--bare", metavar="FRAMEWORK", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.bare:
+        print(json.dumps(bare_loop(args.bare, args.cases)))
+        return 0
+    command = "python benchmarks/bench.py " + " ".join(argv if argv is not None else
+                                                       sys.argv[1:])
+    lines = ["# Benchmark of `conformance run`", "",
+             f"Produced by `{command.strip()}` on {time.strftime('%Y-%m-%d')}.", "",
+             "## Machine", "", *machine(), ""]
+    print("\n".join(lines), flush=True)
+    with tempfile.TemporaryDirectory(prefix="conformance-bench-") as temporary:
+        work = Path(temporary)
+        for name in args.sections:
+            section = globals()[f"section_{name}"](args, work)
+            print("\n".join([*section, ""]), flush=True)
+            lines += [*section, ""]
+    if args.write:
+        args.write.write_text("\n".join(lines), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
