@@ -131,8 +131,10 @@ def counts(cases: Sequence[Case]) -> str:
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    """A Markdown table; columns of numbers are right-aligned."""
+    numeric = [all(isinstance(row[i], int) for row in rows) for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |",
-             "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(header))) + " |"]
+             "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return lines
 
