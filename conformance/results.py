@@ -101,13 +101,19 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": cpu_name(),
         "host": platform.node(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join([_program_name(), *sys.argv[1:]]),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     stable = {k: info[k] for k in ("python", "os", "machine", "cpu", "host")}
     digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
     info["environment_id"] = digest[:12]
     return info
+
+
+def _program_name() -> str:
+    """``conformance`` also when run as ``python -m conformance`` (argv[0] is __main__.py)."""
+    name = Path(sys.argv[0]).name
+    return "conformance" if name in ("__main__.py", "conformance") else name
 
 
 def cpu_name() -> str:
