@@ -122,6 +122,16 @@ terms and evaluation orders that differ from the model's (e.g. ``exp(s) / S`` in
 and a run with ``conformance run --tolerance-scale X`` (or ``$CONFORMANCE_TOLERANCE_SCALE``),
 which multiplies every ``K``.  The record names the ``K`` it used and where it came from.
 
+Calibration (CPU; torch 2.13, JAX 0.10.2 with optax 0.2.8, TensorFlow 2.21): over the case
+library and a stress set (C up to 8192, N up to 4096, offsets of 100 and 1e4, dominant and
+masked classes, probability targets, smoothing, weights; all four dtypes), every record
+that passed used at most 0.7 of its bound with ``K = 4`` (most under 0.2), in float16 and
+bfloat16 as in float32 and float64; the discrepancies found used 5 and more of it (optax's
+integer-label cross-entropy at an offset of 1e4 in float32: 40, it adds the maximum back;
+Keras's ``SparseCategoricalCrossentropy`` in float16/bfloat16: 5 to 1e10).  ``K`` is
+therefore one constant for every dtype, op and quantity today; ``POLICY`` is where a
+measured exception would go, with its reason.
+
 Cost
 ====
 
