@@ -263,8 +263,30 @@ class OracleCache:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class OracleUnavailable(RuntimeError):
+    """The oracle already failed on this case and dtype in this run (``mark_unavailable``)."""
+
+
+_UNAVAILABLE: dict[tuple[str, str], str] = {}  # (case fingerprint key, dtype) -> why
+
+
+def mark_unavailable(case: Case, dtype: str, reason: str) -> None:
+    """Make ``reference`` raise ``OracleUnavailable(reason)`` for ``case`` in ``dtype`` in this
+    process: the runner's oracle phase already spent its time limit on it (or it raised), so
+    the framework workers record the jobs that need it at once instead of trying again."""
+    _UNAVAILABLE[(entry_key(case, dtype), dtype)] = reason
+
+
+def clear_unavailable() -> None:
+    _UNAVAILABLE.clear()
+
+
 def reference(case: Case, dtype: str, compute: Callable[[], OracleResult]) -> OracleResult:
     """``compute()``'s result for ``case`` in ``dtype``, through the default cache if any."""
+    if _UNAVAILABLE:
+        reason = _UNAVAILABLE.get((entry_key(case, dtype), dtype))
+        if reason is not None:
+            raise OracleUnavailable(reason)
     store = default_cache()
     if store is None:
         STATS.computed += 1

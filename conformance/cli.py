@@ -39,6 +39,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds one job may take before its worker is killed (default 600)")
+    p.add_argument("--oracle-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="seconds the oracle may take on one case and dtype, computing the "
+                        "results the cache lacks before the frameworks run (default 3600)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out: jobs already complete there are not "
                         "run again")
@@ -91,8 +94,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: --resume continues the file that --overwrite would replace; pass one",
               file=sys.stderr)
         return 2
-    if args.jobs < 0 or args.timeout <= 0:
-        print("error: --jobs must be >= 0 and --timeout > 0", file=sys.stderr)
+    if args.jobs < 0 or args.timeout <= 0 or args.oracle_timeout <= 0:
+        print("error: --jobs must be >= 0, --timeout and --oracle-timeout > 0",
+              file=sys.stderr)
         return 2
     if args.out.exists() and not (args.append or args.overwrite or args.resume):
         print(f"error: {args.out} exists; pass --append to add to it, --resume to continue "
@@ -104,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
         devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
         resume=args.resume, cache="off" if args.no_cache else args.cache,
+        oracle_timeout=args.oracle_timeout,
     )
     progress = Progress(sys.stderr, dtypes=args.dtype, devices=args.device)
     try:

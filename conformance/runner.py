@@ -55,12 +55,13 @@ from conformance import cache as oracle_cache
 from conformance.cases import Case, load_cases
 from conformance.check import check_documented
 from conformance.results import Record, ResultsWriter, environment, record_from_json
-from conformance.worker import oracle_entries
+from conformance.worker import oracle_entries, oracle_job_key
 
 if TYPE_CHECKING:
     from conformance.progress import Progress
 
 DEFAULT_TIMEOUT = 600.0
+DEFAULT_ORACLE_TIMEOUT = 3600.0
 STARTUP_TIMEOUT = 600.0  # the least time a worker gets to start (import a framework, load cases)
 FRAMEWORK_JOB = "*|*|*|*"  # the job key of a framework that could not run at all
 
@@ -101,6 +102,7 @@ class RunOptions:
     jobs: int = 0  # workers at a time; 0: one per available core
     resume: bool = False
     cache: str | None = None  # a directory, or "off"; None: $CONFORMANCE_CACHE or the default
+    oracle_timeout: float = DEFAULT_ORACLE_TIMEOUT  # per oracle result, in the oracle phase
 
 
 def available_cores() -> int:
@@ -138,7 +140,9 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
         summary.resumed_jobs = sum(map(len, previous.done.values()))
         stop = threading.Event()
         with _terminate_on_sigterm():
-            _oracle_phase(cases, options, parallel, sink, stop)
+            oracle_cache.clear_unavailable()
+            failures = _oracle_phase(cases, options, parallel, sink, stop)
+            failed_file = _oracle_failures_file(cases, failures)
             before = oracle_cache.STATS.computed, oracle_cache.STATS.hits
             for case in cases:
                 if not previous.complete("reference", documented_job(case)):
@@ -146,13 +150,33 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
                                _documented(case, environment_id))
             summary.oracle["computed"] += oracle_cache.STATS.computed - before[0]
             summary.oracle["hits"] += oracle_cache.STATS.hits - before[1]
-            _in_parallel(parallel, [
-                functools.partial(_run_framework, framework, cases, options, environment_id,
-                                  sink, stop)
-                for framework in options.frameworks], stop)
+            try:
+                _in_parallel(parallel, [
+                    functools.partial(_run_framework, framework, cases, options,
+                                      environment_id, sink, stop, failed_file)
+                    for framework in options.frameworks], stop)
+            finally:
+                oracle_cache.clear_unavailable()
+                if failed_file is not None:
+                    os.unlink(failed_file)
             sink.log(f"oracle: {summary.oracle['computed']} result(s) computed, "
                      f"{summary.oracle['hits']} read from the cache")
     return summary
+
+
+def _oracle_failures_file(cases: list[Case], failures: dict[tuple[str, str], str]) -> str | None:
+    """Tell this process (for the documented checks) and, through a file, the framework
+    workers which oracle results the oracle phase could not give."""
+    if not failures:
+        return None
+    by_id = {case.id: case for case in cases}
+    with tempfile.NamedTemporaryFile("w", suffix=".oracle-failed", delete=False,
+                                     encoding="utf-8") as handle:
+        for (case_id, dtype), reason in sorted(failures.items()):
+            handle.write(json.dumps({"case": case_id, "dtype": dtype, "reason": reason}) + "\n")
+            if case_id in by_id:
+                oracle_cache.mark_unavailable(by_id[case_id], dtype, reason)
+    return handle.name
 
 
 def _in_parallel(count: int, calls: list[Callable[[], None]], stop: threading.Event) -> None:
@@ -385,14 +409,16 @@ def read_previous(path: Path, environment_id: str) -> _Previous:
 
 
 def _oracle_phase(cases: list[Case], options: RunOptions, parallel: int, sink: _Sink,
-                  stop: threading.Event) -> None:
+                  stop: threading.Event) -> dict[tuple[str, str], str]:
+    """Fill the cache; returns the (case id, dtype) it could not, with the reason."""
+    failures: dict[tuple[str, str], str] = {}
     store = oracle_cache.default_cache()
     if store is None:
-        return
+        return failures
     missing = [(c, d) for c, d in oracle_entries(cases, options.dtypes)
                if not store.contains(store.key(c, d))]
     if not missing:
-        return
+        return failures
     count = min(parallel, len(missing))
     sink.log(f"oracle: computing {len(missing)} result(s) with {count} worker(s), "
              f"cached in {store.root}")
@@ -401,20 +427,32 @@ def _oracle_phase(cases: list[Case], options: RunOptions, parallel: int, sink: _
     if mpmath.libmp.BACKEND != "gmpy":
         sink.log("oracle: mpmath runs on its pure-Python integers; installing gmpy2 "
                  "(pip install gmpy2, or the 'fast' extra) makes the oracle several times faster")
-    _in_parallel(count, [functools.partial(_run_oracle_worker, options, sink, stop)
-                         for _ in range(count)], stop)
+    with tempfile.TemporaryDirectory(prefix="conformance-oracle-") as attempts:
+        _in_parallel(count, [functools.partial(_run_oracle_worker, options, sink, stop,
+                                               failures, attempts)
+                             for _ in range(count)], stop)
+    return failures
 
 
-def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event) -> None:
+def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event,
+                       failures: dict[tuple[str, str], str], attempts: str) -> None:
     done: set[str] = set()
+
+    def failed(job: str, reason: str) -> None:
+        _, case_id, dtype = [*job.split("|"), "", ""][:3]
+        with sink.lock:
+            failures[(case_id, dtype)] = f"{reason} in the oracle phase"
 
     def on_done(job: str, records: list[Record]) -> None:
         done.add(job)
         for record in records:  # only a failed computation sends one
             sink.log(f"oracle: {job} {record.message}")
+            failed(job, record.message.removeprefix("the check "))
 
     while not stop.is_set():
-        worker = _Worker(["--oracle"], options, "", done, {}, stop)
+        with sink.lock:  # what a sibling failed on is not worth a second try either
+            skip = done | {oracle_job_key(c, d) for c, d in failures}
+        worker = _Worker(["--oracle", "--attempts", attempts], options, "", skip, {}, stop)
         outcome = worker.run(sink, on_done)
         if stop.is_set() or (outcome.failed_job is None and not outcome.failure):
             return
@@ -422,16 +460,18 @@ def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event) 
             sink.log(f"oracle worker: {outcome.failure}; leaving the rest to the frameworks")
             return
         if outcome.failed_job is not None:
-            sink.log(f"oracle: {outcome.failed_job} {outcome.failure}; the frameworks will "
-                     "compute it within their own time limits")
+            sink.log(f"oracle: {outcome.failed_job} {outcome.failure}; the jobs that need it "
+                     "are recorded as errors")
             done.add(outcome.failed_job)
+            failed(outcome.failed_job, outcome.failure)
 
 
 # --- the framework phase --------------------------------------------------------------------
 
 
 def _run_framework(framework: str, cases: list[Case], options: RunOptions,
-                   environment_id: str, sink: _Sink, stop: threading.Event) -> None:
+                   environment_id: str, sink: _Sink, stop: threading.Event,
+                   oracle_failed: str | None = None) -> None:
     previous = sink.previous
     if previous.complete(framework, FRAMEWORK_JOB):
         sink.log(f"{framework}: could not run in the resumed run; not retried")
@@ -446,8 +486,10 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
 
     stalled = False
     while not stop.is_set():
-        worker = _Worker(["--framework", framework], options, environment_id, done, by_id,
-                         stop)
+        mode = ["--framework", framework]
+        if oracle_failed is not None:
+            mode += ["--oracle-failed", oracle_failed]
+        worker = _Worker(mode, options, environment_id, done, by_id, stop)
         outcome = worker.run(sink, on_done)
         if stop.is_set():
             return
@@ -501,6 +543,7 @@ class _Worker:
     def __init__(self, mode: list[str], options: RunOptions, environment_id: str,
                  skip: set[str], cases: dict[str, Case], stop: threading.Event) -> None:
         self.options = options
+        self.timeout = options.oracle_timeout if mode[0] == "--oracle" else options.timeout
         self.environment_id = environment_id
         self.framework = mode[1] if mode[0] == "--framework" else "oracle"
         self.cases = cases
@@ -564,7 +607,7 @@ class _Worker:
         stdout: IO[bytes] = self.process.stdout  # type: ignore[assignment]
         selector = selectors.DefaultSelector()
         selector.register(stdout, selectors.EVENT_READ)
-        limit = max(self.options.timeout, STARTUP_TIMEOUT)
+        limit = max(self.timeout, STARTUP_TIMEOUT)
         deadline = time.monotonic() + limit
         pending = b""
         try:
@@ -572,7 +615,7 @@ class _Worker:
                 if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
                     self.kill()
                     outcome.failed_job, outcome.kind = current, "timeout"
-                    outcome.failure = (f"timeout: no result after {self.options.timeout:g} s"
+                    outcome.failure = (f"timeout: no result after {self.timeout:g} s"
                                        if current else f"timeout: silent for {limit:g} s")
                     return outcome
                 chunk = os.read(stdout.fileno(), 1 << 16)
@@ -590,7 +633,7 @@ class _Worker:
                         outcome.unavailable = event["reason"]
                     elif kind == "start":
                         current, buffered = event["job"], []
-                        deadline = time.monotonic() + self.options.timeout
+                        deadline = time.monotonic() + self.timeout
                     elif kind == "record":
                         buffered.append(record_from_json(event["record"]))
                     elif kind in ("done", "failed"):

@@ -42,7 +42,7 @@ from conformance.adapters import AdapterUnavailable, load_adapter
 from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
 from conformance.cases import Case, load_cases
 from conformance.check import check_case, problem_for
-from conformance.results import jsonable
+from conformance.results import Record, jsonable
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", nargs="*")
     parser.add_argument("--device", nargs="*")
     parser.add_argument("--skip-file", help="a file of job keys, one a line, not to run")
+    parser.add_argument("--attempts", metavar="DIR",
+                        help="(--oracle) where this run's oracle workers mark the results "
+                             "they start, so that one that died is not tried again")
+    parser.add_argument("--oracle-failed", metavar="FILE",
+                        help="JSON lines {case, dtype, reason}: oracle results that the "
+                             "oracle phase could not compute; jobs needing them are errors")
     parser.add_argument("--environment-id", default="")
     args = parser.parse_args(argv)
     if not args.oracle and not args.framework:
@@ -140,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.skip_file, encoding="utf-8") as handle:
             skip = {line.strip() for line in handle if line.strip()}
     if args.oracle:
-        _fill_oracle_cache(channel, load_cases(args.cases), args.dtype, skip)
+        _fill_oracle_cache(channel, load_cases(args.cases), args.dtype, skip,
+                           args.attempts)
     else:
         _run_framework(channel, args, skip)
     stats = oracle_cache.STATS
@@ -156,13 +163,18 @@ def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) 
         channel.emit({"event": "unavailable", "reason": str(error)})
         return
     channel.emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
-    for job in jobs(adapter, load_cases(args.cases), args.dtype, args.device):
+    cases = load_cases(args.cases)
+    if args.oracle_failed:
+        _mark_oracle_failures(cases, args.oracle_failed)
+    for job in jobs(adapter, cases, args.dtype, args.device):
         if job.key in skip:
             continue
         channel.emit({"event": "start", "job": job.key})
         try:
             records = check_case(job.case, adapter, job.api, job.device, job.dtype,
                                  args.environment_id)
+        except oracle_cache.OracleUnavailable as error:
+            records = [_no_oracle_record(job, adapter, str(error), args.environment_id)]
         except Exception as error:  # the suite's own failure, not the framework's verdict
             traceback.print_exc()
             channel.emit({"event": "failed", "job": job.key,
@@ -173,8 +185,33 @@ def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) 
         channel.emit({"event": "done", "job": job.key})
 
 
+def _mark_oracle_failures(cases: list[Case], path: str) -> None:
+    by_id = {case.id: case for case in cases}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                failure = json.loads(line)
+                case = by_id.get(failure["case"])
+                if case is not None:
+                    oracle_cache.mark_unavailable(case, failure["dtype"], failure["reason"])
+
+
+def _no_oracle_record(job: Job, adapter: Adapter, reason: str, environment_id: str) -> Record:
+    """A job whose framework ran but whose oracle result the oracle phase could not give."""
+    case = job.case
+    return Record(
+        case_id=case.id, op=case.op, group=case.group, framework=adapter.name,
+        framework_version=adapter.version(), api=job.api.name, api_kind=job.api.kind,
+        device=job.device.id, device_name=job.device.name, dtype=job.dtype,
+        quantity="output", status="error",
+        kind="timeout" if reason.startswith("timeout") else "crash",
+        message=f"no oracle result to compare with ({reason})",
+        case_file=case.file, environment_id=environment_id,
+    )
+
+
 def _fill_oracle_cache(channel: _Channel, cases: list[Case], dtypes: list[str] | None,
-                       skip: set[str]) -> None:
+                       skip: set[str], attempts: str | None) -> None:
     store = oracle_cache.default_cache()
     if store is None:
         return
@@ -188,6 +225,11 @@ def _fill_oracle_cache(channel: _Channel, cases: list[Case], dtypes: list[str] |
         with store.claim(entry) as mine:
             if not mine:  # cached meanwhile, or a sibling is computing it
                 continue
+            attempt = None if attempts is None else os.path.join(attempts, entry)
+            if attempt is not None and os.path.exists(attempt):
+                continue  # a sibling started it and died (killed at the time limit, crashed)
+            if attempt is not None:
+                open(attempt, "w").close()
             channel.emit({"event": "start", "job": key})
             try:
                 result = problem_for(case, dtype).reference()
@@ -198,6 +240,8 @@ def _fill_oracle_cache(channel: _Channel, cases: list[Case], dtypes: list[str] |
                 channel.emit({"event": "failed", "job": key,
                               "error": f"{type(error).__name__}: {error}"})
                 continue
+            if attempt is not None:
+                os.unlink(attempt)
             channel.emit({"event": "done", "job": key})
 
 

@@ -26,7 +26,7 @@ def mpmath_global_precision_untouched() -> Iterator[None]:
 STAND_INS = {
     "exact": "ExactAdapter", "offset": "OffsetAdapter", "segfault": "SegfaultAdapter",
     "abort": "AbortAdapter", "hang": "HangAdapter", "noisy": "NoisyAdapter",
-    "import-crash": "ImportCrashAdapter", "missing": "MissingAdapter",
+    "import-crash": "ImportCrashAdapter", "missing": "MissingAdapter", "zeros": "ZerosAdapter",
 }
 
 

@@ -13,7 +13,8 @@ Faulty frameworks, exact everywhere except on the case whose id is ``$STANDIN_FA
 * ``NoisyAdapter`` prints to its stdout, from Python and through the file descriptor, on
   every run (a framework that logs to stdout must not corrupt the worker's protocol);
 * ``ImportCrashAdapter`` dies of SIGSEGV as it is created (a framework crashing on import);
-* ``MissingAdapter`` raises ImportError as it is created (a framework not installed).
+* ``MissingAdapter`` raises ImportError as it is created (a framework not installed);
+* ``ZerosAdapter`` answers zeros without computing anything (a fast, wrong framework).
 """
 
 from __future__ import annotations
@@ -132,3 +133,16 @@ class MissingAdapter(ExactAdapter):
 
     def __init__(self) -> None:
         raise ImportError("No module named 'missingframework'")
+
+
+class ZerosAdapter(ExactAdapter):
+    """Answers zeros at once, without the oracle: a fast framework, wrong on most cases."""
+
+    name = "zeros"
+
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        shape = problem.input.shape
+        if problem.case.is_loss:
+            axis = problem.class_axis
+            shape = shape[:axis] + shape[axis + 1:] if problem.case.reduction == "none" else ()
+        return Outcome("ok", np.zeros(shape), np.zeros(problem.input.shape))

@@ -146,6 +146,31 @@ def test_a_missing_framework_is_skipped_once_even_when_resumed(
         ("case-a", "skip"), ("case-b", "skip"), ("case-c", "skip")]
 
 
+def test_an_oracle_result_past_its_time_limit_costs_one_timeout(
+        cases: Path, tmp_path: Path) -> None:
+    slow = write(tmp_path / "slow.yaml", """\
+cases:
+  - id: slow
+    source: test
+    op: cross_entropy
+    dtypes: [float64, float32]
+    input: {generate: normal, shape: [2, 30000], seed: 1}
+    target: {generate: classes, seed: 2}
+""")
+    lines: list[str] = []
+    run(RunOptions(cases=[str(cases), str(slow)], frameworks=["zeros"], out=tmp_path / "r.jsonl",
+                   oracle_timeout=1.0, cache=str(tmp_path / "cache")), log=lines.append)
+    records = read_results([tmp_path / "r.jsonl"]).records
+    slow_records = [r for r in records if r.case_id == "slow"]
+    assert [(r.dtype, r.status, r.kind) for r in slow_records] == [
+        ("float64", "error", "timeout"), ("float32", "error", "timeout")]
+    for record in slow_records:
+        assert record.message == ("no oracle result to compare with (timeout: no result after "
+                                  "1 s in the oracle phase)")
+    assert sum("oracle: oracle|slow|" in line for line in lines) == 2
+    assert {r.job for r in records if r.case_id != "slow"} == JOBS | {"case-c|documented"}
+
+
 # --- the same audit twice gives the same records ------------------------------------------
 
 
@@ -175,6 +200,21 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_run_killed_with_sigkill_is_completed_by_resume_without_duplicates(
         cases: Path, tmp_path: Path) -> None:
     out, marker = tmp_path / "r.jsonl", tmp_path / "hanging.pid"
@@ -184,11 +224,14 @@ def test_a_run_killed_with_sigkill_is_completed_by_resume_without_duplicates(
         [sys.executable, "-m", "conformance", "run", *args],
         env=cli_env(STANDIN_FAULT_CASE="case-c", STANDIN_HANG_MARKER=str(marker)),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before_c = JOBS - {j for j in JOBS if "case-c" in j}
+
+    def jobs_written() -> set[str]:
+        return {r.job for r in of(read_results([out]).records, "hang")} if out.exists() else set()
+
     try:
-        deadline = time.monotonic() + 120
-        while not (marker.exists() and marker.read_text()):
-            assert runner.poll() is None and time.monotonic() < deadline, "never reached case-c"
-            time.sleep(0.05)
+        wait_for(lambda: marker.exists() and bool(marker.read_text()), "the worker hangs")
+        wait_for(lambda: jobs_written() == before_c, "the jobs before case-c are written")
         runner.send_signal(signal.SIGKILL)  # the whole run dies mid-case, at once
         runner.wait()
     finally:
@@ -197,7 +240,7 @@ def test_a_run_killed_with_sigkill_is_completed_by_resume_without_duplicates(
         if with_pid:
             os.killpg(with_pid, signal.SIGKILL)  # the orphaned worker, in its own group
     killed = read_results([out]).records
-    assert {r.job for r in of(killed, "hang")} == JOBS - {j for j in JOBS if "case-c" in j}
+    assert {r.job for r in of(killed, "hang")} == before_c
     assert not of(killed, "exact")
 
     resumed = cli("--resume", *args, env=cli_env())
@@ -213,21 +256,6 @@ def test_a_run_killed_with_sigkill_is_completed_by_resume_without_duplicates(
         assert of(after.records, framework) == of(expected.records, framework)
     assert len(after.environments) == 1  # the same environment: its line is not repeated
     assert sorted(a["framework"] for a in after.adapters) == ["exact", "hang"]
-
-
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_sigterm_stops_the_run_and_its_workers(cases: Path, tmp_path: Path) -> None:
