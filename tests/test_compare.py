@@ -7,7 +7,9 @@ dtype under test, stable (max-shifted) or deliberately not.
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -408,3 +410,24 @@ def test_scalars_compare_like_arrays(expected: Any, actual: float, kind: str | N
     value[()] = mpf(expected)
     comparison = compare(value, np.array(actual), "float32", np.array(1e-9))
     assert comparison.kind == kind
+
+
+def test_run_option_sets_the_scale_for_the_run_only(monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path) -> None:
+    from conformance import cli
+
+    monkeypatch.delenv(RUN_SCALE_VARIABLE, raising=False)
+    seen: list[str | None] = []
+
+    def fake_run(args: argparse.Namespace) -> int:  # what the workers would inherit
+        seen.append(os.environ.get(RUN_SCALE_VARIABLE))
+        return 0
+
+    out = str(tmp_path / "r.jsonl")
+    assert cli.main(["run", "--cases", "none.yaml", "--out", out,
+                     "--tolerance-scale", "-1"]) == 2
+    monkeypatch.setattr(cli, "cmd_run", fake_run)
+    assert cli.main(["run", "--cases", "none.yaml", "--out", out,
+                     "--tolerance-scale", "2.5"]) == 0
+    assert seen == ["2.5"]
+    assert RUN_SCALE_VARIABLE not in os.environ
