@@ -143,6 +143,12 @@ whose float64 nearest lies halfway between two values of the dtype (double round
 float64 itself each element's residual ``e - float64(e)`` is also computed, so its errors are
 exact to float64 precision; for narrower dtypes the float64 nearest is within 2**-29 of a
 ULP of the dtype.
+
+Measured on one CPU core (AMD EPYC): ``compare`` takes about 2 s per million elements for
+float32, float16 and bfloat16 and 5 s for float64 (the residuals); the bound's ingredients
+(``reference.oracle.error_bounds``, one mpmath ``exp`` per element, then numpy) about 16 s
+per million, once per case and dtype (cached on disk with the oracle's result), against
+about 120 s per million for the oracle's Ziv evaluation itself.
 """
 
 from __future__ import annotations
