@@ -45,6 +45,7 @@ import os
 import platform
 import pstats
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,20 @@ def machine() -> list[str]:
     ]
 
 
+def load() -> str:
+    """The load average, to judge how far other work on the machine skews the wall times."""
+    try:
+        return "load average " + " / ".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:  # pragma: no cover
+        return "load average unknown"
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the waited-for child processes, grandchildren included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 # --- whole audits ---------------------------------------------------------------------------
 
 
@@ -100,9 +115,9 @@ def conformance_run(args: argparse.Namespace, out: Path, cache: Path, jobs: int,
     env = {**os.environ, "CI": "1"}  # plain progress lines, not a redrawn bar
     if profile is not None:
         env["CONFORMANCE_PROFILE"] = str(profile)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, children_cpu() - cpu
     if done.returncode not in (0, 1):
         raise SystemExit(f"conformance run failed ({done.returncode}):\n{done.stderr[-4000:]}")
     oracle = re.findall(r"oracle: (\d+) result\(s\) computed, (\d+) read", done.stderr)
@@ -113,7 +128,7 @@ def conformance_run(args: argparse.Namespace, out: Path, cache: Path, jobs: int,
         if obj.get("type") == "result":
             statuses[obj["status"]] += 1
             frameworks[obj["framework"]] += 1
-    return {"wall": wall, "computed": int(oracle[-1][0]) if oracle else None,
+    return {"wall": wall, "cpu": cpu, "computed": int(oracle[-1][0]) if oracle else None,
             "hits": int(oracle[-1][1]) if oracle else None, "statuses": statuses,
             "frameworks": frameworks,
             "skipped": re.findall(r"^(\S+): skipped, (.*)$", done.stderr, re.MULTILINE)}
@@ -136,12 +151,16 @@ def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
         "## Full audit on the CPU",
         "",
         f"Cases: `{' '.join(args.cases)}`; frameworks (every adapter present): "
-        f"{', '.join(present_frameworks(args))}; `--jobs {args.jobs or 'cores'}`.",
+        f"{', '.join(present_frameworks(args))}; `--jobs {args.jobs or 'cores'}`; "
+        f"{load()} after the runs.",
         "",
-        "| run | wall time | oracle results computed | read from the cache |",
-        "| --- | ---: | ---: | ---: |",
-        f"| cold (empty cache) | {cold['wall']:.1f} s | {cold['computed']} | {cold['hits']} |",
-        f"| warm | {warm['wall']:.1f} s | {warm['computed']} | {warm['hits']} |",
+        "| run | wall time | CPU time (all processes) | oracle results computed | "
+        "read from the cache |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| cold (empty cache) | {cold['wall']:.1f} s | {cold['cpu']:.1f} s | "
+        f"{cold['computed']} | {cold['hits']} |",
+        f"| warm | {warm['wall']:.1f} s | {warm['cpu']:.1f} s | {warm['computed']} | "
+        f"{warm['hits']} |",
         "",
         f"{records} records: " + ", ".join(f"{n} {s}" for s, n in sorted(
             warm["statuses"].items())) + "; per framework: " + ", ".join(
@@ -199,7 +218,7 @@ def bare_loop(framework: str, cases: list[str]) -> dict[str, Any]:
     loaded = load_cases(cases)
     problems = {(case, dtype): make_problem(case, dtype) for case in loaded
                 for dtype in case.dtypes}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         adapter = load_adapter(framework)
     except AdapterUnavailable as error:
@@ -220,7 +239,8 @@ def bare_loop(framework: str, cases: list[str]) -> dict[str, Any]:
                         calls += 1
     finished = time.perf_counter()
     return {"framework": framework, "version": adapter.version(), "calls": calls,
-            "import": imported - started, "loop": finished - imported}
+            "import": imported - started, "loop": finished - imported,
+            "cpu": time.process_time() - cpu}
 
 
 def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
@@ -240,8 +260,8 @@ def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
     lines = [
         "## Suite overhead against a bare loop",
         "",
-        "| framework | framework calls | import | calls | bare loop |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| framework | framework calls | import | calls | bare loop | CPU time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for b in bare:
         if "unavailable" in b:
@@ -249,15 +269,21 @@ def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
         else:
             lines.append(f"| {b['framework']} {b['version']} | {b['calls']} | "
                          f"{b['import']:.1f} s | {b['loop']:.1f} s | "
-                         f"{b['import'] + b['loop']:.1f} s |")
+                         f"{b['import'] + b['loop']:.1f} s | {b['cpu']:.1f} s |")
+    cpu = sum(b["cpu"] for b in ran)
     lines += [
         f"| **all, one after the other** | {sum(b['calls'] for b in ran)} | | | "
-        f"**{total:.1f} s** |",
+        f"**{total:.1f} s** | {cpu:.1f} s |",
         "",
         f"Warm audit, `--jobs 1` (frameworks one after the other, like the bare loop): "
-        f"**{audit['wall']:.1f} s**, overhead ratio **{audit['wall'] / total:.2f}x**.",
-        f"Warm audit, `--jobs {args.jobs or 'cores'}`: {parallel['wall']:.1f} s "
+        f"**{audit['wall']:.1f} s** wall, overhead ratio **{audit['wall'] / total:.2f}x**; "
+        f"{audit['cpu']:.1f} s CPU, {audit['cpu'] / cpu:.2f}x the bare loop's CPU time.",
+        f"Warm audit, `--jobs {args.jobs or 'cores'}`: {parallel['wall']:.1f} s wall "
         f"({parallel['wall'] / total:.2f}x the sequential bare loop).",
+        "",
+        "The bare loop's wall time covers the framework's import and its calls; the audit's "
+        "covers everything (process starts, loading and validating the cases, rounding the "
+        "inputs, reading the oracle cache, comparing, writing the records).",
     ]
     return lines
 
@@ -302,16 +328,17 @@ def evaluate_big(shape: tuple[int, int]) -> Any:
 
 
 def section_big(args: argparse.Namespace, work: Path) -> list[str]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = evaluate_big(args.big_shape)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     rows, classes = args.big_shape
     lines = ["## The oracle on a 32 x 131072 float32 case (cold)" if args.big_shape ==
              (32, 131072) else f"## The oracle on a {rows} x {classes} float32 case (cold)", "",
              f"`reference.oracle.evaluate('cross_entropy', ...)` with its gradient, "
-             f"{rows * classes} logits: **{seconds:.1f} s** "
-             f"({1e6 * seconds / (rows * classes):.1f} µs per logit), working precision "
-             f"{result.precision} bits, certified {result.certified}.", ""]
+             f"{rows * classes} logits: **{seconds:.1f} s** wall, {cpu:.1f} s CPU "
+             f"({1e6 * cpu / (rows * classes):.1f} µs of CPU per logit), working precision "
+             f"{result.precision} bits, certified {result.certified} ({load()} at the end).",
+             ""]
     profile = cProfile.Profile()
     small = args.profile_shape
     started = time.perf_counter()
@@ -319,14 +346,18 @@ def section_big(args: argparse.Namespace, work: Path) -> list[str]:
     profiled = time.perf_counter() - started
     lines += [f"Where the time goes: cProfile of the same on {small[0]} x {small[1]} "
               f"({profiled:.1f} s under the profiler), the functions with the most time of "
-              "their own:", "", "```", *top_functions(profile, 14), "```"]
+              "their own:", "", "```", *top_functions(profile, 14), "```", "",
+              "and the oracle's own functions by cumulative time:", "", "```",
+              *top_functions(profile, 14, "cumulative", "reference/"), "```"]
     return lines
 
 
-def top_functions(profile: cProfile.Profile, count: int) -> list[str]:
+def top_functions(profile: cProfile.Profile, count: int, order: str = "tottime",
+                  only: str | None = None) -> list[str]:
     stream = io.StringIO()
     stats = pstats.Stats(profile, stream=stream)
-    stats.sort_stats("tottime").print_stats(count)
+    restrictions: list[Any] = [only, count] if only else [count]
+    stats.sort_stats(order).print_stats(*restrictions)
     text = stream.getvalue().splitlines()
     start = next(i for i, line in enumerate(text) if line.strip().startswith("ncalls"))
     return [line.rstrip().replace(str(ROOT) + "/", "") for line in text[start:] if line.strip()]
@@ -354,7 +385,7 @@ def section_compare(args: argparse.Namespace, work: Path) -> list[str]:
             f"`conformance.compare.compare` of the {small[0]} x {small[1]} gradient against its "
             f"float32 rounding: {seconds:.2f} s, {1e6 * per:.1f} µs per element "
             f"(verdict: {comparison.message[:80]}...); for {args.big_shape[0]} x "
-            f"{args.big_shape[1]}: about {per * big:.0f} s per quantity compared.", "",
+            f"{args.big_shape[1]}: about {per * big:.1f} s per quantity compared.", "",
             "```", *top_functions(profile, 8), "```"]
 
 

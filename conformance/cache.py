@@ -363,7 +363,7 @@ def _split(values: np.ndarray) -> tuple[list[int], list[int]]:
 
 def _join(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
     import mpmath
-    from mpmath.libmp import MPZ, from_man_exp
+    from mpmath.libmp import MPZ
 
     shape = tuple(int(n) for n in arrays[f"{name}_shape"])
     mantissas = _int_list(arrays[f"{name}_man"])
@@ -380,8 +380,11 @@ def _join(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
                 raise BadEntry(f"{name}: zero mantissa with unknown code {exp}")
             sign, _, code, bits = special
             values.append(make((sign, MPZ(0), code, bits)))
-        else:
-            values.append(make(from_man_exp(MPZ(man), exp)))
+        else:  # stored normalized (odd mantissa), so the raw tuple is built as it was
+            magnitude = MPZ(-man if man < 0 else man)
+            if not magnitude & 1:
+                raise BadEntry(f"{name}: mantissa {man} is not normalized")
+            values.append(make((1 if man < 0 else 0, magnitude, exp, magnitude.bit_length())))
     array = np.empty(len(values), dtype=object)
     array[:] = values
     return array.reshape(shape)
