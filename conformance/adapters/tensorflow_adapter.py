@@ -206,17 +206,19 @@ class TensorFlowAdapter(Adapter):
 
 
 def _traced(tf: Any, function: Callable[..., Any]) -> Callable[..., Any]:
-    """``tf.function(function)``, tracing once per rank, dtype and Settings value.
+    """``tf.function(function)``, tracing once per shape, dtype and Settings value.
 
     Settings cross the boundary as a tuple: tf.function keys a tuple of Python scalars by
-    value but an arbitrary object by identity (one trace per call); reduce_retracing keeps
-    one trace per rank instead of one per shape.
+    value but an arbitrary object by identity (one trace per call).  No reduce_retracing:
+    it relaxes shapes up to an unknown rank, where ``tf.nn.softmax(x, axis=1)`` fails while
+    tracing ("unsupported operand type(s) for -: 'NoneType' and 'int'"), an error of our
+    harness, not of the call a user writes with a concrete shape.
     """
 
     def body(x: Any, target: Any, weight: Any, key: tuple[Any, ...]) -> Any:
         return function(x, target, weight, Settings(*key))
 
-    traced = tf.function(body, reduce_retracing=True)
+    traced = tf.function(body)
     return lambda x, target, weight, settings: traced(x, target, weight, astuple(settings))
 
 
@@ -227,7 +229,9 @@ def _with_grad(tf: Any, recipe: Recipe) -> Callable[..., Any]:
         with tf.GradientTape() as tape:
             tape.watch(x)
             out = recipe(x, target, weight, settings)
-        return out, tape.gradient(out, x, output_gradients=tf.ones_like(out))
+        grad = tape.gradient(out, x, output_gradients=tf.ones_like(out))
+        # tf.gather's gradient is sparse (IndexedSlices); densify it for comparison.
+        return out, None if grad is None else tf.convert_to_tensor(grad)
 
     return forward_and_grad
 

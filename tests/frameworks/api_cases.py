@@ -1,0 +1,174 @@
+"""Small cases that exercise every option, for the adapters' API-mapping tests.
+
+``check_every_api`` runs each case through each API of an adapter (on CPU, in float32 and
+float64) and checks the records: a case the API declares it can run must pass against the
+oracle (output and gradient); a case it cannot must be ``unsupported`` with the API's own
+declared reason.  It also checks that every option each API declares was exercised by at
+least one passing case, so a declaration cannot claim what no test has checked.
+
+A framework's known discrepancy is passed in ``known`` (API id and case id -> why); such a
+run must still fail (like a strict xfail), so the test notices when the framework is fixed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from conformance.adapters.base import Adapter, Api
+from conformance.cases import Case, load_file
+from conformance.check import check_case
+from conformance.results import Record
+
+API_CASES = """\
+defaults:
+  source: tests/frameworks/api_cases.py
+  dtypes: [float32, float64]
+cases:
+  - {id: softmax-2x3, op: softmax, input: [[1.0, 2.0, 3.0], [-1.0, 0.5, 0.25]]}
+  - {id: log-softmax-2x3, op: log_softmax, input: [[1.0, 2.0, 3.0], [-1.0, 0.5, 0.25]]}
+  - {id: softmax-k-dim, op: softmax, input: [[[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]]]}
+  - {id: log-softmax-unbatched, op: log_softmax, input: [0.5, -2.0, 1.5, 0.0]}
+  - {id: log-softmax-k-dim, op: log_softmax, input: [[[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]]]}
+  - id: index-mean
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4], [-3.0, 4.0, 1.0, 1.0]]
+    target: [3, 0, 1]
+  - id: index-none-unbatched
+    op: cross_entropy
+    input: [2.5, -1.0, 0.5, 0.0]
+    target: 2
+    reduction: none
+  - id: index-sum
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    target: [1, 2]
+    reduction: sum
+  - id: index-weighted-ignored-mean
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4], [-3.0, 4.0, 1.0, 1.0]]
+    target: [3, 9, 1]
+    weight: [0.5, 1.0, 2.0, 4.0]
+    ignore_index: 9
+  - id: index-ignored-mean
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4], [-3.0, 4.0, 1.0, 1.0]]
+    target: [3, -100, 1]
+  - id: index-ignored-none
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    target: [-100, 2]
+    reduction: none
+  - id: index-weighted-sum
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5], [0.1, 0.2, 0.3]]
+    target: [0, 2]
+    weight: [0.5, 1.0, 2.0]
+    reduction: sum
+  - id: index-k-dim-none
+    op: cross_entropy
+    input: [[[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]]]
+    target: [[1, 2]]
+    reduction: none
+  - id: index-k-dim-weighted-mean
+    op: cross_entropy
+    input: [[[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]], [[0.0, 1.0], [1.0, 1.0], [2.0, -2.0]]]
+    target: [[1, 2], [0, 1]]
+    weight: [1.0, 2.0, 0.5]
+  - id: index-smoothed
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    target: [3, 0]
+    label_smoothing: 0.1
+  - id: probability-mean
+    op: cross_entropy
+    input: [[1.0, 2.0, -2.0], [0.0, 0.0, 5.0]]
+    target: [[0.2, 0.3, 0.5], [0.9, 0.1, 0.0]]
+  - id: probability-none-unbatched
+    op: cross_entropy
+    input: [0.6, 0.4, -1.0]
+    target: [0.25, 0.5, 0.25]
+    reduction: none
+  - id: probability-smoothed-sum
+    op: cross_entropy
+    input: [[1.0, 2.0, -2.0], [0.0, 0.0, 5.0]]
+    target: [[0.2, 0.3, 0.5], [0.9, 0.1, 0.0]]
+    reduction: sum
+    label_smoothing: 0.25
+  - id: probability-weighted-smoothed-sum
+    op: cross_entropy
+    input: [[1.0, 2.0, -2.0], [0.0, 0.0, 5.0]]
+    target: [[0.2, 0.3, 0.5], [0.9, 0.1, 0.0]]
+    weight: [1.0, 0.5, 2.0]
+    reduction: sum
+    label_smoothing: 0.25
+  - id: probability-k-dim-none
+    op: cross_entropy
+    input: [[[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]]]
+    target: [[[0.5, 0.0], [0.25, 1.0], [0.25, 0.0]]]
+    reduction: none
+  - id: probability-k-dim-smoothed-none
+    op: cross_entropy
+    input: [[[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]]]
+    target: [[[0.5, 0.0], [0.25, 1.0], [0.25, 0.0]]]
+    reduction: none
+    label_smoothing: 0.2
+  - id: probability-k-dim-weighted-mean
+    op: cross_entropy
+    input: [[[1.0, 0.0], [2.0, -1.0], [0.5, 3.0]]]
+    target: [[[0.5, 0.0], [0.25, 1.0], [0.25, 0.0]]]
+    weight: [2.0, 1.0, 0.5]
+  - id: nll-weighted-ignored-mean
+    op: nll_loss
+    input: [[-1.5, -0.5, -2.0], [-0.1, -3.0, -2.5], [-1.0, -1.0, -1.2]]
+    target: [2, 0, -100]
+    weight: [1.0, 3.0, 0.5]
+  - id: nll-k-dim-sum
+    op: nll_loss
+    input: [[[-1.5, -0.5], [-0.5, -1.5], [-2.0, -3.0]]]
+    target: [[0, 2]]
+    reduction: sum
+  - id: nll-none-unbatched
+    op: nll_loss
+    input: [-1.5, -0.5, -2.0]
+    target: 1
+    reduction: none
+"""
+
+DTYPES = ("float32", "float64")
+
+
+def api_cases(tmp_path: Path) -> list[Case]:
+    path = tmp_path / "api_cases.yaml"
+    path.write_text(API_CASES, encoding="utf-8")
+    return load_file(path)
+
+
+def check_every_api(adapter: Adapter, cases: list[Case], apis: tuple[Api, ...] | None = None,
+                    dtypes: tuple[str, ...] = DTYPES,
+                    known: dict[tuple[str, str], str] | None = None) -> list[Record]:
+    """Run every case through every API (of ``apis``, default all) on the adapter's CPU and
+    assert the contract described in the module docstring; returns the records."""
+    cpu = next(d for d in adapter.devices() if d.kind == "cpu")
+    known = known or {}
+    exercised: dict[str, set[str]] = defaultdict(set)
+    records: list[Record] = []
+    for api in apis if apis is not None else adapter.apis():
+        for case in (c for c in cases if c.op == api.op):
+            reason = api.unsupported_reason(case.options())
+            for dtype in dtypes:
+                got = check_case(case, adapter, api, cpu, dtype)
+                records += got
+                where = f"{api.name} on {case.id} in {dtype}"
+                if reason is not None:
+                    assert [(r.status, r.message) for r in got] == [("unsupported", reason)], where
+                    continue
+                assert [r.quantity for r in got] == ["output", "grad"], (where, got)
+                bad = [r for r in got if r.status != "pass"]
+                if (api.id, case.id) in known:
+                    assert bad, f"{where} passes: is this fixed? {known[api.id, case.id]}"
+                    continue
+                assert not bad, (where, [(r.quantity, r.status, r.message) for r in bad])
+                exercised[api.name] |= set(case.options())
+        assert api.supports <= exercised[api.name], (api.name, api.supports - exercised[api.name])
+    return records

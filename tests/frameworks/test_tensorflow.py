@@ -1,0 +1,175 @@
+"""The TensorFlow adapter: tf.nn and Keras losses (eager and tf.function, native and
+composed) against the oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed "
+                                              "(tox -e tensorflow installs it)")
+
+from conformance.adapters import load_adapter  # noqa: E402
+from conformance.cases import load_cases, load_file  # noqa: E402
+from conformance.check import check_case  # noqa: E402
+from tests.conftest import ROOT, write  # noqa: E402
+from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
+
+ADAPTER = load_adapter("tensorflow")
+EAGER = tuple(api for api in ADAPTER.apis() if not api.id.startswith("function-"))
+TRACED = tuple(api for api in ADAPTER.apis() if api.id.startswith("function-"))
+
+# Keras 3.15 smooths with num_classes = shape[-1] whatever `axis` is
+# (keras/src/losses/losses.py, categorical_crossentropy), so with the class axis at 1 of a
+# (N, C, d) input it smooths over d classes instead of C.
+KERAS_SMOOTHING_AXIS = ("keras.losses.categorical_crossentropy smooths over y_true.shape[-1] "
+                        "classes, not the `axis` it is given")
+KNOWN = {(prefix + "CategoricalCrossentropy", "probability-k-dim-smoothed-none"):
+         KERAS_SMOOTHING_AXIS for prefix in ("", "function-")}
+
+
+def test_every_api_has_a_tf_function_twin_with_the_same_declaration() -> None:
+    assert len(EAGER) == len(TRACED) == 11
+    for eager, traced in zip(EAGER, TRACED, strict=True):
+        assert traced.name == f"tf.function({eager.name})"
+        assert (traced.op, traced.kind, traced.supports) == (eager.op, eager.kind, eager.supports)
+
+
+def test_the_issues_apis_are_declared_and_glue_is_named_composed() -> None:
+    native = {api.name for api in EAGER if api.kind == "native"}
+    assert {"tf.nn.softmax", "tf.nn.log_softmax", "tf.nn.softmax_cross_entropy_with_logits",
+            "tf.nn.sparse_softmax_cross_entropy_with_logits"} <= native
+    assert any(name.startswith("keras.losses.CategoricalCrossentropy(") for name in native)
+    assert any(name.startswith("keras.losses.SparseCategoricalCrossentropy(") for name in native)
+    composed = [api for api in EAGER if api.kind == "composed"]
+    assert composed and all("+" in api.name or "sample_weight" in api.name for api in composed)
+    keras_sparse = next(api for api in EAGER if api.id == "SparseCategoricalCrossentropy")
+    assert {"ignore_index", "reduction_mean"} <= keras_sparse.supports
+    assert "sum_over_batch_size" in keras_sparse.unsupported_reason(["weight"])
+
+
+@pytest.mark.parametrize("api", EAGER, ids=lambda api: api.id)
+def test_eager_api_matches_the_oracle_or_is_unsupported(api, tmp_path: Path) -> None:
+    check_every_api(ADAPTER, api_cases(tmp_path), apis=(api,), known=KNOWN)
+
+
+@pytest.mark.parametrize("api", TRACED, ids=lambda api: api.id)
+def test_tf_function_api_matches_the_oracle_or_is_unsupported(api, tmp_path: Path) -> None:
+    check_every_api(ADAPTER, api_cases(tmp_path), apis=(api,), known=KNOWN)
+
+
+def test_every_seed_case_passes_on_tensorflow_in_float32_and_float64() -> None:
+    """Each seed case passes (with its gradient) on at least one eager and one tf.function
+    API, and on every API that supports it."""
+    cpu = ADAPTER.devices()[0]
+    for case in load_cases([ROOT / "cases" / "seeds.yaml"]):
+        for dtype in ("float32", "float64"):
+            passed = set()
+            for api in ADAPTER.apis_for(case.op):
+                records = check_case(case, ADAPTER, api, cpu, dtype)
+                statuses = {r.status for r in records}
+                assert statuses in ({"pass"}, {"unsupported"}), (case.id, api.name, records)
+                if statuses == {"pass"}:
+                    assert [r.quantity for r in records] == (
+                        ["output", "grad"] if case.grad else ["output"])
+                    passed.add(api.id.startswith("function-"))
+            assert passed == {False, True}, (case.id, dtype)
+
+
+KERAS_DEFAULT_MEAN = """\
+defaults: {source: tests/frameworks/test_tensorflow.py, dtypes: [float32, float64]}
+cases:
+  - id: keras-mean-over-kept-targets
+    description: Keras' sum_over_batch_size with ignore_class divides by the kept targets
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5], [0.1, 0.2, 0.3], [-3.0, 4.0, 1.0], [0.0, 0.0, 0.0]]
+    target: [2, 7, 7, 0]
+    ignore_index: 7
+"""
+
+
+def test_keras_default_reduction_with_ignore_class_is_the_mean_over_kept_targets(
+    tmp_path: Path,
+) -> None:
+    (case,) = load_file(write(tmp_path / "keras.yaml", KERAS_DEFAULT_MEAN))
+    api = next(a for a in EAGER if a.id == "SparseCategoricalCrossentropy")
+    for dtype in ("float32", "float64"):
+        records = check_case(case, ADAPTER, api, ADAPTER.devices()[0], dtype)
+        assert [r.status for r in records] == ["pass", "pass"], records
+
+
+INVALID = """\
+defaults: {source: tests/frameworks/test_tensorflow.py, dtypes: [float32], expect: error,
+           reduction: none}
+cases:
+  - {id: above-range, op: cross_entropy, input: [[1.0, 2.0, 3.0]], target: [3]}
+  - {id: negative, op: cross_entropy, input: [[1.0, 2.0, 3.0]], target: [-1]}
+  - {id: wrong-probability-shape, op: cross_entropy, input: [[1.0, 2.0, 3.0]],
+     target: [[0.5, 0.5]]}
+"""
+
+
+def test_invalid_inputs_raise_on_cpu_with_tensorflows_message(tmp_path: Path) -> None:
+    """tf.nn.sparse_softmax_cross_entropy_with_logits documents that a label outside
+    [0, C) raises on CPU (and gives NaN on GPU); the record carries TensorFlow's message."""
+    cpu = ADAPTER.devices()[0]
+    cases = {c.id: c for c in load_file(write(tmp_path / "invalid.yaml", INVALID))}
+    for case_id in ("above-range", "negative"):
+        for api_id in ("sparse_softmax_cross_entropy_with_logits",
+                       "function-sparse_softmax_cross_entropy_with_logits",
+                       "SparseCategoricalCrossentropy"):
+            api = next(a for a in ADAPTER.apis() if a.id == api_id)
+            (record,) = check_case(cases[case_id], ADAPTER, api, cpu, "float32")
+            assert record.status == "pass", record
+            assert "outside the valid range" in record.message
+            assert "\n" not in record.message and "File " not in record.message
+    api = next(a for a in EAGER if a.id == "softmax_cross_entropy_with_logits")
+    (record,) = check_case(cases["wrong-probability-shape"], ADAPTER, api, cpu, "float32")
+    assert record.status == "pass" and "InvalidArgumentError" in record.message
+
+
+UNNORMALISED = """\
+defaults: {source: tests/frameworks/test_tensorflow.py, dtypes: [float64]}
+cases:
+  - id: labels-sum-to-one-and-a-half
+    op: cross_entropy
+    input: [[0.6, 0.4]]
+    target: [[0.5, 1.0]]
+    reduction: none
+"""
+
+
+def test_labels_off_a_distribution_expose_the_documented_gradient_of_softmax_xent(
+    tmp_path: Path,
+) -> None:
+    """tf.raw_ops.SoftmaxCrossEntropyWithLogits: "The caller must ensure that each batch of
+    labels represents a valid probability distribution" -- its gradient is softmax - labels,
+    right only when the labels sum to 1.  The loss is right, the gradient is not, and the
+    log_softmax formulation gets both."""
+    (case,) = load_file(write(tmp_path / "unnormalised.yaml", UNNORMALISED))
+    cpu = ADAPTER.devices()[0]
+    native = next(a for a in EAGER if a.id == "softmax_cross_entropy_with_logits")
+    output, grad = check_case(case, ADAPTER, native, cpu, "float64")
+    assert (output.status, grad.status, grad.kind) == ("pass", "fail", "numeric")
+    composed = next(a for a in EAGER if a.id == "log_softmax-composed")
+    assert [r.status for r in check_case(case, ADAPTER, composed, cpu, "float64")] == [
+        "pass", "pass"]
+
+
+def test_devices_are_discovered_cpu_first() -> None:
+    devices = ADAPTER.devices()
+    assert devices[0].id == "cpu" and devices[0].kind == "cpu" and devices[0].name
+    assert all(d.id.startswith("cuda:") and d.name for d in devices if d.kind == "gpu")
+
+
+@pytest.mark.skipif(not any(d.kind == "gpu" for d in ADAPTER.devices()),
+                    reason="no GPU visible to TensorFlow on this machine")
+def test_gpu_devices_run_the_seed_cases() -> None:
+    gpu = next(d for d in ADAPTER.devices() if d.kind == "gpu")
+    (case,) = [c for c in load_cases([ROOT / "cases" / "seeds.yaml"])
+               if c.id == "seed-003-batch-of-three"]
+    for api in ADAPTER.apis_for(case.op):
+        for record in check_case(case, ADAPTER, api, gpu, "float32"):
+            assert record.status in ("pass", "unsupported"), record
+            assert record.device == gpu.id and record.device_name == gpu.name

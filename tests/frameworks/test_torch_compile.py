@@ -1,0 +1,71 @@
+"""torch.compile twins of the torch adapter: the same mapping as eager PyTorch, compiled by
+TorchInductor (C++ on CPU), checked against the oracle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed (tox -e torch installs it)")
+
+from conformance.adapters import load_adapter  # noqa: E402
+from conformance.adapters.torch_adapter import TorchAdapter  # noqa: E402
+from conformance.cases import load_file  # noqa: E402
+from conformance.check import check_case  # noqa: E402
+from conformance.problem import make_problem  # noqa: E402
+from tests.conftest import write  # noqa: E402
+from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
+
+ADAPTER = load_adapter("torch")
+COMPILED = tuple(api for api in ADAPTER.apis() if api.id.startswith("compile-"))
+
+
+def test_compiled_twins_are_named_and_declared_like_their_eager_api() -> None:
+    eager = {api.id: api for api in ADAPTER.apis()}
+    assert {api.id for api in COMPILED} == {
+        "compile-softmax", "compile-log_softmax", "compile-cross_entropy", "compile-nll_loss"}
+    for api in COMPILED:
+        base = eager[api.id.removeprefix("compile-")]
+        assert api.name == f"torch.compile({base.name})"
+        assert (api.op, api.kind, api.supports) == (base.op, base.kind, base.supports)
+
+
+@pytest.mark.parametrize("api", COMPILED, ids=lambda api: api.id)
+def test_compiled_api_matches_the_oracle(api, tmp_path: Path) -> None:
+    check_every_api(ADAPTER, api_cases(tmp_path), apis=(api,))
+
+
+INVALID = """\
+defaults: {source: tests/frameworks/test_torch_compile.py, dtypes: [float32], expect: error}
+cases:
+  - {id: above-range, op: cross_entropy, input: [[1.0, 2.0, 3.0]], target: [3]}
+  - {id: wrong-probability-shape, op: cross_entropy, input: [[1.0, 2.0, 3.0]],
+     target: [[0.5, 0.5]]}
+"""
+
+
+def test_invalid_inputs_raise_in_compiled_code_too(tmp_path: Path) -> None:
+    api = next(a for a in COMPILED if a.id == "compile-cross_entropy")
+    for case in load_file(write(tmp_path / "invalid.yaml", INVALID)):
+        (record,) = check_case(case, ADAPTER, api, ADAPTER.devices()[0], "float32")
+        assert record.status == "pass", record
+        assert record.message.startswith("raised as expected")
+
+
+def test_a_compiler_that_cannot_build_makes_the_api_unsupported_with_torchs_reason(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "one.yaml", """\
+cases:
+  - {id: seven-classes, source: a test, op: softmax, input: [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]}
+""")
+    (case,) = load_file(path)
+    adapter = TorchAdapter()  # a fresh adapter: nothing compiled yet in it
+    api = next(a for a in adapter.apis() if a.id == "compile-softmax")
+    broken = {"cpp.cxx": (None, str(tmp_path / "no-such-c++")), "fx_graph_cache": False}
+    with torch._inductor.config.patch(broken):
+        outcome = adapter.run(api, make_problem(case, "float32"), adapter.devices()[0])
+    assert outcome.status == "unsupported", outcome
+    assert outcome.message.startswith("torch.compile failed:")
+    assert "compiler" in outcome.message and "\n" not in outcome.message
