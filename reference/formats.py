@@ -24,7 +24,7 @@ from typing import Any
 import mpmath
 import numpy as np
 from mpmath import mpf
-from mpmath.libmp import from_man_exp
+from mpmath.libmp import from_float, from_man_exp, round_nearest
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,7 @@ def exact(x: mpf | float | int) -> mpf:
         return x
     if isinstance(x, int):
         return mpmath.mp.make_mpf(from_man_exp(x, 0))
-    with mpmath.workprec(53):  # every Python float is exact in 53 bits
-        return mpf(x)
+    return mpmath.mp.make_mpf(from_float(float(x), 53, round_nearest))  # 53 bits: exact
 
 
 def round_to_format(x: mpf | float | int, fmt: FloatFormat) -> mpf:
