@@ -250,6 +250,8 @@ def _check_target(op: str, target: Any, shape: tuple[int, ...], batch: tuple[int
     if target is None:
         return "target", f"{op} needs a target"
     if isinstance(target, Spec):
+        if classes == 0 and math.prod(batch) > 0:
+            return "target", f"{target.generate} needs at least one class to draw from"
         if target.is_probability:
             return ("target", "nll_loss takes class-index targets only") if op == "nll_loss" \
                 else None
