@@ -118,6 +118,9 @@ def conformance_run(args: argparse.Namespace, out: Path, cache: Path, jobs: int,
     started, cpu = time.perf_counter(), children_cpu()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - started, children_cpu() - cpu
+    if args.logs is not None:
+        args.logs.mkdir(parents=True, exist_ok=True)
+        (args.logs / f"{out.stem}.log").write_text(done.stderr, encoding="utf-8")
     if done.returncode not in (0, 1):
         raise SystemExit(f"conformance run failed ({done.returncode}):\n{done.stderr[-4000:]}")
     oracle = re.findall(r"oracle: (\d+) result\(s\) computed, (\d+) read", done.stderr)
@@ -146,7 +149,6 @@ def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
     warm = conformance_run(args, work / "warm.jsonl", cache, args.jobs)
     profiles = work / "profiles"
     profiled = conformance_run(args, work / "profiled.jsonl", cache, args.jobs, profiles)
-    records = sum(warm["statuses"].values())
     lines = [
         "## Full audit on the CPU",
         "",
@@ -162,9 +164,10 @@ def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
         f"| warm | {warm['wall']:.1f} s | {warm['cpu']:.1f} s | {warm['computed']} | "
         f"{warm['hits']} |",
         "",
-        f"{records} records: " + ", ".join(f"{n} {s}" for s, n in sorted(
-            warm["statuses"].items())) + "; per framework: " + ", ".join(
-            f"{f} {n}" for f, n in sorted(warm["frameworks"].items())) + ".",
+        *[f"- {label} run: {sum(run['statuses'].values())} records, " + ", ".join(
+            f"{n} {s}" for s, n in sorted(run["statuses"].items())) + "; per framework: "
+          + ", ".join(f"{f} {n}" for f, n in sorted(run["frameworks"].items())) + "."
+          for label, run in (("Cold", cold), ("Warm", warm))],
     ]
     for framework, reason in warm["skipped"]:
         lines.append(f"Skipped: {framework} ({reason}).")
@@ -409,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-shape", type=shape, default=(32, 4096), metavar="NxC")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
                         help="also write the output to this file")
+    parser.add_argument("--logs", type=Path, metavar="DIR",
+                        help="keep each conformance run's stderr here")
     parser.add_argument("--bare", metavar="FRAMEWORK", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:
