@@ -391,14 +391,16 @@ def _reduce(
         output = np.array(mpmath.fsum(losses), dtype=object)
         scale = mpf(1)
     else:
-        # 0 / 0 (every target ignored, or zero total weight) is NaN, value and gradient.
+        # A zero divisor follows IEEE division (SPEC.md): 0 / 0 is NaN, x / 0 is +-inf.
         scale = 1 / denominator if denominator != 0 else NAN
-        output = np.array(mpmath.fsum(losses) * scale if denominator != 0 else NAN, dtype=object)
+        output = np.array(_divide(mpmath.fsum(losses), denominator), dtype=object)
     if not want_grad:
         return output, None
     zeros = [mpf(0)] * classes
     scaled = np.array(
-        [zeros if row is None else row if scale == 1 else [g * scale for g in row]
+        [zeros if row is None else row if scale == 1
+         else [_divide(g, denominator) for g in row] if denominator == 0
+         else [g * scale for g in row]
          for row in grads], dtype=object
     ).reshape(-1, classes)
     grad = _restore(scaled, (*problem.batch_shape, classes), problem.class_axis)
@@ -521,6 +523,16 @@ def _row_loss_mpfr(row: Sequence[mpf], a: list[mpf]) -> tuple[mpf, list[mpf]] | 
         weight = gmpy2.fsum(coefficients)
         grad = [_mpf_of(weight * e / total - c) for e, c in zip(exps, coefficients)]
         return _mpf_of(loss), grad
+
+
+def _divide(value: mpf, denominator: mpf) -> mpf:
+    """``value / denominator`` with IEEE's rules for a zero divisor: NaN for 0 / 0 (or NaN),
+    +-inf otherwise (the divisor is a sum of weights, taken as +0)."""
+    if denominator != 0:
+        return value / denominator
+    if value == 0 or mpmath.isnan(value):
+        return NAN
+    return INF if value > 0 else -INF
 
 
 def _restore(rows: np.ndarray, moved_shape: tuple[int, ...], class_axis: int) -> np.ndarray:
