@@ -274,9 +274,9 @@ class Comparison:
 
     passed: bool
     kind: str | None  # None when passed; NUMERIC, SPECIAL_VALUE or BEHAVIOUR otherwise
-    max_abs_error: float
-    max_rel_error: float
-    max_ulp_error: float
+    max_abs_error: float | None
+    max_rel_error: float | None
+    max_ulp_error: float | None
     worst_index: tuple[int, ...] | None
     message: str
     bound_use: float | None = None  # max over elements of |a - e| / (K * bound)
@@ -329,9 +329,10 @@ def compare(expected: np.ndarray, actual: np.ndarray, dtype: str, bound: np.ndar
     ulps[may_overflow] = ulp_distance_array(
         _round_all(exact_values, e, fmt)[may_overflow], a[may_overflow], fmt)
     counted = finite | may_overflow
-    max_abs = float(errors[finite].max()) if finite.any() else 0.0
-    max_rel = float(relative[finite].max()) if finite.any() else 0.0
-    max_ulp = float(ulps[counted].max()) if counted.any() else 0.0
+    # no finite element compared: no error figure (None), never a misleading 0
+    max_abs = float(errors[finite].max()) if finite.any() else None
+    max_rel = float(relative[finite].max()) if finite.any() else None
+    max_ulp = float(ulps[counted].max()) if counted.any() else None
     bound_use = float(use[finite].max()) if finite.any() else None
 
     specials = int(mismatch.sum())

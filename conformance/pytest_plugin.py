@@ -152,9 +152,11 @@ def bug_report(case: Case, records: list[Record]) -> str:
             lines.append(f"    oracle:    {_short(record.reference)}")
         if record.actual is not None:
             lines.append(f"    framework: {_short(record.actual)}")
-        if record.max_ulp_error is not None:
-            lines.append(f"    error:     {record.max_ulp_error:.4g} ulp, "
-                         f"{record.max_abs_error:.4g} abs, {record.max_rel_error:.4g} rel")
+        figures = [f"{value:.4g} {name}" for value, name in (
+            (record.max_ulp_error, "ulp"), (record.max_abs_error, "abs"),
+            (record.max_rel_error, "rel")) if value is not None]
+        if figures:
+            lines.append(f"    error:     {', '.join(figures)}")
         lines.append(f"    {record.message}")
     return "\n".join(lines)
 
