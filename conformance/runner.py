@@ -336,6 +336,44 @@ def _parse_lines(path: Path) -> Iterator[tuple[int, int, int, dict[str, Any]]]:
         yield number, start, min(offset, len(data)), obj
 
 
+@dataclass
+class _Batch:
+    """One job's records as written together: consecutive result lines with one identity."""
+
+    ident: tuple[Any, ...]  # (environment id, framework, job)
+    announced: int  # job_records
+    first: int  # line number of the first record
+    start: int  # byte offset of the first record
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.objects) == self.announced
+
+
+def _batches(path: Path) -> Iterator[tuple[int, dict[str, Any], _Batch | None]]:
+    """Each line's number and object, with the batch of a result line (None for others and
+    for records without a job key).  A batch ends at its announced count, at a line of
+    another identity or at a line that is not a record: the runner writes a job's records in
+    one go, so nothing else can come between them."""
+    current: _Batch | None = None
+    for number, start, _end, obj in _parse_lines(path):
+        if obj["type"] != "result" or not obj.get("job"):
+            current = None
+            yield number, obj, None
+            continue
+        ident = (obj.get("environment_id"), obj.get("framework"), obj["job"])
+        if current is None or current.ident != ident or current.complete:
+            current = _Batch(ident, _announced(obj), number, start)
+        current.objects.append(obj)
+        yield number, obj, current
+
+
+def _announced(obj: dict[str, Any]) -> int:
+    value = obj.get("job_records")
+    return value if isinstance(value, int) and value > 0 else 0
+
+
 def repair_tail(path: Path, log: Callable[[str], None]) -> None:
     """Cut off what a killed run left half-written at the end of ``path``: a last line
     without its newline, then a last job with fewer records than its ``job_records``."""
@@ -347,25 +385,14 @@ def repair_tail(path: Path, log: Callable[[str], None]) -> None:
             handle.truncate(keep)
         log(f"{path}:{line}: removed a torn last line ({len(data) - keep} bytes) left by a "
             "killed run")
-    tail: list[tuple[int, int, dict[str, Any]]] = []  # the last job's lines
-    for number, start, _end, obj in _parse_lines(path):
-        if obj["type"] != "result" or not obj.get("job"):
-            tail = []
-            continue
-        ident = (obj.get("environment_id"), obj.get("framework"), obj["job"])
-        if tail and _ident(tail[-1][2]) != ident:
-            tail = []
-        tail.append((number, start, obj))
-    if tail and len(tail) < int(tail[0][2].get("job_records") or 0):
-        number, start, obj = tail[0]
+    last: _Batch | None = None
+    for _number, _obj, batch in _batches(path):
+        last = batch
+    if last is not None and not last.complete:
         with path.open("r+b") as handle:
-            handle.truncate(start)
-        log(f"{path}:{number}: removed {len(tail)} record(s) of job {obj['job']} "
-            f"({obj.get('framework')}), which a killed run left incomplete")
-
-
-def _ident(obj: dict[str, Any]) -> tuple[Any, ...]:
-    return (obj.get("environment_id"), obj.get("framework"), obj.get("job"))
+            handle.truncate(last.start)
+        log(f"{path}:{last.first}: removed {len(last.objects)} record(s) of job {last.ident[2]} "
+            f"({last.ident[1]}), which a killed run left incomplete")
 
 
 def read_previous(path: Path, environment_id: str) -> _Previous:
@@ -373,35 +400,32 @@ def read_previous(path: Path, environment_id: str) -> _Previous:
     ``repair_tail``).  Raises ``ValueError`` naming the file and line for what cannot be
     resumed: a malformed line, a record without a job key, an incomplete job mid-file."""
     previous = _Previous()
-    counts: Counter[tuple[str, str]] = Counter()
-    wanted: dict[tuple[str, str], tuple[int, int]] = {}  # -> (records announced, first line)
-    records: dict[tuple[str, str], list[Record]] = {}
-    for number, _start, _end, obj in _parse_lines(path):
+    batches: list[_Batch] = []
+    for number, obj, batch in _batches(path):
         if obj.get("environment_id") != environment_id:
             continue
         if obj["type"] == "environment":
             previous.environment = True
         elif obj["type"] == "adapter":
             previous.declared.add((str(obj.get("framework")), str(obj.get("version"))))
-        else:
+        elif batch is None or batch.announced < 1:
+            raise ValueError(f"{path}:{number}: a record without a job key (written by an "
+                             "older conformance); this file cannot be resumed")
+        elif not batches or batches[-1] is not batch:
+            batches.append(batch)
+    for batch in batches:
+        if not batch.complete:
+            raise ValueError(f"{path}:{batch.first}: job {batch.ident[2]} of {batch.ident[1]} "
+                             f"has {len(batch.objects)} record(s) where it announces "
+                             f"{batch.announced}; the file was edited or written by two runs "
+                             "at once")
+        framework, job = str(batch.ident[1]), str(batch.ident[2])
+        for number, obj in enumerate(batch.objects, start=batch.first):
             try:
-                record = record_from_json(obj)
+                previous.records.append(record_from_json(obj))
             except (TypeError, ValueError) as error:
                 raise ValueError(f"{path}:{number}: not a result record: {error}") from None
-            if not record.job or record.job_records < 1:
-                raise ValueError(f"{path}:{number}: a record without a job key (written by an "
-                                 "older conformance); this file cannot be resumed")
-            ident = (record.framework, record.job)
-            counts[ident] += 1
-            wanted.setdefault(ident, (record.job_records, number))
-            records.setdefault(ident, []).append(record)
-    for ident, (announced, first) in wanted.items():
-        if counts[ident] % announced:
-            raise ValueError(f"{path}:{first}: job {ident[1]} of {ident[0]} has "
-                             f"{counts[ident]} record(s) where it announces {announced}; the "
-                             "file was edited or written by two runs at once")
-        previous.done.setdefault(ident[0], set()).add(ident[1])
-        previous.records += records[ident]
+        previous.done.setdefault(framework, set()).add(job)
     return previous
 
 

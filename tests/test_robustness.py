@@ -326,6 +326,33 @@ def test_resume_names_the_line_of_a_corrupt_results_file(
     assert out.read_text() == "".join(lines)  # nothing written, nothing cut
 
 
+def test_resume_takes_a_job_complete_twice_with_different_counts(
+        cases: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    audit(cases, out, ["exact"])
+    lines = out.read_text().splitlines(keepends=True)
+    # the same job again, appended by a later run in which it crashed: one record
+    crashed = {**json.loads(lines[-1]), "job_records": 1, "status": "error", "kind": "crash"}
+    out.write_text("".join(lines) + json.dumps(crashed) + "\n")
+    before = out.read_bytes()
+    summary, _, _ = audit(cases, out, ["exact"], resume=True)
+    assert out.read_bytes() == before
+    assert summary.statuses[("exact", "error")] == 1
+
+
+def test_resume_names_an_incomplete_job_in_the_middle(cases: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    audit(cases, out, ["exact"])
+    lines = out.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines)
+                 if json.loads(line).get("job_records") == 2)
+    del lines[first + 1]  # a job in the middle loses its second record
+    out.write_text("".join(lines))
+    with pytest.raises(ValueError, match=rf"{out}:{first + 1}: job .* has 1 record\(s\) "
+                                         "where it announces 2"):
+        audit(cases, out, ["exact"], resume=True)
+
+
 def test_resume_refuses_records_without_job_keys(cases: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
     audit(cases, out, ["exact"])
