@@ -147,8 +147,7 @@ def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
     cache = work / "cache"
     cold = conformance_run(args, work / "cold.jsonl", cache, args.jobs)
     warm = conformance_run(args, work / "warm.jsonl", cache, args.jobs)
-    profiles = work / "profiles"
-    profiled = conformance_run(args, work / "profiled.jsonl", cache, args.jobs, profiles)
+    args.warm = warm  # the overhead section compares with it
     lines = [
         "## Full audit on the CPU",
         "",
@@ -171,9 +170,12 @@ def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
     ]
     for framework, reason in warm["skipped"]:
         lines.append(f"Skipped: {framework} ({reason}).")
-    lines += ["", f"Where a warm worker's time goes (cProfile of a third, warm run: "
-                  f"{profiled['wall']:.1f} s under the profiler):", ""]
-    lines += worker_profiles(profiles)
+    if args.profile:
+        profiles = work / "profiles"
+        profiled = conformance_run(args, work / "profiled.jsonl", cache, args.jobs, profiles)
+        lines += ["", f"Where a warm worker's time goes (cProfile of a third, warm run: "
+                      f"{profiled['wall']:.1f} s under the profiler):", ""]
+        lines += worker_profiles(profiles)
     return lines
 
 
@@ -251,7 +253,8 @@ def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
     if not cache.exists():  # the audit section, when it ran, left it warm
         conformance_run(args, work / "fill.jsonl", cache, args.jobs)
     audit = conformance_run(args, work / "sequential.jsonl", cache, 1)
-    parallel = conformance_run(args, work / "parallel.jsonl", cache, args.jobs)
+    parallel = getattr(args, "warm", None) or conformance_run(
+        args, work / "parallel.jsonl", cache, args.jobs)
     bare = []
     for framework in present_frameworks(args):
         done = subprocess.run([sys.executable, __file__, "--bare", framework, "--cases",
@@ -412,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-shape", type=shape, default=(32, 4096), metavar="NxC")
     parser.add_argument("--write", type=Path, metavar="MARKDOWN",
                         help="also write the output to this file")
+    parser.add_argument("--profile", action="store_true",
+                        help="audit: also profile a warm run's workers (a third run)")
     parser.add_argument("--logs", type=Path, metavar="DIR",
                         help="keep each conformance run's stderr here")
     parser.add_argument("--bare", metavar="FRAMEWORK", help=argparse.SUPPRESS)
