@@ -12,8 +12,9 @@ Sections:
 ``audit``
     the wall time of ``conformance run`` over ``--cases`` (default: the shipped cases) on the
     CPU, every framework whose adapter exists, ``--jobs`` workers at a time: *cold* (a fresh,
-    empty oracle cache) and then *warm* (the same cache), with the oracle's counts.  A third,
-    profiled warm run (``$CONFORMANCE_PROFILE``) says where each worker's time goes.
+    empty oracle cache) and then *warm* (the same cache), with the oracle's counts.  With
+    ``--profile``, a third, profiled warm run (``$CONFORMANCE_PROFILE``) says where each
+    worker's time goes.
 ``overhead``
     the suite's overhead: the warm audit with ``--jobs 1`` against a *bare loop* that, in one
     process per framework, imports the framework and calls the same framework APIs on the same
