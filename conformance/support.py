@@ -7,8 +7,10 @@ is listed as such and stops nothing), or from the ``adapter`` lines of results f
 (``from_results``), so a report rebuilds the very matrix its records were run under.
 
 A cell is ``native`` or ``composed`` (the API's kind) where the API supports the option,
-``no`` where it does not (the adapter's reason is listed under the table) and empty where
-the option does not apply to the op (weights for softmax).  ``conformance support`` prints it
+with a ``*`` where the API declares that it follows its own definition for it
+(``Api.semantics``, listed under the table), ``no`` where it does not support it (the
+adapter's reason is listed too) and empty where the option does not apply to the op
+(weights for softmax).  ``conformance support`` prints it
 as Markdown (``--format json`` for the data).
 """
 
@@ -51,6 +53,7 @@ class ApiSupport:
     kind: str
     supports: frozenset[str]
     reasons: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def cell(self, option: str) -> str:
         """``native`` / ``composed``, ``no``, or ``""`` where ``option`` does not apply (to
@@ -58,7 +61,9 @@ class ApiSupport:
         if option not in APPLICABLE.get(self.op, frozenset(OPTIONS)) or (
                 option == "ignore_index" and "index_target" not in self.supports):
             return NOT_APPLICABLE
-        return self.kind if option in self.supports else UNSUPPORTED
+        if option not in self.supports:
+            return UNSUPPORTED
+        return self.kind + ("*" if option in self.semantics or "*" in self.semantics else "")
 
     def reason(self, option: str) -> str:
         return self.reasons.get(option, f"{self.name} does not support {option}")
@@ -80,10 +85,11 @@ class FrameworkSupport:
 class SupportMatrix:
     frameworks: list[FrameworkSupport]
 
-    def markdown(self, reasons: bool = True) -> str:
-        """The matrix as a Markdown table, then each framework's dtypes and devices, then
-        (with ``reasons``) why each API lacks what it lacks."""
-        return "\n".join(_markdown(self, reasons)) + "\n"
+    def markdown(self, environment: bool = True, reasons: bool = True) -> str:
+        """The matrix as a Markdown table and its legend; then (``environment``) each
+        framework's version, dtypes and devices; then (``reasons``) why each API lacks what
+        it lacks.  The table alone depends only on the adapters' code, not on the machine."""
+        return "\n".join(_markdown(self, environment, reasons)) + "\n"
 
     def to_json(self) -> list[dict[str, Any]]:
         return [{**asdict(f), "apis": [{**asdict(a), "supports": sorted(a.supports)}
@@ -109,7 +115,8 @@ def _add(entry: FrameworkSupport, declaration: dict[str, Any]) -> None:
             entry.apis.append(ApiSupport(
                 id=str(api.get("id", "")), name=str(api.get("name", "")), op=str(api.get("op", "")),
                 kind=str(api.get("kind", "native")), supports=frozenset(api.get("supports", [])),
-                reasons=dict(api.get("reasons", {}))))
+                reasons=dict(api.get("reasons", {})),
+                semantics=dict(api.get("semantics", {}))))
     known_devices = {d.get("id") for d in entry.devices}
     entry.devices += [dict(d) for d in declaration.get("devices", [])
                       if d.get("id") not in known_devices]
@@ -185,7 +192,7 @@ def _shown(apis: list[ApiSupport]) -> list[tuple[ApiSupport, list[str]]]:
     return [(api, twins.get(api.name, [])) for api in apis if api.name not in folded]
 
 
-def _markdown(matrix: SupportMatrix, reasons: bool) -> list[str]:
+def _markdown(matrix: SupportMatrix, environment: bool, reasons: bool) -> list[str]:
     columns = list(OPTIONS)
     lines = [
         "| framework | API | also as | op | " + " | ".join(HEADERS.get(o, o) for o in columns)
@@ -198,17 +205,34 @@ def _markdown(matrix: SupportMatrix, reasons: bool) -> list[str]:
             lines.append(f"| {framework.framework} | `{api.name}` | {also} | {api.op} | "
                          + " | ".join(api.cell(o) for o in columns) + " |")
     lines += ["", "`native`/`composed`: supported, by the API itself or by the glue its name "
-              "shows; `no`: unsupported (reasons below); empty: does not apply.", ""]
-    for framework in matrix.frameworks:
-        if framework.unavailable:
-            lines.append(f"* **{framework.framework}**: not available ({framework.unavailable})")
-            continue
-        devices = ", ".join(f"{d.get('id')} ({d.get('name')})" for d in framework.devices)
-        lines.append(f"* **{framework.framework}** {framework.version}: dtypes "
-                     f"{', '.join(framework.dtypes)}; devices {devices}")
+              "shows (`*`: by the framework's own definition, see below); `no`: unsupported "
+              "(the adapter says why); empty: does not apply."]
+    if environment:
+        lines.append("")
+        lines += [_environment_line(framework) for framework in matrix.frameworks]
     if reasons:
         lines += ["", "Why an API lacks an option:", "", *_reason_lines(matrix)]
+        definitions = _definition_lines(matrix)
+        if definitions:
+            lines += ["", "Where an API follows its own definition (`*`):", "", *definitions]
     return lines
+
+
+def _definition_lines(matrix: SupportMatrix) -> list[str]:
+    lines = []
+    for framework in matrix.frameworks:
+        for api, _ in _shown(framework.apis):
+            lines += [f"* {framework.framework}: `{api.name}` ({option}): {definition}"
+                      for option, definition in api.semantics.items()]
+    return lines
+
+
+def _environment_line(framework: FrameworkSupport) -> str:
+    if framework.unavailable:
+        return f"* **{framework.framework}**: not available ({framework.unavailable})"
+    devices = ", ".join(f"{d.get('id')} ({d.get('name')})" for d in framework.devices)
+    return (f"* **{framework.framework}** {framework.version}: dtypes "
+            f"{', '.join(framework.dtypes)}; devices {devices}")
 
 
 def _reason_lines(matrix: SupportMatrix) -> list[str]:
@@ -238,8 +262,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="rebuild the matrix from the adapter lines of these results files "
                         "instead of loading the frameworks")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    p.add_argument("--no-reasons", action="store_true",
-                   help="only the table, without the list of reasons")
+    p.add_argument("--table-only", action="store_true",
+                   help="only the table: no versions, dtypes, devices or reasons (the part "
+                        "that depends on the adapters' code alone, as shown in README.md)")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -249,7 +274,8 @@ def command(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(matrix.to_json(), indent=2))
     else:
-        print(matrix.markdown(reasons=not args.no_reasons), end="")
+        print(matrix.markdown(environment=not args.table_only, reasons=not args.table_only),
+              end="")
     return 0
 
 

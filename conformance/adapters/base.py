@@ -38,6 +38,9 @@ class Api:
     supports: frozenset[str]
     kind: str = "native"  # native | composed
     reasons: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # option (or "*") -> the framework's own definition it follows for that option; a failing
+    # record of a case using the option is then "semantic" (conformance/check.py)
+    semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def unsupported_reason(self, options: list[str]) -> str | None:
         """Why this API cannot run a case needing ``options``, or None if it can."""
@@ -101,7 +104,8 @@ def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
         "dtypes": list(adapter.dtypes()),
         "apis": [
             {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
-             "supports": sorted(a.supports), "reasons": dict(a.reasons)}
+             "supports": sorted(a.supports), "reasons": dict(a.reasons),
+             "semantics": dict(a.semantics)}
             for a in adapter.apis()
         ],
     }
