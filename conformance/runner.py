@@ -583,6 +583,7 @@ class _Worker:
         if options.devices:
             command += ["--device", *options.devices]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, bufsize=0,
+                                        env=worker_environment(),
                                         start_new_session=os.name == "posix")
         with self._live_lock:
             self._live.add(self)
@@ -688,6 +689,32 @@ class _Worker:
             with self._live_lock:
                 self._live.discard(self)
             os.unlink(self.skip_path)
+
+
+# The frameworks' own compilation caches, kept beside the oracle's (when the user has not
+# placed them): a warm run then skips XLA's and TorchInductor's compilations too.  The same
+# compiled code gives the same results, so the records do not change.
+FRAMEWORK_CACHES = {
+    "JAX_COMPILATION_CACHE_DIR": "jax",
+    "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
+}
+FRAMEWORK_CACHE_SETTINGS = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+
+def worker_environment() -> dict[str, str]:
+    """The workers' environment: this process's, plus the frameworks' compilation caches
+    under the oracle cache's directory (none when the cache is off)."""
+    env = dict(os.environ)
+    directory = oracle_cache.cache_directory()
+    if directory is None:
+        return env
+    root = directory.resolve() / "frameworks"
+    for variable, name in FRAMEWORK_CACHES.items():
+        env.setdefault(variable, str(root / name))
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        for variable, value in FRAMEWORK_CACHE_SETTINGS.items():
+            env.setdefault(variable, value)
+    return env
 
 
 def _parse_event(line: bytes, sink: _Sink) -> dict[str, Any]:

@@ -258,3 +258,22 @@ def test_no_cache_runs_write_no_cache(tmp_path: Path, stand_ins: None,
                              out=tmp_path / "r.jsonl"), log=lambda line: None)
     assert summary.oracle["computed"] > 0
     assert not (tmp_path / ".conformance-cache").exists()
+
+
+def test_framework_compilation_caches_live_beside_the_oracle_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conformance.runner import worker_environment
+
+    for variable in ("JAX_COMPILATION_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR",
+                     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv(cache.CACHE_VARIABLE, str(tmp_path / "c"))
+    env = worker_environment()
+    assert env["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "c" / "frameworks" / "jax")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "c" / "frameworks" / "torchinductor")
+    assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")  # the user's choice wins
+    assert worker_environment()["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
+    assert "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in worker_environment()
+    monkeypatch.setenv(cache.CACHE_VARIABLE, "off")
+    assert "TORCHINDUCTOR_CACHE_DIR" not in worker_environment()
