@@ -64,6 +64,13 @@ KERAS_NO_SMOOTHING = "SparseCategoricalCrossentropy has no label_smoothing argum
 KERAS_AXIS = ("Keras' TensorFlow backend refuses it: 'Only axis=-1 is currently supported' "
               "(keras.src.backend.tensorflow.nn.sparse_categorical_crossentropy)")
 NLL_NO_SMOOTHING = "NLL of one picked log-probability has no label smoothing"
+# Keras' own definitions (keras/src/losses/loss.py, Keras 3.15): apply_mask and reduce_values
+# divide with divide_no_nan, and reduce_values returns a scalar loss unreduced.
+KERAS_NO_NAN_MEAN = ("Keras divides by the number of kept targets with divide_no_nan: with "
+                     "every target ignored the mean is 0, not 0/0 = NaN")
+KERAS_SAMPLE_WEIGHT_MEAN = ("Keras' mean_with_sample_weight divides by the total sample weight "
+                            "with divide_no_nan (a zero total gives 0, not NaN or inf), and "
+                            "returns the loss of an unbatched input unreduced, times its weight")
 # tf.raw_ops.SoftmaxCrossEntropyWithLogits: "The caller must ensure that each batch of labels
 # represents a valid probability distribution"; its gradient is softmax(x) - labels.
 LABELS_MUST_SUM_TO_ONE = ("class weights would scale the labels off a probability distribution, "
@@ -110,14 +117,16 @@ EAGER_APIS = (
         reasons={"probability_target": "takes index labels; probability labels go to "
                                        "CategoricalCrossentropy",
                  "weight": KERAS_WEIGHTS, "label_smoothing": KERAS_NO_SMOOTHING,
-                 "k_dim": KERAS_AXIS}),
+                 "k_dim": KERAS_AXIS},
+        semantics={"ignore_index": KERAS_NO_NAN_MEAN}),
     Api("SparseCategoricalCrossentropy-sample_weight",
         f"{KERAS_SPARSE[:-1]}, reduction='mean_with_sample_weight')"
         "(t, x, sample_weight=tf.gather(w, t))",
         "cross_entropy", frozenset({"index_target", "weight", "ignore_index"}) | REDUCTIONS,
         kind="composed",
         reasons={"probability_target": "takes index labels", "label_smoothing": KERAS_NO_SMOOTHING,
-                 "k_dim": KERAS_AXIS}),
+                 "k_dim": KERAS_AXIS},
+        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN}),
     Api("nll", f"NLL(logp, t) via tf.gather + {GLUE}", "nll_loss", NLL_OPTIONS, kind="composed",
         reasons={"label_smoothing": NLL_NO_SMOOTHING}),
 )
