@@ -204,9 +204,10 @@ def _markdown(matrix: SupportMatrix, environment: bool, reasons: bool) -> list[s
             also = ", ".join(f"`{w}(...)`" for w in twins)
             lines.append(f"| {framework.framework} | `{api.name}` | {also} | {api.op} | "
                          + " | ".join(api.cell(o) for o in columns) + " |")
+    listed = "listed below" if reasons else "listed by `conformance support`"
     lines += ["", "`native`/`composed`: supported, by the API itself or by the glue its name "
-              "shows (`*`: by the framework's own definition, see below); `no`: unsupported "
-              "(the adapter says why); empty: does not apply."]
+              f"shows (`*`: by the framework's own definition, {listed}); `no`: unsupported "
+              f"(the adapter's reason is {listed}); empty: does not apply."]
     if environment:
         lines.append("")
         lines += [_environment_line(framework) for framework in matrix.frameworks]

@@ -21,6 +21,7 @@ user's global ``jax_enable_x64`` is never changed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -84,9 +85,13 @@ APIS = EAGER_APIS + tuple(twin(api, JIT_PREFIX, "jax.jit") for api in EAGER_APIS
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 # Eager JAX compiles every primitive for every new shape and keeps it: one new input shape
 # through an optax loss and its jax.grad grew the process by ~60 MB (measured on CPU), and a
-# run of the case library reached 3.7 GB.  jax.clear_caches() after this many distinct
-# input signatures bounds that at the price of recompiling shapes seen before.
-SIGNATURES_BETWEEN_CLEARS = 32
+# run of the case library reached 3.7 GB.  Once the process is past RESIDENT_LIMIT (or its
+# size cannot be read), jax.clear_caches() every SIGNATURES_BETWEEN_CLEARS new input
+# signatures: the memory it frees is reused by the next compilations (it is not given back
+# to the system, so the size stays flat rather than dropping), and shapes that recur in
+# between stay compiled.
+RESIDENT_LIMIT = 2 << 30
+SIGNATURES_BETWEEN_CLEARS = 16
 
 Recipe = Callable[[Any, Any, Any, Settings], Any]
 
@@ -105,7 +110,7 @@ class JaxAdapter(Adapter):
         # jax.jit then caches one executable per shape, dtype and Settings.
         self._jitted: dict[tuple[str, bool], Callable[..., Any]] = {}
         self._devices = _discover(jax)
-        self._signatures: set[tuple[Any, ...]] = set()
+        self._signatures: set[tuple[Any, ...]] = set()  # new since the last clear
 
     def version(self) -> str:
         optax = self.optax.__version__
@@ -150,12 +155,14 @@ class JaxAdapter(Adapter):
         return Outcome("ok", _numpy(out), grad)
 
     def _bound_caches(self, problem: Problem) -> None:
-        signature = (problem.input.shape, problem.dtype,
-                     None if problem.target is None else problem.target.shape)
-        self._signatures.add(signature)
-        if len(self._signatures) > SIGNATURES_BETWEEN_CLEARS:
+        self._signatures.add((problem.input.shape, problem.dtype,
+                              None if problem.target is None else problem.target.shape))
+        if len(self._signatures) < SIGNATURES_BETWEEN_CLEARS:
+            return
+        resident = _resident_bytes()
+        if resident is None or resident > RESIDENT_LIMIT:
             self.jax.clear_caches()  # executables only: the jitted functions stay built
-            self._signatures = {signature}
+            self._signatures = set()
 
     def _function(self, api: Api, grad: bool) -> Callable[..., Any]:
         """The callable for ``api``: eager, or its ``jax.jit`` twin (built once)."""
@@ -243,6 +250,15 @@ def _discover(jax: Any) -> list[tuple[Device, Any]]:
     for i, gpu in enumerate(gpus):
         found.append((Device(f"cuda:{i}", "gpu", str(gpu.device_kind)), gpu))
     return found
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident set size, where Linux's /proc tells it."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _jaxlib_version() -> str:

@@ -99,6 +99,26 @@ def test_keras_default_reduction_with_ignore_class_is_the_mean_over_kept_targets
         assert [r.status for r in records] == ["pass", "pass"], records
 
 
+ALL_IGNORED = """\
+defaults: {source: tests/frameworks/test_tensorflow.py, dtypes: [float32]}
+cases:
+  - {id: all-ignored, op: cross_entropy, input: [[1.0, 2.0, 3.0], [0.0, 1.0, 0.0]],
+     target: [-100, -100]}
+"""
+
+
+def test_keras_mean_over_no_kept_target_is_its_own_definition(tmp_path: Path) -> None:
+    """The oracle's mean over no target is 0/0 = NaN; Keras divides with divide_no_nan and
+    says 0.  The adapter declares that (Api.semantics), so the record is 'semantic'."""
+    (case,) = load_file(write(tmp_path / "ignored.yaml", ALL_IGNORED))
+    api = next(a for a in EAGER if a.id == "SparseCategoricalCrossentropy")
+    output = check_case(case, ADAPTER, api, ADAPTER.devices()[0], "float32")[0]
+    assert (output.status, output.kind, output.actual) == ("fail", "semantic", 0.0)
+    assert "divide_no_nan" in output.message
+    plain = next(a for a in EAGER if a.id == "sparse_softmax_cross_entropy_with_logits-composed")
+    assert check_case(case, ADAPTER, plain, ADAPTER.devices()[0], "float32")[0].status == "pass"
+
+
 INVALID = """\
 defaults: {source: tests/frameworks/test_tensorflow.py, dtypes: [float32], expect: error,
            reduction: none}
