@@ -106,7 +106,7 @@ class JaxAdapter(Adapter):
 
         self.jax, self.jnp, self.optax = jax, jnp, optax
         self._recipes = _recipes(jax, jnp, optax)
-        # One jitted function per API (forward, and gradient), built once per process;
+        # One jitted function per API (forward, and forward+grad), built once per process;
         # jax.jit then caches one executable per shape, dtype and Settings.
         self._jitted: dict[tuple[str, bool], Callable[..., Any]] = {}
         self._devices = _discover(jax)
