@@ -257,9 +257,15 @@ def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
     parallel = getattr(args, "warm", None) or conformance_run(
         args, work / "parallel.jsonl", cache, args.jobs)
     bare = []
+    # the same warm framework compilation caches as the audit's workers (runner.py)
+    from conformance.runner import worker_environment
+
+    os.environ["CONFORMANCE_CACHE"] = str(cache)
+    env = worker_environment()
     for framework in present_frameworks(args):
         done = subprocess.run([sys.executable, __file__, "--bare", framework, "--cases",
-                               *args.cases], cwd=ROOT, capture_output=True, text=True)
+                               *args.cases], cwd=ROOT, capture_output=True, text=True,
+                              env=env)
         if done.returncode != 0:
             raise SystemExit(f"bare loop of {framework} failed:\n{done.stderr[-4000:]}")
         bare.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -289,7 +295,8 @@ def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
         f"Warm audit, `--jobs {args.jobs or 'cores'}`: {parallel['wall']:.1f} s wall "
         f"({parallel['wall'] / total:.2f}x the sequential bare loop).",
         "",
-        "The bare loop's wall time covers the framework's import and its calls; the audit's "
+        "The bare loop's wall time covers the framework's import and its calls, with the same "
+        "warm compilation caches (JAX's, TorchInductor's) as the audit's workers; the audit's "
         "covers everything (process starts, loading and validating the cases, rounding the "
         "inputs, reading the oracle cache, comparing, writing the records).",
     ]
