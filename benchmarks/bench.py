@@ -138,6 +138,25 @@ def conformance_run(args: argparse.Namespace, out: Path, cache: Path, jobs: int,
             "skipped": re.findall(r"^(\S+): skipped, (.*)$", done.stderr, re.MULTILINE)}
 
 
+def same_records(first: Path, second: Path) -> str:
+    """Whether two results files hold the same result lines, framework by framework (their
+    jobs interleave differently when frameworks run in parallel)."""
+    def per_framework(path: Path) -> dict[str, list[str]]:
+        lines: dict[str, list[str]] = {}
+        for line in path.read_text().splitlines():
+            obj = json.loads(line)
+            if obj.get("type") == "result":
+                lines.setdefault(obj["framework"], []).append(line)
+        return lines
+
+    one, two = per_framework(first), per_framework(second)
+    differ = {f: sum(a != b for a, b in zip(one.get(f, []), two.get(f, [])))
+              + abs(len(one.get(f, [])) - len(two.get(f, []))) for f in set(one) | set(two)}
+    if not any(differ.values()):
+        return "identical"
+    return "differ (" + ", ".join(f"{f}: {n} lines" for f, n in sorted(differ.items()) if n) + ")"
+
+
 def present_frameworks(args: argparse.Namespace) -> list[str]:
     from conformance.adapters import frameworks
 
@@ -169,6 +188,8 @@ def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
           + ", ".join(f"{f} {n}" for f, n in sorted(run["frameworks"].items())) + "."
           for label, run in (("Cold", cold), ("Warm", warm))],
     ]
+    lines.append(f"- Cold and warm records, framework by framework: "
+                 f"{same_records(work / 'cold.jsonl', work / 'warm.jsonl')}.")
     for framework, reason in warm["skipped"]:
         lines.append(f"Skipped: {framework} ({reason}).")
     if args.profile:
