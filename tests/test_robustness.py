@@ -378,3 +378,15 @@ cases:
     with pytest.raises(CaseError, match=r"evil\.yaml:3"):
         load_cases([path])
     assert not canary.exists()
+
+
+def test_memory_addresses_in_framework_messages_are_masked() -> None:
+    from conformance.worker import stable
+
+    record = Record(case_id="c", op="cross_entropy", group="g", framework="torch",
+                    framework_version="2", api="f", api_kind="native", device="cpu",
+                    device_name="", dtype="float32", quantity="output", status="error",
+                    message="call_function <function cross_entropy at 0x7f7cfee293a0>: 0x10")
+    assert stable(record).message == "call_function <function cross_entropy at 0x...>: 0x10"
+    clean = replace(record, message="no address here")
+    assert stable(clean) is clean
