@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conformance.adapters.base import OPTIONS
 from conformance.cli import main
 from conformance.report import write_report
 from conformance.report_assets import JS
@@ -167,6 +168,23 @@ def test_support_matrix_from_adapter_lines(report: tuple[str, Page]) -> None:
     assert cells and cells[0][0]["class"] == "sup unsupported"
     assert page.find("td", **{"class": "sup composed"})
     assert "jax was skipped on laptop [aaaaaa]" in support
+
+
+def test_support_matrix_has_a_labelled_column_for_every_declarable_option(
+    report: tuple[str, Page],
+) -> None:
+    text, _ = report
+    support = Page(section(text, "support"))
+    headers = [t for _, t in support.find("th")]
+    labels = ["index target", "prob. target", "weight", "ignore_index", "smoothing", "none",
+              "mean", "sum", "K-dim"]
+    assert len(labels) == len(OPTIONS)  # a new option needs a label here and in support.py
+    assert headers[:3 + len(labels)] == ["framework", "API", "op", *labels]
+    rows = [Page(markup).find("td") for markup in re.findall(r"<tr>.*?</tr>",
+                                                              section(text, "support"))]
+    index_cells = {cells[0][1]: cells[2] for cells in rows if cells}  # API, op, index target
+    assert index_cells[TORCH_CE] == ({"class": "sup native"}, "native")
+    assert index_cells[TORCH_COMPOSED] == ({"class": "sup composed"}, "composed")
 
 
 def test_discrepancy_table_lists_every_non_pass_record(report: tuple[str, Page]) -> None:
