@@ -1,0 +1,220 @@
+"""The oracle's one-pass certification: a-priori error bounds instead of Ziv's second pass.
+
+Three properties (see the module docstring of reference/oracle.py):
+(a) a pass certified by its bounds rounds exactly as Ziv's strategy does;
+(b) what the bounds cannot decide (exact zeros, results on a rounding boundary, deep
+    cancellation) falls back to Ziv's strategy;
+(c) the bounds are bounds: |v_p - v| <= E against an evaluation at far higher precision.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import mpmath
+import numpy as np
+import pytest
+from mpmath import mpf
+
+import reference.oracle as oracle
+from reference.formats import get_format, nearest_float64, round_to_float
+from reference.oracle import evaluate
+
+gmpy2 = pytest.importorskip("gmpy2", reason="gmpy2 is not installed (the fast path needs it)")
+
+DTYPES = ["float64", "float32", "float16", "bfloat16"]
+
+
+def random_problem(seed: int) -> tuple[str, list, dict[str, Any]]:
+    """A random op, logits and options, every number a value of the dtype."""
+    rng = random.Random(seed)
+    dtype = rng.choice(DTYPES)
+
+    def value(v: float) -> float:
+        return round_to_float(v, dtype)
+
+    classes, rows = rng.randint(1, 7), rng.randint(1, 4)
+    scale = rng.choice([1.0, 3.0, 30.0, 1e4])
+    x = [[value(rng.gauss(0, 1) * scale) for _ in range(classes)] for _ in range(rows)]
+    if dtype == "float64" and rng.random() < 0.2:
+        x[0][0] = 1e-300  # a row whose shifts need more than 53 bits
+    op = rng.choice(["cross_entropy"] * 4 + ["softmax", "log_softmax"])
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if op != "cross_entropy":
+        return op, x, kwargs
+    weight = None
+    if rng.random() < 0.5:
+        low = -1.0 if rng.random() < 0.4 else 0.1  # negative weights too
+        weight = [value(rng.uniform(low, 3)) for _ in range(classes)]
+    if rng.random() < 0.5:
+        target: list = [rng.randrange(classes) for _ in range(rows)]
+        if rows > 1 and rng.random() < 0.3:
+            target[0] = -100
+    else:
+        target = [[value(rng.random()) for _ in range(classes)] for _ in range(rows)]
+    kwargs.update(target=target, weight=weight,
+                  label_smoothing=value(rng.choice([0.0, 0.1, 1.0])),
+                  reduction=rng.choice(["none", "mean", "sum"]))
+    return op, x, kwargs
+
+
+def rounded(values: np.ndarray | None, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    if values is None:
+        return np.zeros(0), np.zeros(0)
+    flat = np.asarray(values, dtype=object).reshape(-1)
+    in_dtype = np.array([round_to_float(v, dtype) for v in flat])
+    return nearest_float64(flat), in_dtype
+
+
+def same(a: np.ndarray | None, b: np.ndarray | None, dtype: str) -> bool:
+    return all(np.array_equal(x, y, equal_nan=True) and
+               np.array_equal(np.signbit(x), np.signbit(y))
+               for x, y in zip(rounded(a, dtype), rounded(b, dtype)))
+
+
+def ziv_only(monkeypatch: pytest.MonkeyPatch, *args: Any, **kwargs: Any) -> oracle.OracleResult:
+    with monkeypatch.context() as patch:
+        patch.setattr(oracle._Ledger, "certifies", lambda self, fmt: False)
+        return evaluate(*args, **kwargs)
+
+
+def first_precision(x: list) -> int:
+    return 128 + len(x[0]).bit_length()
+
+
+# --- (a) one pass rounds as Ziv's strategy does ------------------------------------------------
+
+
+def test_one_pass_rounds_as_ziv(monkeypatch: pytest.MonkeyPatch) -> None:
+    one_pass = 0
+    for seed in range(150):
+        op, x, kwargs = random_problem(seed)
+        fast = evaluate(op, x, **kwargs)
+        slow = ziv_only(monkeypatch, op, x, **kwargs)
+        dtype = kwargs["dtype"]
+        assert same(fast.output, slow.output, dtype), (seed, op, x, kwargs)
+        assert same(fast.grad, slow.grad, dtype), (seed, op, x, kwargs)
+        assert fast.certified == slow.certified
+        one_pass += fast.precision == first_precision(x)
+    assert one_pass >= 100  # most random problems need one pass
+
+
+def test_a_typical_large_row_needs_one_pass() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2000)).astype(np.float32).astype(np.float64)
+    for kwargs in ({"target": rng.integers(0, 2000, 3)},
+                   {"target": rng.integers(0, 2000, 3), "label_smoothing": 0.25,
+                    "weight": rng.uniform(-1, 2, 2000).astype(np.float32).tolist()},
+                   {"target": rng.dirichlet(np.ones(2000), 3).astype(np.float32)
+                    .astype(np.float64), "reduction": "sum"}):
+        result = evaluate("cross_entropy", x, dtype="float32", **kwargs)
+        assert result.certified and result.precision == first_precision(x.tolist())
+
+
+# --- (b) what the bounds cannot decide goes to Ziv's strategy ----------------------------------
+
+
+def test_an_exact_zero_gradient_falls_back_to_ziv() -> None:
+    # p = (1/2, 1/2) = the target: the gradient W p_c - a_c is exactly 0
+    x = [[0.0, 0.0]]
+    result = evaluate("cross_entropy", x, target=[[0.5, 0.5]], dtype="float32")
+    assert result.precision > first_precision(x)
+    assert result.grad is not None and all(g == 0 for g in result.grad.reshape(-1))
+
+
+def test_deep_cancellation_falls_back_to_ziv_and_stays_right() -> None:
+    # logits (120, 0), target 0: dl/dx_0 = -exp(-120) / (1 + exp(-120)) ~ 2**-173, below
+    # what a 130-bit pass can bound (about 2**-125): Ziv's strategy doubles the precision
+    x = [[120.0, 0.0]]
+    result = evaluate("cross_entropy", x, target=[0], reduction="sum", dtype="float64")
+    assert result.certified and result.precision > first_precision(x)
+    with mpmath.workprec(800):
+        exact = -mpmath.exp(-120) / (1 + mpmath.exp(-120))
+        assert result.grad is not None
+        # about 260 - 173 bits survive the cancellation: far more than float64's 53
+        assert abs(result.grad[0, 0] - exact) < abs(exact) * mpf(2) ** -80
+        assert float(result.grad[0, 0]) == float(exact)
+
+
+def _ledger(values: list[float], bound: float) -> oracle._Ledger:
+    ledger = oracle._Ledger()
+    with gmpy2.context(precision=200):
+        numbers = [gmpy2.mpfr(v) for v in values]
+        if values == [1 + 2.0 ** -53 + 2.0 ** -90]:  # that float64 is 1 + 2**-52: add exactly
+            numbers = [gmpy2.mpfr(1) + gmpy2.mpfr(2.0 ** -53) + gmpy2.mpfr(2.0 ** -90)]
+        ledger.add(numbers, np.full(len(values), bound))
+    return ledger
+
+
+def test_ledger_on_rounding_boundaries() -> None:
+    # 1 + 2**-24 is a float64, and the float32 midpoint between 1 and 1 + 2**-23
+    midpoint = 1 + 2.0 ** -24
+    assert _ledger([midpoint], 2.0 ** -150).certifies(get_format("float64"))
+    assert not _ledger([midpoint], 2.0 ** -150).certifies(get_format("float32"))
+    # the float32 overflow threshold (2 - 2**-24) * 2**127 is a midpoint too
+    threshold = (2 - 2.0 ** -24) * 2.0 ** 127
+    assert not _ledger([threshold], 2.0 ** -100).certifies(get_format("float32"))
+    # a value near a float64 midpoint: certified only when its bound keeps it off
+    near = 1 + 2.0 ** -53 + 2.0 ** -90  # as an exact sum in MPFR below
+    assert not _ledger([near], 2.0 ** -85).certifies(get_format("float64"))
+    assert _ledger([near], 2.0 ** -150).certifies(get_format("float64"))
+    # zero with a non-zero bound: its sign is unknown; known zeros are fine
+    assert not _ledger([0.0], 2.0 ** -150).certifies(get_format("float64"))
+    exact = oracle._Ledger()
+    exact.exact(3)
+    assert exact.certifies(get_format("bfloat16"))
+
+
+# --- (c) the bounds are bounds -------------------------------------------------------------------
+
+
+def _recorded(monkeypatch: pytest.MonkeyPatch, problem: Any, precision: int) -> list:
+    """Every (value, bound) the ledger receives in one pass at ``precision``."""
+    records: list[tuple[mpf, float]] = []
+    add = oracle._Ledger.add
+
+    def recording(self: oracle._Ledger, values: list, bounds: np.ndarray,
+                  nearest: np.ndarray | None = None) -> None:
+        records.extend(zip([oracle._mpf_of(v) for v in values], np.asarray(bounds).tolist()))
+        add(self, values, bounds, nearest)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(oracle._Ledger, "add", recording)
+        with mpmath.workprec(precision):
+            computed = oracle._compute(problem, True)
+    assert computed.ledger.complete
+    return records
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_bounds_hold_against_a_far_more_precise_pass(monkeypatch: pytest.MonkeyPatch,
+                                                     seed: int) -> None:
+    op, x, kwargs = random_problem(seed + 1000)
+    kwargs.pop("dtype")
+    if kwargs.get("target") and not isinstance(kwargs["target"][0], list) and \
+            kwargs.get("reduction") == "mean":
+        kwargs["weight"] = None  # no zero divisor: a mean over weights that cancel
+    problem = oracle._prepare(op, x, kwargs.get("target"), kwargs.get("weight"), -100,
+                              kwargs.get("reduction", "mean"), kwargs.get("label_smoothing", 0.0))
+    low = _recorded(monkeypatch, problem, first_precision(x))
+    high = _recorded(monkeypatch, problem, 960)
+    assert len(low) == len(high) and low
+    with mpmath.workprec(1200):
+        for (value, bound), (reference, _) in zip(low, high):
+            assert abs(value - reference) <= bound, (value, reference, bound)
+
+
+def test_bounds_are_not_vacuous(monkeypatch: pytest.MonkeyPatch) -> None:
+    # large logits spread, negative weights, smoothing: the worst element uses a fair share of
+    # its bound (a bound many orders too loose would certify less, not wrongly)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((4, 50)) * 20).tolist()
+    weight = rng.uniform(-1, 2, 50).tolist()
+    problem = oracle._prepare("cross_entropy", x, [3, 7, 11, 19], weight, -100, "none", 0.1)
+    low = _recorded(monkeypatch, problem, first_precision(x))
+    high = _recorded(monkeypatch, problem, 960)
+    with mpmath.workprec(1200):
+        ratios = [float(abs(v - r) / mpf(b)) for (v, b), (r, _) in zip(low, high)]
+    assert max(ratios) <= 1
+    assert max(ratios) > 2.0 ** -12
