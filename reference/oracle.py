@@ -404,10 +404,11 @@ class _Pass:
 def _compute(problem: _Problem, want_grad: bool) -> _Pass:
     ledger = _Ledger()
     ingredients: dict[int, _Floats] = {}
-    if problem.op in ("softmax", "log_softmax"):
-        output, grad = _normalize(problem, want_grad, ledger, ingredients)
-    else:
-        output, grad = _loss(problem, want_grad, ledger, ingredients)
+    with np.errstate(over="ignore"):  # a bound that overflows is inf: it certifies nothing
+        if problem.op in ("softmax", "log_softmax"):
+            output, grad = _normalize(problem, want_grad, ledger, ingredients)
+        else:
+            output, grad = _loss(problem, want_grad, ledger, ingredients)
     return _Pass(output, grad, ledger, ingredients)
 
 
@@ -580,7 +581,7 @@ def _reduce(problem: _Problem, losses: list[Any], bounds: np.ndarray, denominato
         nearest = _floats(values)
         if problem.reduction == "none":
             ledger.add(values, bounds, nearest)
-            return np.array([_mpf_of(v) for v in values], dtype=object).reshape(
+            return np.array(_mpfs_of(values), dtype=object).reshape(
                 problem.batch_shape)
         sizes = np.abs(nearest)
         total = gmpy2.fsum(values)
@@ -628,6 +629,13 @@ def _mpf_of(number: Any) -> mpf:
     """A finite MPFR number as an mpf, exactly."""
     man, exp = number.as_mantissa_exp()
     return mpmath.mp.make_mpf(from_man_exp(man, int(exp)))
+
+
+def _mpfs_of(numbers: list[Any]) -> list[mpf]:
+    """``_mpf_of`` of each number (the same, without a call per number)."""
+    make = mpmath.mp.make_mpf
+    return [make(from_man_exp(man, int(exp)))
+            for man, exp in map(gmpy2.mpfr.as_mantissa_exp, numbers)]
 
 
 def _floats(values: list[Any]) -> np.ndarray:
@@ -737,17 +745,17 @@ def _normalize_row_mpfr(op: str, found: _Exponentials, ledger: _Ledger,
             ledger.add(probs, 10 * u * p_up + FLOOR)
             if want_grad:
                 ledger.exact(classes)
-            return [_mpf_of(p) for p in probs], [ZERO] * classes
+            return _mpfs_of(probs), [ZERO] * classes
         log_probs = [s - found.log_total for s in found.shifted]
         log_up = floats.log_total * LOOSE + u
         ledger.add(log_probs, 4 * u * (log_up + floats.s * LOOSE + 2) + FLOOR)
         if not want_grad:
-            return [_mpf_of(v) for v in log_probs], []
+            return _mpfs_of(log_probs), []
         grads = [1 - classes * p for p in probs]
         nearest = _floats(grads)
         sizes = np.abs(nearest) * LOOSE + ETA
         ledger.add(grads, 12 * u * classes * p_up + 2 * u * sizes + FLOOR, nearest)
-        return [_mpf_of(v) for v in log_probs], [_mpf_of(g) for g in grads]
+        return _mpfs_of(log_probs), _mpfs_of(grads)
 
 
 def _row_loss_mpfr(found: _Exponentials, a: dict[int, mpf], scale: mpf | None, ledger: _Ledger,
@@ -790,7 +798,7 @@ def _row_loss_mpfr(found: _Exponentials, a: dict[int, mpf], scale: mpf | None, l
         bound[classes] += _round_up(16 * u, size) * a_up
         with gmpy2.context(precision=mpmath.mp.prec):
             ledger.add(grads, bound, nearest)
-    return loss, loss_bound, [_mpf_of(g) for g in grads]
+    return loss, loss_bound, _mpfs_of(grads)
 
 
 class _Ledger:
