@@ -464,7 +464,8 @@ def _target_weights(problem: _Problem, r: int) -> dict[int, mpf]:
     weight = problem.weight
     eps = problem.label_smoothing
     if problem.prob_target is not None:
-        q = [(1 - eps) * y + eps / classes for y in _mpf_row(problem.prob_target, r)]
+        keep, share = 1 - eps, eps / classes
+        q = [keep * y + share for y in _mpf_row(problem.prob_target, r)]
         products = q if weight is None else [w * qc for w, qc in zip(weight, q)]
         return {c: ac for c, ac in enumerate(products) if ac != 0}
     assert problem.index_target is not None
@@ -565,7 +566,8 @@ def _row_loss(op: str, row: Sequence[mpf], a: list[mpf]) -> tuple[mpf, list[mpf]
 def _reduce(problem: _Problem, losses: list[Any], bounds: np.ndarray, denominator: mpf,
             ledger: _Ledger) -> np.ndarray:
     """The reduced loss; its bound goes to the ledger when every row had one."""
-    if not ledger.complete or (problem.reduction == "mean" and denominator == 0):
+    if (gmpy2 is None or not ledger.complete
+            or (problem.reduction == "mean" and denominator == 0)):
         ledger.fail()
         values = [v if isinstance(v, mpf) else _mpf_of(v) for v in losses]
         if problem.reduction == "none":
@@ -585,11 +587,11 @@ def _reduce(problem: _Problem, losses: list[Any], bounds: np.ndarray, denominato
                 problem.batch_shape)
         sizes = np.abs(nearest)
         total = gmpy2.fsum(values)
-        bound = (math.fsum(bounds) + 2 * u * math.fsum(sizes)) * (1 + 2.0 ** -50)
+        bound = (math.fsum(bounds) + 2 * u * math.fsum(sizes)) * LOOSE
         if problem.reduction == "mean":
             total = total / _mpfr_of(denominator)
-            bound = (bound * _round_up(1, gmpy2.mpfr(1) / _mpfr_of(abs(denominator)))
-                     * (1 + 2.0 ** -50) + 2 * u * abs(float(total)))
+            bound = (bound * _round_up(1, gmpy2.mpfr(1) / _mpfr_of(abs(denominator))) * LOOSE
+                     + 2 * u * abs(float(total)))
         ledger.add([total], np.array([bound + FLOOR]))
         return np.array(_mpf_of(total), dtype=object)
 

@@ -137,30 +137,30 @@ def test_deep_cancellation_falls_back_to_ziv_and_stays_right() -> None:
         assert float(result.grad[0, 0]) == float(exact)
 
 
-def _ledger(values: list[float], bound: float) -> oracle._Ledger:
+def _ledger(value: float | tuple[float, ...], bound: float) -> oracle._Ledger:
+    """A ledger of one value (a sum of floats, exact at 200 bits) with the bound given."""
     ledger = oracle._Ledger()
     with gmpy2.context(precision=200):
-        numbers = [gmpy2.mpfr(v) for v in values]
-        if values == [1 + 2.0 ** -53 + 2.0 ** -90]:  # that float64 is 1 + 2**-52: add exactly
-            numbers = [gmpy2.mpfr(1) + gmpy2.mpfr(2.0 ** -53) + gmpy2.mpfr(2.0 ** -90)]
-        ledger.add(numbers, np.full(len(values), bound))
+        terms = value if isinstance(value, tuple) else (value,)
+        number = sum((gmpy2.mpfr(t) for t in terms), gmpy2.mpfr(0))
+        ledger.add([number], np.array([bound]))
     return ledger
 
 
 def test_ledger_on_rounding_boundaries() -> None:
     # 1 + 2**-24 is a float64, and the float32 midpoint between 1 and 1 + 2**-23
     midpoint = 1 + 2.0 ** -24
-    assert _ledger([midpoint], 2.0 ** -150).certifies(get_format("float64"))
-    assert not _ledger([midpoint], 2.0 ** -150).certifies(get_format("float32"))
+    assert _ledger(midpoint, 2.0 ** -150).certifies(get_format("float64"))
+    assert not _ledger(midpoint, 2.0 ** -150).certifies(get_format("float32"))
     # the float32 overflow threshold (2 - 2**-24) * 2**127 is a midpoint too
     threshold = (2 - 2.0 ** -24) * 2.0 ** 127
-    assert not _ledger([threshold], 2.0 ** -100).certifies(get_format("float32"))
+    assert not _ledger(threshold, 2.0 ** -100).certifies(get_format("float32"))
     # a value near a float64 midpoint: certified only when its bound keeps it off
-    near = 1 + 2.0 ** -53 + 2.0 ** -90  # as an exact sum in MPFR below
-    assert not _ledger([near], 2.0 ** -85).certifies(get_format("float64"))
-    assert _ledger([near], 2.0 ** -150).certifies(get_format("float64"))
+    near = (1.0, 2.0 ** -53, 2.0 ** -90)  # just above the midpoint between 1 and 1 + 2**-52
+    assert not _ledger(near, 2.0 ** -85).certifies(get_format("float64"))
+    assert _ledger(near, 2.0 ** -150).certifies(get_format("float64"))
     # zero with a non-zero bound: its sign is unknown; known zeros are fine
-    assert not _ledger([0.0], 2.0 ** -150).certifies(get_format("float64"))
+    assert not _ledger(0.0, 2.0 ** -150).certifies(get_format("float64"))
     exact = oracle._Ledger()
     exact.exact(3)
     assert exact.certifies(get_format("bfloat16"))
@@ -218,3 +218,26 @@ def test_bounds_are_not_vacuous(monkeypatch: pytest.MonkeyPatch) -> None:
         ratios = [float(abs(v - r) / mpf(b)) for (v, b), (r, _) in zip(low, high)]
     assert max(ratios) <= 1
     assert max(ratios) > 2.0 ** -12
+
+
+def test_inputs_that_are_not_float64_keep_every_bit() -> None:
+    # an mpf logit with more bits than a float64 takes the mpmath path, exactly
+    with mpmath.workprec(200):
+        logit = mpf(1) / 3
+        exact = logit - mpmath.log(mpmath.exp(logit) + 1)
+    value = evaluate("log_softmax", [[logit, 0.0]], dtype="float64").output[0, 0]
+    rounded = evaluate("log_softmax", [[1 / 3, 0.0]], dtype="float64").output[0, 0]
+    with mpmath.workprec(200):
+        assert abs(value - exact) < mpf(2) ** -120
+        assert abs(rounded - exact) > mpf(2) ** -70  # what 1/3 rounded to a float64 gives
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_rows_that_weigh_nothing_without_gmpy2(monkeypatch: pytest.MonkeyPatch,
+                                               reduction: str) -> None:
+    monkeypatch.setattr(oracle, "gmpy2", None)
+    result = evaluate("cross_entropy", [[1.0, 2.0], [0.5, 0.0]], target=[-100, -100],
+                      reduction=reduction)
+    assert result.grad is not None and all(g == 0 for g in result.grad.reshape(-1))
+    values = np.asarray(result.output, dtype=object).reshape(-1)
+    assert all(mpmath.isnan(v) if reduction == "mean" else v == 0 for v in values)
