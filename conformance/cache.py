@@ -17,8 +17,11 @@ disable the cache).  An entry is a numpy ``.npz`` archive of plain integer and f
 read with ``allow_pickle=False``: every ``mpf`` is stored *exactly*, as its signed binary
 mantissa and exponent (two's complement bytes, so no size limit), with mpmath's own codes for
 zero, NaN and the infinities; the float64 error bounds (``output_bound``, ``grad_bound``) as
-float64 arrays.  Reading an entry gives back the very same ``mpf`` values, so a cached
-and an uncached run write identical records.
+float64 arrays; and, for each quantity, the float64 nearest to each exact value
+(``output_nearest``, ``grad_nearest``): ``load_summary`` reads those without rebuilding a
+single ``mpf``, which is all most comparisons need (``conformance.compare.Expected``).
+Reading an entry gives back the very same ``mpf`` values, so a cached and an uncached run
+write identical records.
 
 Writers never expose a partial entry: an entry is written to a temporary file beside it and
 renamed into place (atomic on POSIX and Windows), so concurrent workers computing the same
@@ -53,6 +56,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 from conformance.cases import Case
+from reference.formats import nearest_float64
 from reference.oracle import OracleResult
 
 CACHE_VARIABLE = "CONFORMANCE_CACHE"
@@ -187,6 +191,18 @@ class OracleCache:
             raise BadEntry(f"{path}: cannot read: {error}") from None
         return decode(data, key, self.version, path)
 
+    def load_summary(self, key: str) -> Summary | None:
+        """The entry's ``Summary``, or None when there is none (or it lacks the float64
+        views, or it is damaged: the full ``get`` then reports and replaces it)."""
+        path = self.path(key)
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return decode_summary(archive, key, self.version, path)
+        except FileNotFoundError:
+            return None
+        except Exception:  # a damaged entry: ``get`` reports and replaces it
+            return None
+
     def store(self, key: str, result: OracleResult) -> Path:
         """Write the entry atomically (temporary file, then rename)."""
         path = self.path(key)
@@ -263,6 +279,21 @@ class OracleCache:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class Summary:
+    """An entry without its exact values: the float64 nearest to each exact value
+    (``reference.formats.nearest_float64``), the error bounds and the precision.  Enough for
+    almost every comparison (``conformance.compare.Expected``) and a few times cheaper to read
+    than the entry, whose exact values are rebuilt one ``mpf`` at a time."""
+
+    precision: int
+    certified: bool
+    output_nearest: np.ndarray
+    grad_nearest: np.ndarray | None
+    output_bound: np.ndarray | None
+    grad_bound: np.ndarray | None
+
+
 class OracleUnavailable(RuntimeError):
     """The oracle already failed on this case and dtype in this run (``mark_unavailable``)."""
 
@@ -294,6 +325,22 @@ def reference(case: Case, dtype: str, compute: Callable[[], OracleResult]) -> Or
     return store.get(store.key(case, dtype), compute)
 
 
+def summary(case: Case, dtype: str) -> Summary | None:
+    """The default cache's ``Summary`` of ``case`` in ``dtype``, or None (no cache, no entry
+    yet, or an entry without float64 views): then ask ``reference`` for the full result."""
+    if _UNAVAILABLE:
+        reason = _UNAVAILABLE.get((entry_key(case, dtype), dtype))
+        if reason is not None:
+            raise OracleUnavailable(reason)
+    store = default_cache()
+    if store is None:
+        return None
+    found = store.load_summary(store.key(case, dtype))
+    if found is not None:
+        STATS.hits += 1
+    return found
+
+
 def _warn(message: str) -> None:
     print(f"conformance: {message}", file=sys.stderr, flush=True)
 
@@ -315,6 +362,9 @@ def encode(result: OracleResult, key: str, version: str) -> bytes:
         arrays[f"{name}_shape"] = np.asarray(np.shape(values), dtype=np.int64)
         arrays[f"{name}_man"] = _int_bytes(mantissas)
         arrays[f"{name}_exp"] = _int_bytes(exponents)
+        # the float64 view that most comparisons need (``Summary``), so that they can skip
+        # rebuilding the exact values
+        arrays[f"{name}_nearest"] = nearest_float64(np.asarray(values, dtype=object))
     for name in _FLOAT_FIELDS:
         value = getattr(result, name, None)
         if value is not None:
@@ -347,6 +397,37 @@ def decode(data: bytes, key: str, version: str, where: Path | str = "(entry)") -
         raise
     except Exception as error:  # zipfile, numpy, JSON and key errors alike: a damaged file
         raise BadEntry(f"{where}: unreadable ({type(error).__name__}: {error})") from None
+
+
+def decode_summary(archive: Any, key: str, version: str,
+                   where: Path | str = "(entry)") -> Summary | None:
+    """An entry's ``Summary`` from its open ``np.load`` archive, reading neither mantissas
+    nor exponents; None when the entry predates the float64 views."""
+    meta = json.loads(bytes(archive["meta"]).decode())
+    if meta.get("format") != ENTRY_FORMAT or meta.get("key") != key \
+            or meta.get("oracle") != version:
+        raise BadEntry(f"{where}: holds another entry")
+    if "output_nearest" not in archive.files:
+        return None
+    views: dict[str, np.ndarray | None] = {}
+    for name in ("output", "grad"):
+        if name == "grad" and not meta["grad"]:
+            views[name] = None
+            continue
+        shape = tuple(int(n) for n in archive[f"{name}_shape"])
+        nearest = archive[f"{name}_nearest"]
+        if nearest.dtype != np.float64 or tuple(nearest.shape) != shape:
+            raise BadEntry(f"{where}: {name}_nearest is {nearest.dtype} {nearest.shape}, "
+                           f"not float64 {shape}")
+        views[name] = nearest
+    bounds = {name: archive[name] for name in _FLOAT_FIELDS if name in archive.files}
+    for name, values in bounds.items():
+        if values.dtype != np.float64:
+            raise BadEntry(f"{where}: {name} is {values.dtype}, not float64")
+    output_nearest = views["output"]
+    assert output_nearest is not None
+    return Summary(int(meta["precision"]), bool(meta["certified"]), output_nearest,
+                   views["grad"], bounds.get("output_bound"), bounds.get("grad_bound"))
 
 
 def _split(values: np.ndarray) -> tuple[list[int], list[int]]:

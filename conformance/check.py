@@ -6,7 +6,7 @@ meet; ``conformance run`` (through its workers) and the pytest plugin both call 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -21,6 +21,7 @@ from conformance.compare import (
     NUMERIC,
     SEMANTIC,
     Comparison,
+    Expected,
     compare,
     run_scale,
     tolerance_for,
@@ -40,6 +41,38 @@ def reference_for(case: Case, dtype: str) -> OracleResult:
     """The oracle's result for ``case`` in ``dtype``: from the on-disk cache when it holds it
     (``conformance.cache``), else computed (and stored there); once per process either way."""
     return oracle_cache.reference(case, dtype, lambda: problem_for(case, dtype).reference())
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What judging a run needs of the oracle's result for a case in a dtype: the values
+    (float64 views, the exact values fetched only when needed), the bounds, the precision."""
+
+    precision: int
+    output: Expected
+    grad: Expected | None
+    output_bound: np.ndarray
+    grad_bound: np.ndarray | None
+
+
+@lru_cache(maxsize=256)
+def expected_for(case: Case, dtype: str) -> Reference:
+    """``Reference`` for ``case`` in ``dtype``, read from the oracle cache's float64 views when
+    it has them (no exact value is rebuilt unless a comparison asks), else from the full
+    result (``reference_for``); once per process, then shared by every API and device."""
+    found = oracle_cache.summary(case, dtype)
+    if found is not None and found.output_bound is not None and (
+            found.grad_nearest is None or found.grad_bound is not None):
+        grad = None if found.grad_nearest is None else Expected(
+            found.grad_nearest, lambda: reference_for(case, dtype).grad)
+        return Reference(found.precision,
+                         Expected(found.output_nearest, lambda: reference_for(case, dtype).output),
+                         grad, found.output_bound, found.grad_bound)
+    result = reference_for(case, dtype)
+    output_bound, grad_bound = bounds_for(case, dtype, result)
+    return Reference(result.precision, Expected.of(result.output),
+                     None if result.grad is None else Expected.of(result.grad),
+                     output_bound, grad_bound)
 
 
 def check_case(
@@ -63,13 +96,13 @@ def check_case(
         return [replace(base, status="unsupported", message=_raised(outcome))]
     if case.expect == "error":
         return [_judge_expected_error(base, outcome)]
-    reference = reference_for(case, dtype)
+    reference = expected_for(case, dtype)
     base = replace(base, oracle_precision=reference.precision)
     if outcome.status == "error":
         return [replace(base, status="error", kind=BEHAVIOUR,
-                        reference=values_for_record(reference.output),
+                        reference=values_for_record(reference.output.nearest),
                         message=f"raised where the oracle defines a value: {_raised(outcome)}")]
-    output_bound, grad_bound = bounds_for(case, dtype, reference)
+    output_bound, grad_bound = reference.output_bound, reference.grad_bound
     # the case's own override, not problem.case's: cases that differ only in their tolerance
     # compare equal, so the cached problem may hold another of them
     override = getattr(case, "tolerance", None)
@@ -130,7 +163,7 @@ def _judge_expected_error(base: Record, outcome: Outcome) -> Record:
                    message="returned a value where the inputs are invalid and an error is expected")
 
 
-def _judge(base: Record, quantity: str, expected: np.ndarray, actual: np.ndarray | None,
+def _judge(base: Record, quantity: str, expected: Expected, actual: np.ndarray | None,
            problem: Problem, bound: np.ndarray, override: Any = None) -> Record:
     if actual is None:
         return replace(base, quantity=quantity, status="error", kind=BEHAVIOUR,
@@ -140,12 +173,12 @@ def _judge(base: Record, quantity: str, expected: np.ndarray, actual: np.ndarray
     return _record(base, quantity, expected, actual, comparison)
 
 
-def _record(base: Record, quantity: str, expected: Any, actual: Any,
+def _record(base: Record, quantity: str, expected: Expected, actual: Any,
             comparison: Comparison) -> Record:
     return replace(
         base, quantity=quantity, status="pass" if comparison.passed else "fail",
-        kind=comparison.kind, reference=values_for_record(expected),
-        actual=values_for_record(actual), shape=list(np.shape(expected)),
+        kind=comparison.kind, reference=values_for_record(expected.nearest),
+        actual=values_for_record(actual), shape=list(expected.shape),
         max_abs_error=comparison.max_abs_error, max_rel_error=comparison.max_rel_error,
         max_ulp_error=comparison.max_ulp_error, bound_use=comparison.bound_use,
         tolerance=None if comparison.tolerance is None else comparison.tolerance.as_dict(),

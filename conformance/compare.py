@@ -155,8 +155,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import mpmath
@@ -285,26 +286,66 @@ class Comparison:
     tolerance: Tolerance | None = None
 
 
-def compare(expected: np.ndarray, actual: np.ndarray, dtype: str, bound: np.ndarray,
+class Expected:
+    """The oracle's values of one quantity as the comparison reads them.
+
+    Almost every element is decided in float64: ``nearest`` (the float64 nearest to each
+    exact value) is all the verdict, the errors and the ULP count need.  The exact values
+    (``mpf``) are fetched, through ``exact``, only for what float64 cannot settle: float64
+    records (the residual ``e - RN64(e)``), elements lying on a rounding midpoint of the
+    dtype, errors within a rounding of the bound, infinities and the failure message.  A
+    worker builds one ``Expected`` per case, dtype and quantity and reuses it for every API,
+    so the oracle cache's float64 views spare it the exact values in the common case.
+    """
+
+    def __init__(self, nearest: np.ndarray, exact: Callable[[], np.ndarray]) -> None:
+        self.nearest = np.asarray(nearest, dtype=np.float64)
+        self.shape: tuple[int, ...] = tuple(self.nearest.shape)
+        self._exact = exact
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Expected:
+        """From the exact values themselves (the float64 view computed here)."""
+        array = np.asarray(values, dtype=object)
+        return cls(nearest_float64(array), lambda: array)
+
+    @cached_property
+    def values(self) -> np.ndarray:
+        """The exact values, flat."""
+        values = np.asarray(self._exact(), dtype=object)
+        if tuple(values.shape) != self.shape:
+            raise ValueError(f"exact values shaped {values.shape}, float64 view {self.shape}")
+        return values.reshape(-1)
+
+    @cached_property
+    def residual(self) -> np.ndarray:
+        """``e - RN64(e)`` rounded to float64 for the finite elements (0 elsewhere), flat."""
+        flat = self.nearest.reshape(-1)
+        return _residuals(self.values, flat, np.isfinite(flat))
+
+
+def compare(expected: np.ndarray | Expected, actual: np.ndarray, dtype: str, bound: np.ndarray,
             tolerance: Tolerance | None = None) -> Comparison:
-    """Judge ``actual`` (floats) against ``expected`` (mpf) elementwise, with ``bound`` the
-    oracle's per-element error bound (``OracleResult.output_bound`` / ``grad_bound``) and
-    ``tolerance`` its factor (the policy's default ``K`` when omitted); see the module doc."""
+    """Judge ``actual`` (floats) against ``expected`` (the exact values, mpf, or their
+    ``Expected`` view) elementwise, with ``bound`` the oracle's per-element error bound
+    (``OracleResult.output_bound`` / ``grad_bound``) and ``tolerance`` its factor (the
+    policy's default ``K`` when omitted); see the module doc."""
     tolerance = tolerance or Tolerance()
-    shape = tuple(np.shape(expected))
+    if not isinstance(expected, Expected):
+        expected = Expected.of(expected)
+    shape = expected.shape
     if tuple(np.shape(actual)) != shape:
         return Comparison(False, BEHAVIOUR, math.inf, math.inf, math.inf, None,
                           f"returned shape {tuple(np.shape(actual))}, expected {shape}",
                           tolerance=tolerance)
     fmt = get_format(dtype)
     # everything elementwise runs on flat arrays (a 0-d array's elements are not assignable)
-    exact_values = np.asarray(expected, dtype=object).reshape(-1)
     a = np.asarray(actual, dtype=np.float64).reshape(-1)
-    e = nearest_float64(exact_values)
+    e = expected.nearest.reshape(-1)
     limit = np.broadcast_to(np.asarray(bound, dtype=np.float64) * tolerance.factor,
                             shape).reshape(-1)
     e_nan, a_nan = np.isnan(e), np.isnan(a)
-    e_inf = np.isinf(e) & _exactly_infinite(exact_values, e)
+    e_inf = np.isinf(e) & _exactly_infinite(expected, e)
     special_e = e_nan | e_inf
     finite = ~special_e & np.isfinite(a)
 
@@ -321,13 +362,13 @@ def compare(expected: np.ndarray, actual: np.ndarray, dtype: str, bound: np.ndar
             (np.abs(e) > limit)
     mismatch |= wrong_zero
 
-    errors, relative = _errors(exact_values, e, a, finite, dtype)
-    outside, use = _verdicts(exact_values, a, errors, e, limit, finite)
-    correctly_rounded = _correctly_rounded(exact_values, e, fmt, finite)
+    errors, relative = _errors(expected, e, a, finite, dtype)
+    outside, use = _verdicts(expected, a, errors, e, limit, finite)
+    correctly_rounded = _correctly_rounded(expected, e, fmt, finite)
     ulps = np.zeros(a.shape)
     ulps[finite] = ulp_distance_array(correctly_rounded[finite], a[finite], fmt)
     ulps[may_overflow] = ulp_distance_array(
-        _round_all(exact_values, e, fmt)[may_overflow], a[may_overflow], fmt)
+        _round_all(expected, e, fmt)[may_overflow], a[may_overflow], fmt)
     counted = finite | may_overflow
     # no finite element compared: no error figure (None), never a misleading 0
     max_abs = float(errors[finite].max()) if finite.any() else None
@@ -342,7 +383,7 @@ def compare(expected: np.ndarray, actual: np.ndarray, dtype: str, bound: np.ndar
         index = _index(i, shape)
         what = "zero of the wrong sign" if wrong_zero[i] else "special-value mismatch"
         message = (f"{specials} special-value mismatch(es); first at {index}: expected "
-                   f"{_show_exact(exact_values[i], dtype)}, got {_show(a[i])} ({what})")
+                   f"{_show_exact(expected.values[i], dtype)}, got {_show(a[i])} ({what})")
         return Comparison(False, SPECIAL_VALUE, max_abs, max_rel, max_ulp, index, message,
                           bound_use, specials, n_outside, tolerance)
     worst = None
@@ -365,11 +406,11 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, shape))
 
 
-def _exactly_infinite(values: np.ndarray, e: np.ndarray) -> np.ndarray:
+def _exactly_infinite(expected: Expected, e: np.ndarray) -> np.ndarray:
     """Which float64 infinities come from an exact infinity (not an overflow of float64)."""
     result = np.isinf(e)
     for index in _positions(result):
-        result[index] = bool(mpmath.isinf(values[index]))
+        result[index] = bool(mpmath.isinf(expected.values[index]))
     return result
 
 
@@ -379,13 +420,13 @@ def _overflow_threshold(fmt: Any) -> float:
     return fmt.max_finite + spacing / 2
 
 
-def _errors(values: np.ndarray, e: np.ndarray, a: np.ndarray, finite: np.ndarray,
+def _errors(expected: Expected, e: np.ndarray, a: np.ndarray, finite: np.ndarray,
             dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """|a - e| and |a - e| / |e| in float64; for float64 itself e's residual is included."""
     with np.errstate(invalid="ignore", over="ignore"):
         difference = np.where(finite, a - e, 0.0)
         if dtype == "float64":
-            difference = difference - _residuals(values, e, finite)
+            difference = difference - np.where(finite, expected.residual, 0.0)
         errors = np.abs(difference)
         relative = np.where(e != 0, errors / np.abs(np.where(e != 0, e, 1.0)),
                             np.where(errors == 0, 0.0, np.inf))
@@ -405,7 +446,7 @@ def _residuals(values: np.ndarray, e: np.ndarray, finite: np.ndarray) -> np.ndar
     return out
 
 
-def _verdicts(values: np.ndarray, a: np.ndarray, errors: np.ndarray, e: np.ndarray,
+def _verdicts(expected: Expected, a: np.ndarray, errors: np.ndarray, e: np.ndarray,
               limit: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which elements lie outside ``limit`` (decided exactly), and error / limit."""
     # errors[i] is |a - e| up to 2**-52 relative plus |e - e64| <= spacing(e64) / 2
@@ -417,23 +458,24 @@ def _verdicts(values: np.ndarray, a: np.ndarray, errors: np.ndarray, e: np.ndarr
                        np.where(errors == 0, 0.0, np.inf))
     for index in _positions(unsure):
         with mpmath.workprec(64):
-            error = abs(mpmath.fsub(exact(float(a[index])), values[index], exact=True))
+            error = abs(mpmath.fsub(exact(float(a[index])), expected.values[index],
+                                    exact=True))
             outside[index] = bool(error > exact(float(limit[index])))
     return outside, np.where(finite, use, 0.0)
 
 
-def _correctly_rounded(values: np.ndarray, e: np.ndarray, fmt: Any,
+def _correctly_rounded(expected: Expected, e: np.ndarray, fmt: Any,
                        finite: np.ndarray) -> np.ndarray:
     rounded, midpoint = round_float64_array(np.where(finite, e, 0.0), fmt)
     for index in _positions(midpoint & finite):
-        rounded[index] = round_to_float(values[index], fmt.name)
+        rounded[index] = round_to_float(expected.values[index], fmt.name)
     return rounded
 
 
-def _round_all(values: np.ndarray, e: np.ndarray, fmt: Any) -> np.ndarray:
+def _round_all(expected: Expected, e: np.ndarray, fmt: Any) -> np.ndarray:
     rounded, midpoint = round_float64_array(e, fmt)
     for index in _positions(midpoint):
-        rounded[index] = round_to_float(values[index], fmt.name)
+        rounded[index] = round_to_float(expected.values[index], fmt.name)
     return rounded
 
 
