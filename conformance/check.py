@@ -64,7 +64,7 @@ def expected_for(case: Case, dtype: str) -> Reference:
     if found is not None and found.output_bound is not None and (
             found.grad_nearest is None or found.grad_bound is not None):
         grad = None if found.grad_nearest is None else Expected(
-            found.grad_nearest, lambda: reference_for(case, dtype).grad)
+            found.grad_nearest, lambda: _exact_grad(case, dtype))
         return Reference(found.precision,
                          Expected(found.output_nearest, lambda: reference_for(case, dtype).output),
                          grad, found.output_bound, found.grad_bound)
@@ -73,6 +73,13 @@ def expected_for(case: Case, dtype: str) -> Reference:
     return Reference(result.precision, Expected.of(result.output),
                      None if result.grad is None else Expected.of(result.grad),
                      output_bound, grad_bound)
+
+
+def _exact_grad(case: Case, dtype: str) -> np.ndarray:
+    grad = reference_for(case, dtype).grad
+    if grad is None:  # the summary had a gradient, so the full entry has one too
+        raise ValueError(f"{case.id}: the oracle's result in {dtype} lacks its gradient")
+    return grad
 
 
 def check_case(
