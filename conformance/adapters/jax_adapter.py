@@ -14,7 +14,8 @@ jitted function as a whole where eager mode dispatches one primitive at a time):
   written on ``jax.nn.log_softmax`` with ``jnp.take_along_axis``; and that NLL alone for the
   ``nll_loss`` op.
 
-Gradients are ``jax.grad`` of the sum of the outputs (``reference/SPEC.md``).  float64 runs
+Gradients are those of the sum of the outputs (``reference/SPEC.md``), through ``jax.vjp``,
+which gives the outputs too (``_with_grad``).  float64 runs
 inside ``jax.enable_x64(True)``, a context manager (thread-local, JAX >= 0.4.x), so the
 user's global ``jax_enable_x64`` is never changed.
 """
@@ -148,11 +149,10 @@ class JaxAdapter(Adapter):
         if problem.weight is not None:
             weight = self.jax.device_put(jnp.asarray(problem.weight, dtype=dtype), place)
         settings = settings_for(problem)
-        out = self._function(api, grad=False)(x, target, weight, settings)
-        grad = None
         if problem.case.grad:
-            grad = _numpy(self._function(api, grad=True)(x, target, weight, settings))
-        return Outcome("ok", _numpy(out), grad)
+            out, grad = self._function(api, grad=True)(x, target, weight, settings)
+            return Outcome("ok", _numpy(out), _numpy(grad))
+        return Outcome("ok", _numpy(self._function(api, grad=False)(x, target, weight, settings)))
 
     def _bound_caches(self, problem: Problem) -> None:
         self._signatures.add((problem.input.shape, problem.dtype,
@@ -179,12 +179,18 @@ class JaxAdapter(Adapter):
 
 
 def _with_grad(jax: Any, jnp: Any, recipe: Recipe) -> Recipe:
-    """``jax.grad`` of the sum of the outputs (SPEC.md), with respect to the input."""
+    """The outputs and the gradient of their sum with respect to the input (SPEC.md), from
+    one ``jax.vjp`` with a cotangent of ones (what ``jax.grad`` of ``jnp.sum`` computes):
+    one trace, and under ``jax.jit`` one executable, where a forward and a separate
+    ``jax.grad`` took two.  The jitted output thus comes from the executable that also
+    computes the gradient, as in a training step under ``jax.value_and_grad``."""
 
-    def grad(x: Any, target: Any, weight: Any, settings: Settings) -> Any:
-        return jax.grad(lambda x: jnp.sum(recipe(x, target, weight, settings)))(x)
+    def forward_and_grad(x: Any, target: Any, weight: Any, settings: Settings) -> Any:
+        out, pullback = jax.vjp(lambda x: recipe(x, target, weight, settings), x)
+        (grad,) = pullback(jnp.ones_like(out))
+        return out, grad
 
-    return grad
+    return forward_and_grad
 
 
 def _recipes(jax: Any, jnp: Any, optax: Any) -> dict[str, Recipe]:
