@@ -26,6 +26,7 @@ Gradients are ``tf.GradientTape`` gradients of the sum of the outputs (``referen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -148,6 +149,7 @@ class TensorFlowAdapter(Adapter):
         import tensorflow as tf
 
         self.tf, self.keras = tf, keras
+        _one_op_at_a_time(tf)
         _quiet_retracing_warnings()
         self._recipes = _recipes(tf, keras)
         # One tf.function per API (forward, and forward+grad), built once per process; it
@@ -347,6 +349,16 @@ class _DropRetracingWarnings(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _one_op_at_a_time(tf: Any) -> None:
+    """Run a graph's independent ops one after another (one inter-op thread), so that two runs
+    give the same records: with several threads, a tf.function whose gather and segment sum
+    both see an invalid index raised from either (measured: either message across processes
+    and within one).  Kernels keep their own threads (intra-op).  Once TensorFlow has run
+    anything the setting is fixed and left as the process has it."""
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def _quiet_retracing_warnings() -> None:

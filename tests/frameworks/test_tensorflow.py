@@ -193,3 +193,35 @@ def test_gpu_devices_run_the_seed_cases() -> None:
         for record in check_case(case, ADAPTER, api, gpu, "float32"):
             assert record.status in ("pass", "unsupported"), record
             assert record.device == gpu.id and record.device_name == gpu.name
+
+
+DETERMINISM_SCRIPT = """
+import json, sys
+import tensorflow as tf
+from conformance.adapters import load_adapter
+from conformance.cases import load_cases
+from conformance.problem import make_problem
+adapter = load_adapter("tensorflow")
+case = next(c for c in load_cases(["cases/invalid"])
+            if c.id == "invalid-target-out-of-range-nll")
+api = next(a for a in adapter.apis() if a.id.startswith("function-") and a.op == case.op)
+messages = {adapter.run(api, make_problem(case, "float32"), adapter.devices()[0]).message
+            for _ in range(6)}
+print(json.dumps({"threads": tf.config.threading.get_inter_op_parallelism_threads(),
+                  "messages": sorted(messages)}))
+"""
+
+
+def test_a_graph_with_two_invalid_ops_raises_the_same_error_every_time() -> None:
+    """The gather and the segment sum of the traced NLL both see the out-of-range target;
+    with TensorFlow's default inter-op threads either raised (both messages seen across
+    processes and within one), so two audits wrote different records."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["threads"] == 1
+    assert len(found["messages"]) == 1
