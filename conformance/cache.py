@@ -312,12 +312,16 @@ def clear_unavailable() -> None:
     _UNAVAILABLE.clear()
 
 
-def reference(case: Case, dtype: str, compute: Callable[[], OracleResult]) -> OracleResult:
-    """``compute()``'s result for ``case`` in ``dtype``, through the default cache if any."""
+def _raise_if_unavailable(case: Case, dtype: str) -> None:
     if _UNAVAILABLE:
         reason = _UNAVAILABLE.get((entry_key(case, dtype), dtype))
         if reason is not None:
             raise OracleUnavailable(reason)
+
+
+def reference(case: Case, dtype: str, compute: Callable[[], OracleResult]) -> OracleResult:
+    """``compute()``'s result for ``case`` in ``dtype``, through the default cache if any."""
+    _raise_if_unavailable(case, dtype)
     store = default_cache()
     if store is None:
         STATS.computed += 1
@@ -328,10 +332,7 @@ def reference(case: Case, dtype: str, compute: Callable[[], OracleResult]) -> Or
 def summary(case: Case, dtype: str) -> Summary | None:
     """The default cache's ``Summary`` of ``case`` in ``dtype``, or None (no cache, no entry
     yet, or an entry without float64 views): then ask ``reference`` for the full result."""
-    if _UNAVAILABLE:
-        reason = _UNAVAILABLE.get((entry_key(case, dtype), dtype))
-        if reason is not None:
-            raise OracleUnavailable(reason)
+    _raise_if_unavailable(case, dtype)
     store = default_cache()
     if store is None:
         return None
