@@ -68,16 +68,18 @@ def support_section(merged: Merged) -> Safe:
             rows.append(h("tr", h("th", label), h("td", api.name, also), h("td", api.op),
                           *cells))
     note = h("p", "native: the API does it in one public call; composed: built from public "
-                  "calls the way a user would; unsupported: the adapter declares it cannot "
-                  "(hover for the reason); –: does not apply to the op, or not seen.",
+                  "calls the way a user would; *: by the API's own definition, which the "
+                  "comparison judges as semantic (hover for it); unsupported: the adapter "
+                  "declares it cannot (hover for the reason); –: does not apply to the op, or "
+                  "not seen.",
              class_="note")
     return join([title, note, h("table", h("thead", head), h("tbody", rows), class_="support"),
                  _skipped(merged)])
 
 
-def _cell(state: str, title: str = "") -> Safe:
-    text = "–" if state == "na" else state
-    return h("td", text, class_=f"sup {state}", title=title or None)
+def _cell(state: str, title: str = "", text: str | None = None) -> Safe:
+    shown = text if text is not None else "–" if state == "na" else state
+    return h("td", shown, class_=f"sup {state}", title=title or None)
 
 
 def _option_cell(api: ApiSupport, option: str) -> Safe:
@@ -85,6 +87,10 @@ def _option_cell(api: ApiSupport, option: str) -> Safe:
     if state == NOT_APPLICABLE:
         return _cell("na", f"{option} does not apply to {api.name}")
     if option in api.supports:
+        # "native*": by the API's own definition (Api.semantics), as in the README's matrix
+        definition = api.semantics.get(option) or api.semantics.get("*")
+        if definition:
+            return _cell(api.kind, f"by {api.name}'s own definition: {definition}", state)
         return _cell(api.kind)
     return _cell("unsupported", api.reason(option))
 

@@ -21,6 +21,7 @@ from tests.report_samples import (
     ENV_A,
     TORCH_CE,
     TORCH_COMPOSED,
+    adapter,
     environment,
     result,
     small_run,
@@ -311,3 +312,23 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
         assert all(url.startswith("file://") for url in page.requests), page.requests
         written = page.screenshot(tmp_path / "shot.png")
     assert written > 1000 and (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_support_matrix_marks_an_apis_own_definition_as_the_readme_does(
+        tmp_path: Path) -> None:
+    declared = adapter()
+    declared["apis"][0]["semantics"] = {"reduction_mean": "divide_no_nan <own & definition>"}
+    results = write_results(tmp_path / "r.jsonl", [environment(), declared,
+                                                   *small_run()[2:]])
+    text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    support = Page(section(text, "support"))
+    headers = [t for _, t in support.find("th")]
+    rows = [Page(markup).find("td") for markup in re.findall(r"<tr>.*?</tr>",
+                                                              section(text, "support"))]
+    cells = {cells[0][1]: cells for cells in rows if cells}[TORCH_CE]
+    mean = cells[headers.index("mean") - 1]  # the row's first th is the framework
+    assert mean[1] == "native*"
+    assert mean[0]["class"] == "sup native"
+    assert mean[0]["title"] == (f"by {TORCH_CE}'s own definition: "
+                                "divide_no_nan <own & definition>")
+    assert cells[headers.index("sum") - 1][1] == "native"
