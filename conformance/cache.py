@@ -380,18 +380,11 @@ def decode(data: bytes, key: str, version: str, where: Path | str = "(entry)") -
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-        meta = json.loads(bytes(arrays["meta"]).decode())
-        if meta.get("format") != ENTRY_FORMAT or meta.get("key") != key \
-                or meta.get("oracle") != version:
-            raise BadEntry(f"{where}: holds another entry (format {meta.get('format')}, "
-                           f"key {str(meta.get('key'))[:16]}..., oracle {meta.get('oracle')})")
+        meta = _meta(arrays["meta"], key, version, where)
         output = _join(arrays, "output")
         grad = _join(arrays, "grad") if meta["grad"] else None
         known = {f.name for f in fields(OracleResult)}
-        extra = {name: arrays[name] for name in _FLOAT_FIELDS if name in arrays and name in known}
-        for name, values in extra.items():
-            if values.dtype != np.float64:
-                raise BadEntry(f"{where}: {name} is {values.dtype}, not float64")
+        extra = {name: value for name, value in _bounds(arrays, where).items() if name in known}
         return OracleResult(output, grad, int(meta["precision"]), bool(meta["certified"]),
                             **extra)
     except BadEntry:
@@ -404,31 +397,43 @@ def decode_summary(archive: Any, key: str, version: str,
                    where: Path | str = "(entry)") -> Summary | None:
     """An entry's ``Summary`` from its open ``np.load`` archive, reading neither mantissas
     nor exponents; None when the entry predates the float64 views."""
-    meta = json.loads(bytes(archive["meta"]).decode())
-    if meta.get("format") != ENTRY_FORMAT or meta.get("key") != key \
-            or meta.get("oracle") != version:
-        raise BadEntry(f"{where}: holds another entry")
+    meta = _meta(archive["meta"], key, version, where)
     if "output_nearest" not in archive.files:
         return None
-    views: dict[str, np.ndarray | None] = {}
-    for name in ("output", "grad"):
-        if name == "grad" and not meta["grad"]:
-            views[name] = None
-            continue
-        shape = tuple(int(n) for n in archive[f"{name}_shape"])
-        nearest = archive[f"{name}_nearest"]
-        if nearest.dtype != np.float64 or tuple(nearest.shape) != shape:
-            raise BadEntry(f"{where}: {name}_nearest is {nearest.dtype} {nearest.shape}, "
-                           f"not float64 {shape}")
-        views[name] = nearest
-    bounds = {name: archive[name] for name in _FLOAT_FIELDS if name in archive.files}
+    output = _nearest(archive, "output", where)
+    grad = _nearest(archive, "grad", where) if meta["grad"] else None
+    bounds = _bounds(archive, where)
+    return Summary(int(meta["precision"]), bool(meta["certified"]), output, grad,
+                   bounds.get("output_bound"), bounds.get("grad_bound"))
+
+
+def _meta(raw: np.ndarray, key: str, version: str, where: Path | str) -> dict[str, Any]:
+    """The entry's metadata; ``BadEntry`` if the entry is another's (format, key, oracle)."""
+    meta: dict[str, Any] = json.loads(bytes(raw).decode())
+    if meta.get("format") != ENTRY_FORMAT or meta.get("key") != key \
+            or meta.get("oracle") != version:
+        raise BadEntry(f"{where}: holds another entry (format {meta.get('format')}, "
+                       f"key {str(meta.get('key'))[:16]}..., oracle {meta.get('oracle')})")
+    return meta
+
+
+def _bounds(arrays: Any, where: Path | str) -> dict[str, np.ndarray]:
+    """The stored float64 error bounds (``_FLOAT_FIELDS``) of an archive or its arrays."""
+    names = arrays.files if hasattr(arrays, "files") else arrays
+    bounds = {name: arrays[name] for name in _FLOAT_FIELDS if name in names}
     for name, values in bounds.items():
         if values.dtype != np.float64:
             raise BadEntry(f"{where}: {name} is {values.dtype}, not float64")
-    output_nearest = views["output"]
-    assert output_nearest is not None
-    return Summary(int(meta["precision"]), bool(meta["certified"]), output_nearest,
-                   views["grad"], bounds.get("output_bound"), bounds.get("grad_bound"))
+    return bounds
+
+
+def _nearest(archive: Any, name: str, where: Path | str) -> np.ndarray:
+    shape = tuple(int(n) for n in archive[f"{name}_shape"])
+    nearest: np.ndarray = archive[f"{name}_nearest"]
+    if nearest.dtype != np.float64 or tuple(nearest.shape) != shape:
+        raise BadEntry(f"{where}: {name}_nearest is {nearest.dtype} {nearest.shape}, "
+                       f"not float64 {shape}")
+    return nearest
 
 
 def _split(values: np.ndarray) -> tuple[list[int], list[int]]:

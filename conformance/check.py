@@ -64,9 +64,9 @@ def expected_for(case: Case, dtype: str) -> Reference:
     if found is not None and found.output_bound is not None and (
             found.grad_nearest is None or found.grad_bound is not None):
         grad = None if found.grad_nearest is None else Expected(
-            found.grad_nearest, lambda: _exact_grad(case, dtype))
+            found.grad_nearest, lambda: _exact(case, dtype, "grad"))
         return Reference(found.precision,
-                         Expected(found.output_nearest, lambda: reference_for(case, dtype).output),
+                         Expected(found.output_nearest, lambda: _exact(case, dtype, "output")),
                          grad, found.output_bound, found.grad_bound)
     result = reference_for(case, dtype)
     output_bound, grad_bound = bounds_for(case, dtype, result)
@@ -75,11 +75,12 @@ def expected_for(case: Case, dtype: str) -> Reference:
                      output_bound, grad_bound)
 
 
-def _exact_grad(case: Case, dtype: str) -> np.ndarray:
-    grad = reference_for(case, dtype).grad
-    if grad is None:  # the summary had a gradient, so the full entry has one too
-        raise ValueError(f"{case.id}: the oracle's result in {dtype} lacks its gradient")
-    return grad
+def _exact(case: Case, dtype: str, quantity: str) -> np.ndarray:
+    """The exact values of ``quantity`` (output or grad), read from the full result."""
+    values: np.ndarray | None = getattr(reference_for(case, dtype), quantity)
+    if values is None:  # the summary had this quantity, so the full entry has it too
+        raise ValueError(f"{case.id}: the oracle's result in {dtype} lacks its {quantity}")
+    return values
 
 
 def check_case(
