@@ -20,8 +20,10 @@ from conformance.compare import (
     BEHAVIOUR,
     NUMERIC,
     SEMANTIC,
+    SPECIAL_VALUE,
     Comparison,
     Expected,
+    Tolerance,
     compare,
     run_scale,
     tolerance_for,
@@ -224,6 +226,11 @@ def check_documented(case: Case, environment_id: str = "") -> list[Record]:
 
 def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
                        tolerance: float) -> Record:
+    """The verdict on a printed value, by ``conformance.compare``'s element-wise rules with
+    ``tolerance`` as every element's absolute bound: NaN matches NaN, an infinity only
+    itself, a special value facing a finite one is a ``special-value`` mismatch wherever it
+    lies, and the tolerance applies where both are finite (never ``max`` over errors, which
+    drops a NaN that is not first and makes ``inf - inf`` a NaN)."""
     if exact is None:
         return replace(base, status="fail", kind=NUMERIC,
                        message="the case documents a value the oracle does not compute")
@@ -231,13 +238,22 @@ def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
     if printed.shape != np.shape(exact):
         return replace(base, status="fail", kind=NUMERIC, message=(
             f"documented value has shape {printed.shape}, the oracle's {np.shape(exact)}"))
-    errors = [abs(float(exact[i]) - printed[i]) for i in np.ndindex(printed.shape)]
-    worst = float(max(errors, default=0.0))
-    passed = worst <= tolerance
+    # float64 with K = 1: the bound is the tolerance itself, decided exactly
+    comparison = compare(exact, printed, "float64", np.full(printed.shape, float(tolerance)),
+                         Tolerance(k=1.0, scale=1.0, source="case"))
+    worst = comparison.max_abs_error
+    if comparison.kind == SPECIAL_VALUE:
+        message = f"documented value: {comparison.message}"
+    elif worst is None:
+        message = "documented special values match the oracle's; no finite element to measure"
+    else:
+        message = (f"documented value differs from the oracle by {worst:.3g} "
+                   f"(tolerance {tolerance:g})")
     return replace(
-        base, status="pass" if passed else "fail", kind=None if passed else NUMERIC,
+        base, status="pass" if comparison.passed else "fail", kind=comparison.kind,
         reference=values_for_record(exact), actual=printed.tolist(),
         shape=list(printed.shape), max_abs_error=worst,
-        message=f"documented value differs from the oracle by {worst:.3g} "
-                f"(tolerance {tolerance:g})",
+        worst_index=None if comparison.passed or comparison.worst_index is None
+        else list(comparison.worst_index),
+        message=message,
     )
