@@ -6,6 +6,8 @@ meet; ``conformance run`` (through its workers) and the pytest plugin both call 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -30,6 +32,7 @@ from conformance.compare import (
 )
 from conformance.problem import Problem, make_problem
 from conformance.results import Record, values_for_record
+from reference.formats import get_format
 from reference.oracle import OracleResult, error_bounds
 
 
@@ -121,7 +124,7 @@ def check_case(
     if case.grad and reference.grad is not None and grad_bound is not None:
         records.append(_judge(base, "grad", reference.grad, outcome.grad, problem, grad_bound,
                               override))
-    return [_semantic(record, api, case) for record in records]
+    return [_semantic(record, api, case, problem) for record in records]
 
 
 def bounds_for(case: Case, dtype: str,
@@ -147,19 +150,63 @@ def _computed_bounds(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray | N
                         label_smoothing=case.label_smoothing, grad=case.grad, dtype=dtype)
 
 
-def _semantic(record: Record, api: Api, case: Case) -> Record:
+# Conditions on a case's data, beyond ``Case.options()``, that an API's ``semantics`` may name
+# (conformance/adapters/base.py): probability labels with a row that is not a probability
+# distribution (a negative entry, or a sum other than 1).
+LABELS_NOT_A_DISTRIBUTION = "labels_not_a_distribution"
+
+
+def _semantic(record: Record, api: Api, case: Case, problem: Problem) -> Record:
     """A discrepancy where the API declares that it follows its own definition of something
-    the case exercises (``api.semantics``: option name, or ``*``, -> the definition it
-    follows) is ``semantic``, with that definition named."""
+    the case exercises is ``semantic``, with that definition named.  ``api.semantics`` maps
+    a key to the definition it follows; a key is an option of ``Case.options()``, a data
+    condition (``CONDITIONS``) or ``*`` (everything), and ``QUANTITY:KEY`` (``grad:...``)
+    limits it to that quantity's records."""
     if record.status != "fail":
         return record
     notes: dict[str, str] = dict(getattr(api, "semantics", None) or {})
-    used = [notes[o] for o in case.options() if o in notes] + ([notes["*"]] if "*" in notes else [])
+    if not notes:
+        return record
+    used = [notes[key] for name in _exercised(case, problem, notes)
+            for key in (name, f"{record.quantity}:{name}") if key in notes]
     if not used:
         return record
     return replace(record, kind=SEMANTIC,
                    message=f"{api.name} follows its own definition ({'; '.join(used)}); "
                            f"{record.message}")
+
+
+def _exercised(case: Case, problem: Problem, notes: dict[str, str]) -> list[str]:
+    """The keys ``case`` exercises: its options, the data conditions that hold (evaluated
+    only where ``notes`` names them), then ``*``."""
+    named = {key.split(":", 1)[-1] for key in notes}
+    conditions = [name for name, holds in CONDITIONS.items() if name in named and holds(problem)]
+    return [*case.options(), *conditions, "*"]
+
+
+def _labels_not_a_distribution(problem: Problem) -> bool:
+    """Probability labels with a row (along the class axis) that has a negative entry or a
+    sum off 1 by more than rounding a distribution into the dtype can make it: ``u`` for
+    rounding each entry of a float64 row (relative error ``u`` each, plus ``eta / 2``
+    absolute where it is subnormal), plus ``C * 2**-52`` for that float64 row's own
+    rounding (a generated one is normalised in float64)."""
+    target = problem.target
+    if target is None or problem.index_target:
+        return False
+    rows = np.moveaxis(np.asarray(target, dtype=np.float64), problem.class_axis, -1)
+    rows = rows.reshape(-1, problem.classes)
+    if not rows.size:
+        return False
+    if not np.isfinite(rows).all() or (rows < 0).any():
+        return True
+    fmt = get_format(problem.dtype)
+    slack = fmt.unit_roundoff + problem.classes * (2.0 ** -52 + fmt.smallest_subnormal / 2)
+    return any(abs(math.fsum(row) - 1.0) > slack for row in rows.tolist())
+
+
+CONDITIONS: dict[str, Callable[[Problem], bool]] = {
+    LABELS_NOT_A_DISTRIBUTION: _labels_not_a_distribution,
+}
 
 
 def _raised(outcome: Outcome) -> str:

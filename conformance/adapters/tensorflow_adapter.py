@@ -22,6 +22,11 @@ optimised by Grappler and may fuse or reorder what eager mode runs op by op):
   ``"mean_with_sample_weight"`` reduction; NLL written with ``tf.gather`` for ``nll_loss``.
 
 Gradients are ``tf.GradientTape`` gradients of the sum of the outputs (``reference/SPEC.md``).
+``softmax_cross_entropy_with_logits`` documents its gradient (``softmax - labels``) as
+incorrect unless each label row is a probability distribution; the APIs whose gradient is that
+op's (its composed variant, Keras' ``CategoricalCrossentropy(from_logits=True)``) declare it
+(``Api.semantics``, key ``grad:labels_not_a_distribution``), so such a gradient is recorded as
+``semantic``, TensorFlow's own definition, not as a numeric failure.
 """
 
 from __future__ import annotations
@@ -74,6 +79,25 @@ KERAS_SAMPLE_WEIGHT_MEAN = ("Keras' mean_with_sample_weight divides by the total
                             "returns the loss of an unbatched input unreduced, times its weight")
 # tf.raw_ops.SoftmaxCrossEntropyWithLogits: "The caller must ensure that each batch of labels
 # represents a valid probability distribution"; its gradient is softmax(x) - labels.
+# tf.nn.softmax_cross_entropy_with_logits (TensorFlow 2.x API docs, Note): "All that is
+# required is that each row of `labels` is a valid probability distribution. If they are
+# not, the computation of the gradient will be incorrect."  The loss, -sum labels * log p,
+# holds for any labels; the gradient of a row with sum A is A softmax(x) - labels, so a row
+# that is not a distribution gets TensorFlow's declared gradient, not the oracle's.
+# conformance/check.py evaluates the condition on the case's labels.
+LABELS_OFF_A_DISTRIBUTION = "grad:labels_not_a_distribution"
+SOFTMAX_XENT_GRADIENT = ("tf.nn.softmax_cross_entropy_with_logits documents its gradient "
+                         "(softmax - labels) as incorrect unless each row of labels is a "
+                         "valid probability distribution")
+# Keras: CategoricalCrossentropy "expect[s] labels to be provided in a one_hot
+# representation"; on the TensorFlow backend from_logits=True calls
+# tf.nn.softmax_cross_entropy_with_logits (keras/src/backend/tensorflow/nn.py,
+# categorical_crossentropy), so its gradient is that op's.
+KERAS_SOFTMAX_XENT_GRADIENT = ("Keras expects one-hot labels and, on the TensorFlow backend, "
+                               "computes from_logits=True with "
+                               "tf.nn.softmax_cross_entropy_with_logits, whose gradient "
+                               "(softmax - labels) TensorFlow documents as incorrect unless "
+                               "each row of labels is a valid probability distribution")
 LABELS_MUST_SUM_TO_ONE = ("class weights would scale the labels off a probability distribution, "
                           "where TensorFlow documents the gradient (softmax - labels) as invalid; "
                           "see the tf.nn.log_softmax variant")
@@ -87,7 +111,8 @@ EAGER_APIS = (
         "cross_entropy", frozenset({"probability_target", "reduction_none", "k_dim"}),
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
                  "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
-                 "reduction_sum": UNREDUCED}),
+                 "reduction_sum": UNREDUCED},
+        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT}),
     Api("sparse_softmax_cross_entropy_with_logits",
         "tf.nn.sparse_softmax_cross_entropy_with_logits", "cross_entropy",
         frozenset({"index_target", "reduction_none"}),
@@ -97,7 +122,10 @@ EAGER_APIS = (
     Api("softmax_cross_entropy_with_logits-composed",
         "tf.nn.softmax_cross_entropy_with_logits(smoothed y, x) + tf.reduce_mean/tf.reduce_sum",
         "cross_entropy", PROBABILITY_OPTIONS - {"weight"}, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": LABELS_MUST_SUM_TO_ONE}),
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": LABELS_MUST_SUM_TO_ONE},
+        # smoothing keeps a row's sum (y (1 - eps) + eps / C), so the rows it is given are
+        # distributions exactly where the case's are
+        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT}),
     Api("log_softmax-composed",
         "-tf.reduce_sum(w * smoothed y * tf.nn.log_softmax(x)) + tf.reduce_mean/tf.reduce_sum",
         "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
@@ -112,7 +140,8 @@ EAGER_APIS = (
         frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS,
         reasons={"index_target": "takes probability (one-hot) labels; index labels go to "
                                  "SparseCategoricalCrossentropy",
-                 "weight": KERAS_WEIGHTS}),
+                 "weight": KERAS_WEIGHTS},
+        semantics={LABELS_OFF_A_DISTRIBUTION: KERAS_SOFTMAX_XENT_GRADIENT}),
     Api("SparseCategoricalCrossentropy", KERAS_SPARSE, "cross_entropy",
         frozenset({"index_target", "ignore_index"}) | REDUCTIONS,
         reasons={"probability_target": "takes index labels; probability labels go to "

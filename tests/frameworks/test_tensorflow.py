@@ -150,31 +150,43 @@ def test_invalid_inputs_raise_on_cpu_with_tensorflows_message(tmp_path: Path) ->
 
 
 UNNORMALISED = """\
-defaults: {source: tests/frameworks/test_tensorflow.py, dtypes: [float64]}
+defaults: {source: tests/frameworks/test_tensorflow.py, dtypes: [float64, float32],
+           op: cross_entropy, reduction: none}
 cases:
-  - id: labels-sum-to-one-and-a-half
-    op: cross_entropy
-    input: [[0.6, 0.4]]
-    target: [[0.5, 1.0]]
-    reduction: none
+  - {id: labels-sum-to-one-and-a-half, input: [[0.6, 0.4]], target: [[0.5, 1.0]]}
+  - {id: an-all-zero-label-row, input: [[0.1, 0.2, 0.3], [1.0, -1.0, 0.0]],
+     target: [[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]}
+  - {id: a-negative-label, input: [[0.1, 0.2, 0.3]], target: [[0.5, -0.2, 0.0]]}
+  - {id: generated-labels-summing-to-three, input: {generate: normal, shape: [6, 5], seed: 7},
+     target: {generate: dirichlet, seed: 8, total: 3.0}}
 """
+# Every API whose gradient is tf.nn.softmax_cross_entropy_with_logits' (Keras'
+# CategoricalCrossentropy(from_logits=True) calls it on the TensorFlow backend).
+SOFTMAX_XENT_GRADIENT = ("softmax_cross_entropy_with_logits",
+                         "softmax_cross_entropy_with_logits-composed", "CategoricalCrossentropy")
 
 
-def test_labels_off_a_distribution_expose_the_documented_gradient_of_softmax_xent(
-    tmp_path: Path,
+@pytest.mark.parametrize("prefix", ["", "function-"])
+def test_labels_off_a_distribution_give_the_documented_gradient_as_a_semantic_discrepancy(
+    tmp_path: Path, prefix: str,
 ) -> None:
-    """tf.raw_ops.SoftmaxCrossEntropyWithLogits: "The caller must ensure that each batch of
-    labels represents a valid probability distribution" -- its gradient is softmax - labels,
-    right only when the labels sum to 1.  The loss is right, the gradient is not, and the
-    log_softmax formulation gets both."""
-    (case,) = load_file(write(tmp_path / "unnormalised.yaml", UNNORMALISED))
+    """tf.nn.softmax_cross_entropy_with_logits: "each row of labels is a valid probability
+    distribution. If they are not, the computation of the gradient will be incorrect" (its
+    gradient is softmax - labels).  The loss is right; the gradient of a row that is not a
+    distribution (all zeros, a sum of 1.5 or 3, a negative label) is TensorFlow's declared
+    definition: 'semantic', never 'numeric'.  The log_softmax formulation gets both right."""
     cpu = ADAPTER.devices()[0]
-    native = next(a for a in EAGER if a.id == "softmax_cross_entropy_with_logits")
-    output, grad = check_case(case, ADAPTER, native, cpu, "float64")
-    assert (output.status, grad.status, grad.kind) == ("pass", "fail", "numeric")
-    composed = next(a for a in EAGER if a.id == "log_softmax-composed")
-    assert [r.status for r in check_case(case, ADAPTER, composed, cpu, "float64")] == [
-        "pass", "pass"]
+    apis = {a.id: a for a in ADAPTER.apis()}
+    for case in load_file(write(tmp_path / "unnormalised.yaml", UNNORMALISED)):
+        for dtype in ("float64", "float32"):
+            for api_id in SOFTMAX_XENT_GRADIENT:
+                output, grad = check_case(case, ADAPTER, apis[prefix + api_id], cpu, dtype)
+                assert output.status == "pass", (case.id, api_id, output.message)
+                assert (grad.status, grad.kind) == ("fail", "semantic"), (case.id, api_id, grad)
+                assert "valid probability distribution" in grad.message
+            composed = apis[prefix + "log_softmax-composed"]
+            assert [r.status for r in check_case(case, ADAPTER, composed, cpu, dtype)] == [
+                "pass", "pass"], (case.id, dtype)
 
 
 def test_devices_are_discovered_cpu_first() -> None:
