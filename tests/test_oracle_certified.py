@@ -1,6 +1,7 @@
 """The oracle's one-pass certification: a-priori error bounds instead of Ziv's second pass.
 
-Three properties (see the module docstring of reference/oracle.py):
+Three properties (see the module docstrings of reference/certify.py, reference/ledger.py and
+reference/mpfr.py):
 (a) a pass certified by its bounds rounds exactly as Ziv's strategy does;
 (b) what the bounds cannot decide (exact zeros, results on a rounding boundary, deep
     cancellation) falls back to Ziv's strategy;
@@ -17,9 +18,12 @@ import numpy as np
 import pytest
 from mpmath import mpf
 
-import reference.oracle as oracle
+from reference import mpfr
+from reference.compute import compute
 from reference.formats import get_format, nearest_float64, round_to_float
-from reference.oracle import evaluate
+from reference.ledger import Ledger
+from reference.oracle import OracleResult, evaluate
+from reference.problem import prepare
 
 gmpy2 = pytest.importorskip("gmpy2", reason="gmpy2 is not installed (the fast path needs it)")
 
@@ -73,9 +77,9 @@ def same(a: np.ndarray | None, b: np.ndarray | None, dtype: str) -> bool:
                for x, y in zip(rounded(a, dtype), rounded(b, dtype)))
 
 
-def ziv_only(monkeypatch: pytest.MonkeyPatch, *args: Any, **kwargs: Any) -> oracle.OracleResult:
+def ziv_only(monkeypatch: pytest.MonkeyPatch, *args: Any, **kwargs: Any) -> OracleResult:
     with monkeypatch.context() as patch:
-        patch.setattr(oracle._Ledger, "certifies", lambda self, fmt: False)
+        patch.setattr(Ledger, "certifies", lambda self, fmt: False)
         return evaluate(*args, **kwargs)
 
 
@@ -137,9 +141,9 @@ def test_deep_cancellation_falls_back_to_ziv_and_stays_right() -> None:
         assert float(result.grad[0, 0]) == float(exact)
 
 
-def _ledger(value: float | tuple[float, ...], bound: float) -> oracle._Ledger:
+def _ledger(value: float | tuple[float, ...], bound: float) -> Ledger:
     """A ledger of one value (a sum of floats, exact at 200 bits) with the bound given."""
-    ledger = oracle._Ledger()
+    ledger = Ledger()
     with gmpy2.context(precision=200):
         terms = value if isinstance(value, tuple) else (value,)
         number = sum((gmpy2.mpfr(t) for t in terms), gmpy2.mpfr(0))
@@ -161,7 +165,7 @@ def test_ledger_on_rounding_boundaries() -> None:
     assert _ledger(near, 2.0 ** -150).certifies(get_format("float64"))
     # zero with a non-zero bound: its sign is unknown; known zeros are fine
     assert not _ledger(0.0, 2.0 ** -150).certifies(get_format("float64"))
-    exact = oracle._Ledger()
+    exact = Ledger()
     exact.exact(3)
     assert exact.certifies(get_format("bfloat16"))
 
@@ -172,17 +176,17 @@ def test_ledger_on_rounding_boundaries() -> None:
 def _recorded(monkeypatch: pytest.MonkeyPatch, problem: Any, precision: int) -> list:
     """Every (value, bound) the ledger receives in one pass at ``precision``."""
     records: list[tuple[mpf, float]] = []
-    add = oracle._Ledger.add
+    add = Ledger.add
 
-    def recording(self: oracle._Ledger, values: list, bounds: np.ndarray,
+    def recording(self: Ledger, values: list, bounds: np.ndarray,
                   nearest: np.ndarray | None = None) -> None:
-        records.extend(zip([oracle._mpf_of(v) for v in values], np.asarray(bounds).tolist()))
+        records.extend(zip([mpfr.mpf_of(v) for v in values], np.asarray(bounds).tolist()))
         add(self, values, bounds, nearest)
 
     with monkeypatch.context() as patch:
-        patch.setattr(oracle._Ledger, "add", recording)
+        patch.setattr(Ledger, "add", recording)
         with mpmath.workprec(precision):
-            computed = oracle._compute(problem, True)
+            computed = compute(problem, True)
     assert computed.ledger.complete
     return records
 
@@ -195,8 +199,8 @@ def test_bounds_hold_against_a_far_more_precise_pass(monkeypatch: pytest.MonkeyP
     if kwargs.get("target") and not isinstance(kwargs["target"][0], list) and \
             kwargs.get("reduction") == "mean":
         kwargs["weight"] = None  # no zero divisor: a mean over weights that cancel
-    problem = oracle._prepare(op, x, kwargs.get("target"), kwargs.get("weight"), -100,
-                              kwargs.get("reduction", "mean"), kwargs.get("label_smoothing", 0.0))
+    problem = prepare(op, x, kwargs.get("target"), kwargs.get("weight"), -100,
+                      kwargs.get("reduction", "mean"), kwargs.get("label_smoothing", 0.0))
     low = _recorded(monkeypatch, problem, first_precision(x))
     high = _recorded(monkeypatch, problem, 960)
     assert len(low) == len(high) and low
@@ -211,7 +215,7 @@ def test_bounds_are_not_vacuous(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(5)
     x = (rng.standard_normal((4, 50)) * 20).tolist()
     weight = rng.uniform(-1, 2, 50).tolist()
-    problem = oracle._prepare("cross_entropy", x, [3, 7, 11, 19], weight, -100, "none", 0.1)
+    problem = prepare("cross_entropy", x, [3, 7, 11, 19], weight, -100, "none", 0.1)
     low = _recorded(monkeypatch, problem, first_precision(x))
     high = _recorded(monkeypatch, problem, 960)
     with mpmath.workprec(1200):
@@ -235,7 +239,7 @@ def test_inputs_that_are_not_float64_keep_every_bit() -> None:
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_rows_that_weigh_nothing_without_gmpy2(monkeypatch: pytest.MonkeyPatch,
                                                reduction: str) -> None:
-    monkeypatch.setattr(oracle, "gmpy2", None)
+    monkeypatch.setattr(mpfr, "gmpy2", None)
     result = evaluate("cross_entropy", [[1.0, 2.0], [0.5, 0.0]], target=[-100, -100],
                       reduction=reduction)
     assert result.grad is not None and all(g == 0 for g in result.grad.reshape(-1))

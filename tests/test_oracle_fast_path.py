@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import random
 
+import mpmath
 import numpy as np
 import pytest
 
-import reference.oracle as oracle
+from reference import mpfr
+from reference.compute import compute, first_precision
 from reference.formats import nearest_float64
+from reference.oracle import evaluate
+from reference.problem import prepare
 
 gmpy2 = pytest.importorskip("gmpy2", reason="gmpy2 is not installed (the fast path needs it)")
 
 
 def both_paths(monkeypatch: pytest.MonkeyPatch, *args, **kwargs):
-    fast = oracle.evaluate(*args, **kwargs)
+    fast = evaluate(*args, **kwargs)
     with monkeypatch.context() as patch:
-        patch.setattr(oracle, "gmpy2", None)
-        slow = oracle.evaluate(*args, **kwargs)
+        patch.setattr(mpfr, "gmpy2", None)
+        slow = evaluate(*args, **kwargs)
     return fast, slow
 
 
@@ -38,7 +42,7 @@ def test_fast_and_mpmath_paths_agree(monkeypatch: pytest.MonkeyPatch, seed: int)
               "reduction": rng.choice(["none", "mean", "sum"]),
               "dtype": rng.choice(["float64", "float32", "bfloat16"])}
     if rng.random() < 0.5:
-        target = [rng.randrange(classes) for _ in range(rows)]
+        target: list = [rng.randrange(classes) for _ in range(rows)]
     else:
         target = [[rng.random() for _ in range(classes)] for _ in range(rows)]
     fast, slow = both_paths(monkeypatch, "cross_entropy", x, target=target, **kwargs)
@@ -49,8 +53,21 @@ def test_fast_and_mpmath_paths_agree(monkeypatch: pytest.MonkeyPatch, seed: int)
 
 
 def test_exact_shifts_use_floats_only_when_exact() -> None:
-    assert oracle._shift_precision([1.0, 0.5]) <= 53
-    assert oracle._shift_precision([1e300, 1e-300]) > 2000
-    shifts = oracle._exact_shifts([1e300, 1e-300], 1e300)
+    assert mpfr._shift_precision([1.0, 0.5]) <= 53
+    assert mpfr._shift_precision([1e300, 1e-300]) > 2000
+    shifts = mpfr._exact_shifts([1e300, 1e-300], 1e300)
     with gmpy2.context(precision=4000):
         assert shifts[1] + gmpy2.mpfr(1e300) == gmpy2.mpfr(1e-300)  # nothing was lost
+
+
+@pytest.mark.parametrize("op", ["softmax", "cross_entropy"])
+def test_mpfr_gmpy2_is_the_one_switch_of_the_fast_path(monkeypatch: pytest.MonkeyPatch,
+                                                       op: str) -> None:
+    # both_paths above compares nothing if the switch leaves the MPFR rows running
+    problem = prepare(op, [[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]], [0, 2], None, -100, "sum", 0.0)
+    with mpmath.workprec(first_precision(problem)):
+        fast = compute(problem, True)
+        monkeypatch.setattr(mpfr, "gmpy2", None)
+        slow = compute(problem, True)
+    assert sorted(fast.ingredients) == [0, 1] and fast.ledger.complete
+    assert slow.ingredients == {} and not slow.ledger.complete

@@ -1,0 +1,139 @@
+"""The definitions of ``reference/SPEC.md``, row by row, in mpmath.
+
+Each function evaluates one formula of SPEC.md literally on exact inputs (``mpf``), at the
+current working precision (set by the caller with ``mpmath.workprec``; ``mp.prec`` is never
+changed here).  ``reference/mpfr.py`` runs the same formulas on MPFR numbers where it can;
+``reference/compute.py`` chooses between the two, row by row.
+
+Why the results are right (the precision argument)
+--------------------------------------------------
+Each row is shifted by its maximum ``m`` with an *exact* subtraction, so ``s_j = x_j - m <= 0``
+carries no error.  From there, at working precision ``p`` (``u = 2**-p``; every operation is
+correctly rounded, so each adds a relative error of at most ``u``):
+
+* ``T = sum_{j != argmax} exp(s_j)`` sums positive terms: relative error below ``2u``;
+* ``log(sum_j exp(s_j)) = log1p(T)`` keeps that accuracy, even when ``T`` is tiny (a
+  dominant target class), which is where ``log(1 + T)`` would lose every digit;
+* ``-log p_c = log1p(T) - s_c`` adds two non-negative numbers: no cancellation;
+* losses are sums of non-negative terms when weights and targets are non-negative.
+
+What remains are cancellations (gradients ``A * p_c - a_c``, negative weights) and the
+rounding of the result into float64 and the dtype under test, which can be arbitrarily
+sensitive near a rounding boundary.  ``reference/ledger.py`` (a-priori bounds, one pass) and
+``reference/certify.py`` (Ziv's strategy) decide that a result rounds correctly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mpmath
+import numpy as np
+from mpmath import mpf
+
+from reference.problem import Problem, mpf_row
+
+NAN = mpf("nan")
+INF = mpf("inf")
+ZERO = mpf(0)
+ONE = mpf(1)
+
+
+def log_softmax_row(row: Sequence[mpf]) -> list[mpf] | None:
+    """log_softmax of one row, or None where it is undefined (a NaN or +inf logit, or no
+    finite logit at all).  -inf logits are masked classes: log-probability -inf."""
+    if any(mpmath.isnan(v) or v == INF for v in row):
+        return None
+    finite = [j for j, v in enumerate(row) if v != -INF]
+    if not finite:
+        return None
+    top = max(finite, key=lambda j: row[j])
+    shifted = [mpmath.fsub(v, row[top], exact=True) if v != -INF else -INF for v in row]
+    tail = mpmath.fsum(mpmath.exp(shifted[j]) for j in finite if j != top)
+    log_normalizer = mpmath.log1p(tail)
+    return [s - log_normalizer if s != -INF else -INF for s in shifted]
+
+
+def normalize_row(op: str, row: Sequence[mpf]) -> tuple[list[mpf], list[mpf]]:
+    """softmax or log_softmax (``op``) of one row, and the gradient of the sum of its
+    outputs; NaN throughout where log_softmax is undefined."""
+    classes = len(row)
+    log_probs = log_softmax_row(row)
+    if log_probs is None:
+        return [NAN] * classes, [NAN] * classes
+    probs = [mpmath.exp(v) for v in log_probs]
+    if op == "softmax":
+        return probs, [ZERO] * classes  # d/dx sum(softmax(x)) = d/dx 1 = 0 exactly
+    return log_probs, [1 - classes * p for p in probs]  # d/dx_k sum_c log p_c
+
+
+def target_weights(problem: Problem, r: int) -> dict[int, mpf]:
+    """The non-zero ``a_c = w_c * q_c`` of row ``r`` (SPEC.md), by class."""
+    classes = problem.logits.shape[1]
+    weight = problem.weight
+    eps = problem.label_smoothing
+    if problem.prob_target is not None:
+        keep, share = 1 - eps, eps / classes
+        q = [keep * y + share for y in mpf_row(problem.prob_target, r)]
+        products = q if weight is None else [w * qc for w, qc in zip(weight, q)]
+        return {c: ac for c, ac in enumerate(products) if ac != 0}
+    assert problem.index_target is not None
+    t = problem.index_target[r]
+    if t == problem.ignore_index:
+        return {}
+    if eps == 0:  # the common case, without C multiplications of zero
+        a = {t: ONE if weight is None else weight[t]}
+    else:
+        share = eps / classes
+        a = dict(enumerate([share] * classes if weight is None else [share * w for w in weight]))
+        a[t] += (1 - eps) * (ONE if weight is None else weight[t])
+    return {c: ac for c, ac in a.items() if ac != 0}
+
+
+def mean_divisor(problem: Problem) -> mpf:
+    """The mean's divisor ``D = sum_r d_r`` (SPEC.md), exactly."""
+    if problem.prob_target is not None:
+        return mpf(problem.logits.shape[0])  # probability targets: the number of rows
+    assert problem.index_target is not None
+    total = ZERO
+    for t in problem.index_target:
+        if t != problem.ignore_index:
+            share = ONE if problem.weight is None else problem.weight[t]
+            total = mpmath.fadd(total, share, exact=True)
+    return total
+
+
+def row_loss(op: str, row: Sequence[mpf], a: list[mpf]) -> tuple[mpf, list[mpf]]:
+    """``l = sum_c a_c * (-log p_c)`` with ``0 * log 0 = 0``, and ``dl/dx = A p - a``."""
+    classes = len(row)
+    if op == "nll_loss":  # the row already holds log-probabilities
+        terms = [-ac * v for ac, v in zip(a, row) if ac != 0]
+        return mpmath.fsum(terms), [-ac for ac in a]
+    log_probs = log_softmax_row(row)
+    if log_probs is None:
+        return NAN, [NAN] * classes
+    loss = mpmath.fsum(-ac * lp for ac, lp in zip(a, log_probs) if ac != 0)
+    total = mpmath.fsum(a)
+    grad = [total * mpmath.exp(lp) - ac for ac, lp in zip(a, log_probs)]
+    return loss, grad
+
+
+def reduce_losses(problem: Problem, losses: list[mpf], denominator: mpf) -> np.ndarray:
+    """The row losses reduced as ``problem.reduction`` says (``denominator``: the mean's D)."""
+    if problem.reduction == "none":
+        return np.array(losses, dtype=object).reshape(problem.batch_shape)
+    total = mpmath.fsum(losses)
+    if problem.reduction == "sum":
+        return np.array(total, dtype=object)
+    # A zero divisor follows IEEE division (SPEC.md): 0 / 0 is NaN, x / 0 is +-inf.
+    return np.array(divide(total, denominator), dtype=object)
+
+
+def divide(value: mpf, denominator: mpf) -> mpf:
+    """``value / denominator`` with IEEE's rules for a zero divisor: NaN for 0 / 0 (or NaN),
+    +-inf otherwise (the divisor is a sum of weights, taken as +0)."""
+    if denominator != 0:
+        return value / denominator
+    if value == 0 or mpmath.isnan(value):
+        return NAN
+    return INF if value > 0 else -INF

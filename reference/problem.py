@@ -1,0 +1,198 @@
+"""The problem: an op's inputs, converted exactly, checked against the op's domain.
+
+``prepare`` turns what a caller passes (nested lists, numpy arrays, floats, mpf, the strings
+``'inf'``, ``'-inf'``, ``'nan'``) into a ``Problem``: the logits as rows x classes, the class
+axis moved last, and the targets and weights beside them, every number *exactly* the value
+given (no rounding).  An input outside the op's domain (``reference/SPEC.md``, "Domain")
+raises ``OracleDomainError`` naming the offending argument; ``check_inputs`` does only that.
+``restore`` undoes the rows-by-classes layout.  Nothing here computes a value of an op.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+from mpmath import mpf
+
+from reference.formats import exact
+
+OPS = ("softmax", "log_softmax", "nll_loss", "cross_entropy")
+REDUCTIONS = ("none", "mean", "sum")
+
+
+class OracleDomainError(ValueError):
+    """The inputs lie outside the domain where the op is defined (e.g. a target out of range).
+
+    ``field`` names the offending argument (``input``, ``target``, ``weight``, ...).
+    """
+
+    def __init__(self, message: str, field: str = "input") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One op's inputs, exactly, with the logits as rows x classes."""
+
+    op: str
+    # rows x C: float64 when every input is exactly a float64 (the usual case: the floats of
+    # the dtype under test, 'inf' and 'nan' included), else mpf; likewise prob_target
+    logits: np.ndarray
+    batch_shape: tuple[int, ...]
+    class_axis: int
+    index_target: np.ndarray | None  # rows, int
+    prob_target: np.ndarray | None  # rows x C
+    weight: list[mpf] | None
+    ignore_index: int
+    reduction: str
+    label_smoothing: mpf
+
+
+def check_inputs(
+    op: str,
+    input: Any,
+    *,
+    target: Any = None,
+    weight: Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> None:
+    """Raise ``OracleDomainError`` where ``evaluate`` would, without computing anything."""
+    prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def _as_mpf_array(values: Any) -> np.ndarray:
+    array = np.asarray(values, dtype=object)
+    return np.vectorize(_to_mpf, otypes=[object])(array) if array.size else array
+
+
+def _to_mpf(value: Any) -> mpf:
+    if isinstance(value, str):
+        return mpf(value)  # 'inf', '-inf', 'nan'
+    return exact(float(value)) if not isinstance(value, mpf) else value
+
+
+def _as_value_array(values: Any) -> np.ndarray:
+    """``values`` as float64 when each is exactly a float64 (what ``_to_mpf`` would make of it
+    is then that float), otherwise as mpf."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        return values.astype(np.float64)
+    mpfs = _as_mpf_array(values)
+    floats = np.array([float(v) for v in mpfs.reshape(-1)], dtype=np.float64)
+    if all(f == v or (math.isnan(f) and mpmath.isnan(v)) for f, v in zip(floats, mpfs.flat)):
+        return floats.reshape(mpfs.shape)
+    return mpfs
+
+
+def mpf_row(values: np.ndarray, r: int) -> list[mpf]:
+    """Row ``r`` of a float64 or mpf array, as mpf (exactly)."""
+    if values.dtype == object:
+        return list(values[r])
+    return [exact(v) for v in values[r].tolist()]
+
+
+def float_row(values: np.ndarray, r: int) -> np.ndarray:
+    """Row ``r`` as float64 (exact for a float64 array; rounded for mpf)."""
+    if values.dtype == object:
+        return np.array([float(v) for v in values[r]], dtype=np.float64)
+    return np.asarray(values[r])
+
+
+def prepare(
+    op: str,
+    input: Any,
+    target: Any,
+    weight: Sequence[float] | None,
+    ignore_index: int,
+    reduction: str,
+    label_smoothing: float,
+) -> Problem:
+    """The problem of ``op`` on these inputs, every number exactly as given; raises
+    ``OracleDomainError`` (naming the argument) where the op is not defined."""
+    if op not in OPS:
+        raise OracleDomainError(f"unknown op {op!r}; expected one of {', '.join(OPS)}", "op")
+    if reduction not in REDUCTIONS:
+        raise OracleDomainError(f"unknown reduction {reduction!r}", "reduction")
+    x = _as_value_array(input)
+    if x.ndim == 0:
+        raise OracleDomainError("input must have at least one dimension (the classes)")
+    class_axis = 0 if x.ndim == 1 else 1
+    moved = np.moveaxis(x, class_axis, -1)
+    batch_shape = tuple(moved.shape[:-1])
+    classes = moved.shape[-1]
+    rows = moved.reshape(-1, classes)
+    index_target = prob_target = None
+    if op in ("nll_loss", "cross_entropy"):
+        index_target, prob_target = _prepare_target(op, target, x.shape, class_axis, batch_shape)
+        if index_target is not None:
+            _check_indices(index_target, classes, ignore_index)
+    weights = None
+    if weight is not None:
+        weights = [_to_mpf(w) for w in weight]
+        if len(weights) != classes:
+            raise OracleDomainError(
+                f"weight has {len(weights)} entries for {classes} classes", "weight"
+            )
+    smoothing = exact(float(label_smoothing))
+    if not 0 <= smoothing <= 1:
+        raise OracleDomainError(
+            f"label_smoothing must lie in [0, 1], got {label_smoothing}", "label_smoothing"
+        )
+    if op == "nll_loss" and smoothing != 0:
+        raise OracleDomainError("nll_loss has no label_smoothing", "label_smoothing")
+    return Problem(
+        op, rows, batch_shape, class_axis, index_target, prob_target, weights,
+        int(ignore_index), reduction, smoothing,
+    )
+
+
+def _prepare_target(
+    op: str, target: Any, input_shape: tuple[int, ...], class_axis: int,
+    batch_shape: tuple[int, ...],
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if target is None:
+        raise OracleDomainError(f"{op} needs a target", "target")
+    array = np.asarray(target, dtype=object)
+    # a float array is a probability target even when empty (no element says so)
+    is_float_array = isinstance(target, np.ndarray) and target.dtype.kind == "f"
+    is_integer_array = isinstance(target, np.ndarray) and target.dtype.kind in "iu"
+    is_index = is_integer_array or (not is_float_array and all(
+        isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in array.flat))
+    if is_index:
+        if array.shape != batch_shape:
+            raise OracleDomainError(
+                f"class-index target has shape {array.shape}; expected {batch_shape}", "target"
+            )
+        return np.asarray([int(t) for t in array.flat], dtype=object), None
+    if op == "nll_loss":
+        raise OracleDomainError("nll_loss takes class-index targets only", "target")
+    if array.shape != input_shape:
+        raise OracleDomainError(
+            f"probability target has shape {array.shape}; expected the input shape {input_shape}",
+            "target",
+        )
+    probabilities = np.moveaxis(_as_value_array(target), class_axis, -1)
+    return None, probabilities.reshape(-1, input_shape[class_axis])
+
+
+def _check_indices(targets: np.ndarray, classes: int, ignore_index: int) -> None:
+    for position, t in enumerate(targets):
+        if t != ignore_index and not 0 <= t < classes:
+            raise OracleDomainError(
+                f"target {t} at flat position {position} is outside [0, {classes}) "
+                f"and is not ignore_index ({ignore_index})",
+                "target",
+            )
+
+
+def restore(rows: np.ndarray, moved_shape: tuple[int, ...], class_axis: int) -> np.ndarray:
+    """Undo the rows-by-classes layout: back to the input's shape and axis order."""
+    return np.moveaxis(rows.reshape(moved_shape), -1, class_axis)
+
