@@ -70,8 +70,9 @@ def _with_tolerance_scale(args: argparse.Namespace) -> int:
     from conformance.compare import RUN_SCALE_VARIABLE
 
     scale = args.tolerance_scale
-    if not scale > 0 or math.isinf(scale):
-        print(f"error: --tolerance-scale must be a positive number, got {scale}", file=sys.stderr)
+    if not (math.isfinite(scale) and scale > 0):  # NaN fails every comparison: test finite
+        print(f"error: --tolerance-scale must be a finite number > 0, got {scale}",
+              file=sys.stderr)
         return 2
     before = os.environ.get(RUN_SCALE_VARIABLE)
     os.environ[RUN_SCALE_VARIABLE] = repr(scale)
@@ -88,28 +89,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "tolerance_scale", None) is not None:
         return _with_tolerance_scale(args)
     from conformance.progress import Progress, summary_lines
-    from conformance.runner import RunOptions, run
+    from conformance.runner import RunOptions, check_run_paths, run
 
     if args.resume and args.overwrite:
         print("error: --resume continues the file that --overwrite would replace; pass one",
               file=sys.stderr)
         return 2
-    if args.jobs < 0 or args.timeout <= 0 or args.oracle_timeout <= 0:
+    if args.jobs < 0 or not (args.timeout > 0 and args.oracle_timeout > 0):
         print("error: --jobs must be >= 0, --timeout and --oracle-timeout > 0",
               file=sys.stderr)
         return 2
+    options = RunOptions(
+        cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
+        devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
+        resume=args.resume, overwrite=args.overwrite,
+        cache="off" if args.no_cache else args.cache, oracle_timeout=args.oracle_timeout,
+    )
+    # Before anything is read or written: no output may be an input or the other output.
+    check_run_paths(options, [("--report", args.report)] if args.report is not None else [])
     if args.out.exists() and not (args.append or args.overwrite or args.resume):
         print(f"error: {args.out} exists; pass --append to add to it, --resume to continue "
               "it or --overwrite to replace it", file=sys.stderr)
         return 2
-    if args.overwrite and args.out.exists():
-        args.out.unlink()
-    options = RunOptions(
-        cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
-        devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
-        resume=args.resume, cache="off" if args.no_cache else args.cache,
-        oracle_timeout=args.oracle_timeout,
-    )
+    # --overwrite empties the file in the runner, once it holds the file's lock: unlinking it
+    # here would take the file from under a live run writing it.
     progress = Progress(sys.stderr, dtypes=args.dtype, devices=args.device)
     try:
         summary = run(options, log=progress.log, progress=progress)
@@ -217,8 +220,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from conformance.paths import check_outputs
     from conformance.report import write_report
 
+    check_outputs([("-o", args.output)], [("the results file", path) for path in args.results])
     info = write_report(args.results, args.output, cases_root=args.cases_root)
     print(f"report: {info.path} ({info.size / 1024:.0f} KiB, {info.records} records, "
           f"{info.discrepancies} discrepancies, {info.conflicts} conflicting comparisons, "
@@ -235,7 +240,9 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from conformance.merge import merge_results, write_merged
+    from conformance.paths import check_outputs
 
+    check_outputs([("-o", args.output)], [("the results file", path) for path in args.results])
     merged = merge_results(args.results)
     write_merged(merged, args.output)
     print(f"merged: {args.output} ({len(merged.environments)} environments, "
@@ -258,7 +265,11 @@ def _add_pairwise(sub: argparse._SubParsersAction) -> None:
 
 def cmd_pairwise(args: argparse.Namespace) -> int:
     from conformance.pairwise import pair_lines, pairs_from_results, write_pairs
+    from conformance.paths import check_outputs
 
+    if args.out is not None:
+        check_outputs([("--out", args.out)],
+                      [("the results file", path) for path in args.results])
     pairs = pairs_from_results(args.results)
     if args.out is not None:
         write_pairs(pairs, args.out)

@@ -92,9 +92,13 @@ def values_for_record(values: Any) -> Any:
     return np.vectorize(lambda v: float(v), otypes=[float])(array).tolist() if array.size else []
 
 
-def environment() -> dict[str, Any]:
-    """Where this process runs: Python, OS, CPU, host, the command line and the time."""
-    info = {
+def environment(settings: dict[str, Any] | None = None,
+                case_digests: dict[str, str] | None = None) -> dict[str, Any]:
+    """Where this process runs: Python, OS, CPU, host, the command line and the time; with
+    ``settings`` (the run's, flat: ``conformance.runner.run_settings``) and ``case_digests``
+    (case id -> sha256) when given, which a later ``--resume`` or ``--append`` checks.
+    ``environment_id`` hashes the machine and Python only, so a resumed run finds it."""
+    info: dict[str, Any] = {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "os": platform.platform(),
@@ -107,6 +111,10 @@ def environment() -> dict[str, Any]:
     stable = {k: info[k] for k in ("python", "os", "machine", "cpu", "host")}
     digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
     info["environment_id"] = digest[:12]
+    if settings is not None:
+        info["settings"] = settings
+    if case_digests is not None:
+        info["case_digests"] = case_digests
     return info
 
 
@@ -156,6 +164,12 @@ class ResultsWriter:
 
     def write_adapter(self, declaration: dict[str, Any]) -> None:
         self._write({"type": "adapter", **declaration})
+
+    def truncate(self) -> None:
+        """Empty the file (``--overwrite``), keeping its inode and so its lock."""
+        self._file.truncate(0)
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def write(self, record: Record) -> None:
         self._write({"type": "result", **asdict(record)})

@@ -22,9 +22,21 @@ Records.  A job's records are buffered until the worker says the job is ``done``
 appended together, each tagged with the job's key and their number (``Record.job``,
 ``Record.job_records``), with one flush and fsync.  So the file only ever holds whole jobs,
 except after a kill during that one write; ``resume`` (and ``--append``) first cut such a
-torn tail off (a final line without its newline, then a last job with fewer records than it
-announces), which never removes a completed job.  Each framework's records appear in a fixed
-order (its jobs' order); frameworks running at the same time interleave in the file.
+torn tail off (a final line that does not parse, then a last job with fewer records than it
+announces), which never removes a completed job; a last line that parses but lacks its
+newline is complete and kept, and given its newline.  Each framework's records appear in a
+fixed order (its jobs' order); frameworks running at the same time interleave in the file.
+
+Settings.  The environment line of a run holds the run's ``settings`` (``run_settings``:
+what changes its records: the ``--cases`` paths, frameworks, dtypes, devices, time limits,
+tolerance scale and the oracle's version) and ``case_digests`` (``case_digests``: a sha256
+of each case's content).  A run that continues a file checks them first, under the file's
+lock and before anything is written or cut: ``resume`` needs the settings and cases of the
+last run of this environment in the file exactly; an append (a new run into a non-empty
+file) needs the same tolerance scale and oracle, and the same content for every case id
+an earlier run of this environment has.  A file whose run in this environment has no
+settings (an older version) is neither resumed nor appended to.  ``overwrite`` empties the
+file only once it holds the lock, so a file a live run is writing is never replaced.
 
 Resume.  With ``resume`` the runner reads the existing file, keeps its environment and
 adapter lines (writing them only if this environment has none yet), and hands each worker
@@ -35,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import selectors
@@ -52,9 +65,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from conformance import cache as oracle_cache
-from conformance.cases import Case, load_cases
+from conformance.cases import Case, find_case_files, load_cases
 from conformance.check import check_documented
-from conformance.results import Record, ResultsWriter, environment, record_from_json
+from conformance.paths import Named, check_outputs
+from conformance.results import Record, ResultsWriter, environment, jsonable, record_from_json
 from conformance.worker import oracle_entries, oracle_job_key
 
 if TYPE_CHECKING:
@@ -101,6 +115,7 @@ class RunOptions:
     timeout: float = DEFAULT_TIMEOUT
     jobs: int = 0  # workers at a time; 0: one per available core
     resume: bool = False
+    overwrite: bool = False  # empty the file (once its lock is held) instead of appending
     cache: str | None = None  # a directory, or "off"; None: $CONFORMANCE_CACHE or the default
     oracle_timeout: float = DEFAULT_ORACLE_TIMEOUT  # per oracle result, in the oracle phase
 
@@ -115,23 +130,19 @@ def available_cores() -> int:
 def run(options: RunOptions, log: Callable[[str], None] = print,
         progress: Progress | None = None) -> RunSummary:
     cases = load_cases(options.cases)
+    check_run_paths(options)
     if progress is not None:  # the terminal display: told of cases, declarations, records
         progress.start(cases)
-    info = environment()
+    settings, digests = run_settings(options), case_digests(cases)
+    info = environment(settings=settings, case_digests=digests)
     environment_id = info["environment_id"]
     summary = RunSummary(options.out)
     parallel = options.jobs or available_cores()
     with _cache_setting(options.cache), ResultsWriter(options.out) as writer, \
             _exclusive(writer, options.out):
-        previous = _Previous()
-        if options.out.stat().st_size:
-            repair_tail(options.out, log)
-            if options.resume:
-                previous = read_previous(options.out, environment_id)
-                log(f"resuming {options.out}: {sum(map(len, previous.done.values()))} jobs "
-                    "already complete in this environment")
-        elif options.resume:
-            log(f"{options.out}: nothing to resume; starting a new run")
+        if options.overwrite:  # only now, under the lock: never a file a live run writes
+            writer.truncate()
+        previous = _continue(options, environment_id, settings, digests, log)
         sink = _Sink(writer, summary, previous, log, progress)
         if not previous.environment:
             writer.write_environment(info)
@@ -229,6 +240,183 @@ def documented_job(case: Case) -> str:
     return f"{case.id}|documented"
 
 
+# --- what a run is: its settings and cases, its paths -------------------------------------
+
+# The settings of ``run_settings`` as the user names them, for messages.
+SETTING_NAMES = {
+    "cases": "--cases", "frameworks": "--framework", "dtypes": "--dtype",
+    "devices": "--device", "timeout": "--timeout", "oracle_timeout": "--oracle-timeout",
+    "tolerance_scale": "--tolerance-scale ($CONFORMANCE_TOLERANCE_SCALE)",
+    "oracle_version": "the oracle's version (its code, mpmath and numpy)",
+}
+# The settings that decide verdicts rather than which jobs exist: an append must share them.
+JUDGING_SETTINGS = ("tolerance_scale", "oracle_version")
+# Fields of a case besides its semantic content (``cache.case_fingerprint``) that change its
+# records: its jobs (dtypes), its verdicts (tolerance, expect, documented values) or the
+# records' own fields (group).  Not the id (the digests' key), description, source or line.
+_JUDGED_CASE_FIELDS = ("dtypes", "expect", "documented", "documented_grad",
+                       "documented_tolerance", "tolerance", "group")
+
+
+def run_settings(options: RunOptions) -> dict[str, Any]:
+    """The settings of a run that change its records, as flat JSON data (the environment
+    line's ``settings``).  Case paths are kept as spelled (normalized by ``pathlib``, as the
+    records' ``case_file`` are), selections sorted (their order changes no record)."""
+    from conformance.compare import run_scale
+
+    def chosen(values: list[str] | None) -> list[str] | None:
+        return sorted(set(values)) if values else None
+
+    return {
+        "cases": sorted(str(Path(p)) for p in options.cases),
+        "frameworks": sorted(set(options.frameworks)),
+        "dtypes": chosen(options.dtypes),
+        "devices": chosen(options.devices),
+        "timeout": float(options.timeout),
+        "oracle_timeout": float(options.oracle_timeout),
+        "tolerance_scale": run_scale(),
+        "oracle_version": oracle_cache.oracle_version(),
+    }
+
+
+def case_digest(case: Case) -> str:
+    """The sha256 of what of ``case`` its records depend on: its semantic content (the
+    oracle cache's fingerprint) and ``_JUDGED_CASE_FIELDS``."""
+    content = {"semantic": oracle_cache.case_fingerprint(case),
+               "judged": {name: jsonable(getattr(case, name)) for name in _JUDGED_CASE_FIELDS}}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def case_digests(cases: list[Case]) -> dict[str, str]:
+    """``case_digest`` of each case, by id (the environment line's ``case_digests``)."""
+    return {case.id: case_digest(case) for case in cases}
+
+
+def check_run_paths(options: RunOptions, outputs: list[Named] | None = None) -> None:
+    """Refuse (``ValueError``) a run whose ``--out`` or other ``outputs`` is a ``--cases``
+    path, a case file under a ``--cases`` directory, lies in the oracle cache, or is
+    another output (``conformance.paths``)."""
+    inputs: list[Named] = []
+    for given in options.cases:
+        path = Path(given)
+        inputs.append(("--cases", path))
+        if path.is_dir():
+            inputs += [(f"a case file under --cases {given}:", file)
+                       for file in find_case_files([path])]
+    cache = _cache_directory(options.cache)
+    trees = [("the oracle cache", cache)] if cache is not None else []
+    check_outputs([("--out", options.out), *(outputs or [])], inputs, trees)
+
+
+def _cache_directory(value: str | None) -> Path | None:
+    """The cache directory a run with ``--cache value`` uses (None: no cache)."""
+    if value is None:
+        return oracle_cache.cache_directory()
+    return None if value.strip().lower() in oracle_cache.DISABLED else Path(value)
+
+
+# --- continuing a file: --resume and --append -----------------------------------------------
+
+
+def _continue(options: RunOptions, environment_id: str, settings: dict[str, Any],
+              digests: dict[str, str], log: Callable[[str], None]) -> _Previous:
+    """Check that ``options.out`` may be continued by this run, then repair its tail and
+    (for ``resume``) read what it holds.  Everything that can refuse runs before the file
+    is touched: a refused run leaves it byte for byte as it was."""
+    path = options.out
+    data = path.read_bytes()
+    if not data:
+        if options.resume:
+            log(f"{path}: nothing to resume; starting a new run")
+        return _Previous()
+    check_continuation(path, data, environment_id, settings, digests, options.resume)
+    keep, notes = _tail(path, data)
+    previous = _Previous()
+    if options.resume:
+        previous = read_previous(path, environment_id, data[:keep])
+    _repair(path, data, keep, notes, log)
+    if options.resume:
+        log(f"resuming {path}: {sum(map(len, previous.done.values()))} jobs already complete "
+            "in this environment")
+    return previous
+
+
+def check_continuation(path: Path, data: bytes, environment_id: str,
+                       settings: dict[str, Any], digests: dict[str, str],
+                       resume: bool) -> None:
+    """Refuse (``ValueError``, naming what differs) to continue ``path`` with a run of other
+    settings or cases than its runs in this environment (the module docstring's rules)."""
+    runs = _runs_of(data, environment_id)
+    verb = "resume" if resume else "append to"
+    for number, line in runs:
+        if not (isinstance(line.get("settings"), dict)
+                and isinstance(line.get("case_digests"), dict)):
+            raise ValueError(
+                f"{path}:{number}: cannot {verb} this file: its run in this environment was "
+                "written by an older conformance, which did not record the run's settings "
+                "and cases, so this run could mix other cases or tolerances into it unseen; "
+                "write a new file (another --out, or --overwrite) and combine the two with "
+                "'conformance merge'; the file was left as it was")
+    problems: list[str] = []
+    for index, (number, line) in enumerate(runs):
+        where = f"{path}:{number}"
+        exact = resume and index == len(runs) - 1  # the run a resume continues
+        keys = list(dict.fromkeys([*settings, *line["settings"]])) if exact else \
+            list(JUDGING_SETTINGS)
+        problems += _setting_differences(line["settings"], settings, keys, where)
+        problems += _case_differences(line["case_digests"], digests, where, exact)
+    if problems:
+        advice = ("resume with the options and cases of that run, or start a new file"
+                  if resume else "use the same tolerance, oracle and cases, or a new file")
+        raise ValueError(f"{path}: cannot {verb} it: {'; '.join(dict.fromkeys(problems))}. "
+                         f"{advice.capitalize()}; the file was left as it was")
+
+
+def _runs_of(data: bytes, environment_id: str) -> list[tuple[int, dict[str, Any]]]:
+    """The environment lines of ``environment_id``, with their line numbers.  A line that
+    does not parse is passed over here: the tail repair or ``read_previous`` names it."""
+    runs = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if b'"environment"' not in raw:  # quick: only such lines can be environment lines
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if (isinstance(obj, dict) and obj.get("type") == "environment"
+                and obj.get("environment_id") == environment_id):
+            runs.append((number, obj))
+    return runs
+
+
+def _setting_differences(old: dict[str, Any], new: dict[str, Any], keys: list[str],
+                         where: str) -> list[str]:
+    return [f"{SETTING_NAMES.get(key, key)}: {_shown(old.get(key))} in the run of {where}, "
+            f"{_shown(new.get(key))} now" for key in keys if old.get(key) != new.get(key)]
+
+
+def _case_differences(old: dict[str, Any], new: dict[str, str], where: str,
+                      exact: bool) -> list[str]:
+    """Case ids whose content differs; with ``exact`` also those added or removed."""
+    found = [("edited since the run of", sorted(k for k in new.keys() & old.keys()
+                                                 if old[k] != new[k]))]
+    if exact:
+        found += [("not in the run of", sorted(new.keys() - old.keys())),
+                  ("missing now, of the run of", sorted(old.keys() - new.keys()))]
+    return [f"case(s) {what} {where}: {_names(ids)}" for what, ids in found if ids]
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else json.dumps(value)
+
+
+def _names(ids: list[str], shown: int = 10) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(ids[:shown]) + more
+
+
+
 # --- writing --------------------------------------------------------------------------------
 
 
@@ -281,7 +469,8 @@ def _exclusive(writer: ResultsWriter, path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ValueError(f"{path}: another conformance run is writing this file") from None
+            raise ValueError(f"{path}: another conformance run is writing this file; it was "
+                             "left as it is (wait for that run, or write elsewhere)") from None
     yield
 
 
@@ -316,10 +505,10 @@ class _Previous:
         return job in self.done.get(framework, ())
 
 
-def _parse_lines(path: Path) -> Iterator[tuple[int, int, int, dict[str, Any]]]:
-    """(line number, start offset, end offset, object) of each non-blank line; a line that
-    is not a results-file object raises ``ValueError`` naming the file and line."""
-    data = path.read_bytes()
+def _parse_lines(path: Path, data: bytes) -> Iterator[tuple[int, int, int, dict[str, Any]]]:
+    """(line number, start offset, end offset, object) of each non-blank line of ``data``
+    (the bytes of ``path``); a line that is not a results-file object raises ``ValueError``
+    naming the file and line."""
     offset = 0
     for number, raw in enumerate(data.split(b"\n"), start=1):
         start, offset = offset, offset + len(raw) + 1
@@ -351,13 +540,15 @@ class _Batch:
         return len(self.objects) == self.announced
 
 
-def _batches(path: Path) -> Iterator[tuple[int, dict[str, Any], _Batch | None]]:
+def _batches(path: Path, data: bytes | None = None
+             ) -> Iterator[tuple[int, dict[str, Any], _Batch | None]]:
     """Each line's number and object, with the batch of a result line (None for others and
     for records without a job key).  A batch ends at its announced count, at a line of
     another identity or at a line that is not a record: the runner writes a job's records in
     one go, so nothing else can come between them."""
     current: _Batch | None = None
-    for number, start, _end, obj in _parse_lines(path):
+    for number, start, _end, obj in _parse_lines(path, path.read_bytes() if data is None
+                                                 else data):
         if obj["type"] != "result" or not obj.get("job"):
             current = None
             yield number, obj, None
@@ -375,33 +566,79 @@ def _announced(obj: dict[str, Any]) -> int:
 
 
 def repair_tail(path: Path, log: Callable[[str], None]) -> None:
-    """Cut off what a killed run left half-written at the end of ``path``: a last line
-    without its newline, then a last job with fewer records than its ``job_records``."""
+    """Cut off what a killed run left half-written at the end of ``path``: a last line that
+    does not parse, then a last job with fewer records than its ``job_records``.  A last line
+    that parses is complete (another tool or machine may have written it without its
+    newline): it is kept and given its newline.  A malformed line elsewhere raises
+    ``ValueError`` before anything is cut."""
     data = path.read_bytes()
+    keep, notes = _tail(path, data)
+    _repair(path, data, keep, notes, log)
+
+
+def _tail(path: Path, data: bytes) -> tuple[int, list[str]]:
+    """How many bytes of ``data`` (the bytes of ``path``) ``repair_tail`` keeps, and what it
+    says of the rest; computed without touching the file."""
+    keep, notes = len(data), []
     if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        line = data.count(b"\n", 0, keep) + 1
-        with path.open("r+b") as handle:
-            handle.truncate(keep)
-        log(f"{path}:{line}: removed a torn last line ({len(data) - keep} bytes) left by a "
-            "killed run")
+        start = data.rfind(b"\n") + 1
+        if not _parses(data[start:]):
+            keep = start
+            notes.append(f"{path}:{_line_at(data, start)}: removed a torn last line "
+                         f"({len(data) - start} bytes) left by a killed run")
     last: _Batch | None = None
-    for _number, _obj, batch in _batches(path):
+    for _number, _obj, batch in _batches(path, data[:keep]):
         last = batch
     if last is not None and not last.complete:
+        keep = last.start
+        notes.append(f"{path}:{last.first}: removed {len(last.objects)} record(s) of job "
+                     f"{last.ident[2]} ({last.ident[1]}), which a killed run left incomplete")
+    if keep and not data[:keep].endswith(b"\n"):
+        notes.append(f"{path}:{_line_at(data, keep)}: its last line is complete but lacked "
+                     "its newline; added it")
+    return keep, notes
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    """The number of the line of ``data`` that holds (or ends at) byte ``offset``."""
+    return data.count(b"\n", 0, offset) + 1
+
+
+def _parses(line: bytes) -> bool:
+    """Whether ``line`` is whole JSON: a prefix of a results line never is (an object ends
+    at its last byte), so only a line that does not parse can be torn."""
+    if not line.strip():
+        return True
+    try:
+        json.loads(line)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError (cut inside a character)
+        return False
+    return True
+
+
+def _repair(path: Path, data: bytes, keep: int, notes: list[str],
+            log: Callable[[str], None]) -> None:
+    """Apply what ``_tail`` found: cut ``path`` to ``keep`` bytes, end it with a newline."""
+    if keep < len(data):
         with path.open("r+b") as handle:
-            handle.truncate(last.start)
-        log(f"{path}:{last.first}: removed {len(last.objects)} record(s) of job {last.ident[2]} "
-            f"({last.ident[1]}), which a killed run left incomplete")
+            handle.truncate(keep)
+    if keep and not data[:keep].endswith(b"\n"):
+        with path.open("ab") as handle:
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    for note in notes:
+        log(note)
 
 
-def read_previous(path: Path, environment_id: str) -> _Previous:
-    """What ``path`` already holds for ``environment_id``: its complete jobs (after
-    ``repair_tail``).  Raises ``ValueError`` naming the file and line for what cannot be
-    resumed: a malformed line, a record without a job key, an incomplete job mid-file."""
+def read_previous(path: Path, environment_id: str, data: bytes | None = None) -> _Previous:
+    """What ``path`` (or ``data``, its bytes) already holds for ``environment_id``: its
+    complete jobs (after ``repair_tail``, or without the tail it would cut).  Raises
+    ``ValueError`` naming the file and line for what cannot be resumed: a malformed line, a
+    record without a job key, an incomplete job mid-file."""
     previous = _Previous()
     batches: list[_Batch] = []
-    for number, obj, batch in _batches(path):
+    for number, obj, batch in _batches(path, data):
         if obj.get("environment_id") != environment_id:
             continue
         if obj["type"] == "environment":

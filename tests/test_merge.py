@@ -122,5 +122,5 @@ def test_malformed_line_names_file_and_line(laptop: Path, tmp_path: Path) -> Non
     with pytest.raises(ValueError, match=r"bad\.jsonl:1: not a result record"):
         merge_results([laptop, bad])
     bad.write_text('{"type": "nonsense"}\n')
-    with pytest.raises(ValueError, match=r"bad\.jsonl:1: expected a line with type"):
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: .*expected a line with type"):
         merge_results([bad])
