@@ -295,4 +295,3 @@ def reduce_losses(problem: Problem, losses: list[Any], bounds: np.ndarray, denom
                      + 2 * u * abs(float(total)))
         ledger.add([total], np.array([bound + FLOOR]))
         return np.array(mpf_of(total), dtype=object)
-

@@ -12,10 +12,11 @@ result, where every quantity is an upper bound.
 Where each part lives (each module's docstring states its contract; imports run down this
 list, never up, and never into ``conformance``):
 
-* ``reference/oracle.py`` (here): ``evaluate`` = prepare, accept a certified pass, attach the
-  tolerance's error bounds; ``OracleResult``.
-* ``reference/tolerance.py``: ``error_bounds`` and ``INFLATION``, the per-element bounds of a
-  max-shifted evaluation in the dtype under test (``conformance/compare.py``'s ingredients).
+* ``reference/oracle.py`` (here): the doors, with their keyword arguments: ``evaluate``
+  (prepare, accept a certified pass, attach the tolerance's error bounds), ``check_inputs``,
+  ``error_bounds``; ``OracleResult``.
+* ``reference/tolerance.py``: the per-element error bounds of a max-shifted evaluation in the
+  dtype under test (``conformance/compare.py``'s ingredients), ``INFLATION``.
 * ``reference/certify.py``: the precision loop (Ziv's strategy, or one pass certified by its
   a-priori bounds), ``MAX_PRECISION``.
 * ``reference/compute.py``: one pass at one working precision, row by row on MPFR or mpmath.
@@ -23,8 +24,8 @@ list, never up, and never into ``conformance``):
 * ``reference/ledger.py``: the one-pass certificate (a bound inside a rounding interval).
 * ``reference/definitions.py``: the formulas of SPEC.md in mpmath, and why they are accurate
   (the precision argument).
-* ``reference/problem.py``: inputs converted exactly, the domain (``OracleDomainError``,
-  ``check_inputs``), ``OPS`` and ``REDUCTIONS``.
+* ``reference/problem.py``: inputs converted exactly, the domain (``OracleDomainError``),
+  ``OPS`` and ``REDUCTIONS``.
 * ``reference/formats.py``: the float formats, correct rounding into them, ULPs.
 """
 
@@ -38,8 +39,8 @@ import numpy as np
 
 from reference.certify import MAX_PRECISION, accept
 from reference.formats import get_format
-from reference.problem import OPS, REDUCTIONS, OracleDomainError, check_inputs, prepare
-from reference.tolerance import INFLATION, error_bounds, problem_bounds
+from reference.problem import OPS, REDUCTIONS, OracleDomainError, prepare
+from reference.tolerance import INFLATION, problem_bounds
 
 __all__ = [
     "INFLATION", "MAX_PRECISION", "OPS", "REDUCTIONS", "OracleDomainError", "OracleResult",
@@ -92,3 +93,37 @@ def evaluate(
     return OracleResult(computed.output, computed.grad, accepted.precision,
                         certified=accepted.certified,
                         output_bound=output_bound, grad_bound=grad_bound)
+
+
+def check_inputs(
+    op: str,
+    input: Any,
+    *,
+    target: Any = None,
+    weight: Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> None:
+    """Raise ``OracleDomainError`` where ``evaluate`` would, without computing anything."""
+    prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
+
+
+def error_bounds(
+    op: str,
+    input: Any,
+    *,
+    target: Any = None,
+    weight: Sequence[float] | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    grad: bool = True,
+    dtype: str = "float64",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-element error bounds (factor K = 1) of a max-shifted evaluation of ``op`` in
+    ``dtype``, float64 arrays shaped like ``evaluate``'s output and grad (NaN bounds are 0:
+    those elements are compared as special values); see ``conformance/compare.py`` and
+    ``reference/tolerance.py``."""
+    problem = prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
+    return problem_bounds(problem, get_format(dtype), grad, {})

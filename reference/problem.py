@@ -4,8 +4,9 @@
 ``'inf'``, ``'-inf'``, ``'nan'``) into a ``Problem``: the logits as rows x classes, the class
 axis moved last, and the targets and weights beside them, every number *exactly* the value
 given (no rounding).  An input outside the op's domain (``reference/SPEC.md``, "Domain")
-raises ``OracleDomainError`` naming the offending argument; ``check_inputs`` does only that.
-``restore`` undoes the rows-by-classes layout.  Nothing here computes a value of an op.
+raises ``OracleDomainError`` naming the offending argument (``reference.oracle.check_inputs``
+does only that).  ``restore`` undoes the rows-by-classes layout.  Nothing here computes a
+value of an op.
 """
 
 from __future__ import annotations
@@ -52,20 +53,6 @@ class Problem:
     ignore_index: int
     reduction: str
     label_smoothing: mpf
-
-
-def check_inputs(
-    op: str,
-    input: Any,
-    *,
-    target: Any = None,
-    weight: Sequence[float] | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-) -> None:
-    """Raise ``OracleDomainError`` where ``evaluate`` would, without computing anything."""
-    prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
 
 
 def _as_mpf_array(values: Any) -> np.ndarray:
@@ -195,4 +182,3 @@ def _check_indices(targets: np.ndarray, classes: int, ignore_index: int) -> None
 def restore(rows: np.ndarray, moved_shape: tuple[int, ...], class_axis: int) -> np.ndarray:
     """Undo the rows-by-classes layout: back to the input's shape and axis order."""
     return np.moveaxis(rows.reshape(moved_shape), -1, class_axis)
-

@@ -2,53 +2,32 @@
 the tolerance policy.
 
 ``conformance/compare.py`` derives the bound and documents it; this module evaluates it for
-one problem in one dtype (``error_bounds``; ``problem_bounds`` for a prepared problem, with
-the exponentials a first pass already has).  The ingredients come from the exact inputs: the
-shifts s_j = x_j - m are exact, exp(s_j), their sum S and L = log S are computed at the
-oracle's first working precision (``mpfr.row_exponentials``: ``reference/oracle.py`` passes
-its first pass's values on), never in a float format, so an element's bound does not inherit
-the errors it is meant to judge.  Each ingredient is then rounded once to float64 (relative
-error 2**-53) and the bound, a sum of products of non-negative terms (about twenty float64
-operations, each adding at most 2**-53 relative error), is assembled with numpy and finally
-multiplied by INFLATION = 1 + 2**-40, so the float64 bound is never below the formula
-evaluated exactly on the exact ingredients.  Units: u is the dtype's unit roundoff 2**-p and
-eta its smallest subnormal (the absolute error of one rounding that underflows).
+one prepared problem in one dtype (``problem_bounds``; ``reference.oracle.error_bounds`` is
+its public door).  The ingredients come from the exact inputs: the shifts s_j = x_j - m are
+exact, exp(s_j), their sum S and L = log S are computed at the oracle's first working
+precision (``mpfr.row_exponentials``: ``reference.oracle.evaluate`` passes its first pass's
+values on), never in a float format, so an element's bound does not inherit the errors it is
+meant to judge.  Each ingredient is then rounded once to float64 (relative error 2**-53) and
+the bound, a sum of products of non-negative terms (about twenty float64 operations, each
+adding at most 2**-53 relative error), is assembled with numpy and finally multiplied by
+INFLATION = 1 + 2**-40, so the float64 bound is never below the formula evaluated exactly on
+the exact ingredients.  Units: u is the dtype's unit roundoff 2**-p and eta its smallest
+subnormal (the absolute error of one rounding that underflows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import mpmath
 import numpy as np
 
 from reference.compute import first_precision
-from reference.formats import FloatFormat, exact, get_format
+from reference.formats import FloatFormat, exact
 from reference.mpfr import Floats, row_exponentials
-from reference.problem import Problem, float_row, prepare, restore
+from reference.problem import Problem, float_row, restore
 
 INFLATION = 1 + 2.0 ** -40
-
-
-def error_bounds(
-    op: str,
-    input: Any,
-    *,
-    target: Any = None,
-    weight: Sequence[float] | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    grad: bool = True,
-    dtype: str = "float64",
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-element error bounds (factor K = 1) of a max-shifted evaluation of ``op`` in
-    ``dtype``, float64 arrays shaped like ``evaluate``'s output and grad (NaN bounds are 0:
-    those elements are compared as special values); see ``conformance/compare.py``."""
-    problem = prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
-    return problem_bounds(problem, get_format(dtype), grad, {})
 
 
 @dataclass(frozen=True)
@@ -135,8 +114,8 @@ def _coefficients(problem: Problem, r: int, weight: np.ndarray) -> tuple[np.ndar
 
 def problem_bounds(problem: Problem, fmt: FloatFormat, want_grad: bool,
                    found: dict[int, Floats]) -> tuple[np.ndarray, np.ndarray | None]:
-    """The bounds of ``error_bounds`` for a prepared problem; ``found``: the exponentials of
-    the rows the first pass has (by row), the others are computed here."""
+    """The bounds of ``reference.oracle.error_bounds`` for a prepared problem; ``found``: the
+    exponentials of the rows the first pass has (by row), the others are computed here."""
     u, eta = fmt.unit_roundoff, fmt.smallest_subnormal
     with mpmath.workprec(first_precision(problem)), np.errstate(over="ignore"):
         if problem.op in ("softmax", "log_softmax"):
