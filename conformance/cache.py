@@ -23,14 +23,27 @@ single ``mpf``, which is all most comparisons need (``conformance.compare.Expect
 Reading an entry gives back the very same ``mpf`` values, so a cached and an uncached run
 write identical records.
 
+The metadata hold the sha256 of every array (its dtype, shape and bytes) and of the metadata
+themselves, and every read checks what it reads: the full read every array, a summary the
+float64 views and bounds it returns (an exact value is checked when it is read).  An entry
+without digests (written before format 3) is never trusted.
+
 Writers never expose a partial entry: an entry is written to a temporary file beside it and
 renamed into place (atomic on POSIX and Windows), so concurrent workers computing the same
 entry are harmless.  Where ``fcntl`` exists, computing an entry also holds an advisory lock
 on ``KEY.lock`` (released by the kernel if the process dies), so workers that need the same
 entry at the same time compute it once; the runner's oracle phase uses the same locks to
-share the work out (``claim``).  An entry that cannot be read or does not match its key (a
-truncated file, a disk error, a hand edit) is reported on stderr, naming the file, ignored
-and recomputed, and the recomputed entry replaces it.
+share the work out (``claim``); a file system without locks costs only the lock.  An entry
+that cannot be read, does not match its key or does not match its digests (a truncated file,
+a disk error, a hand edit) is reported on stderr, naming the file, ignored and recomputed,
+and the recomputed entry replaces it.
+
+A cache that cannot be written (read-only, full, or a file where a directory should be) costs
+the cache, not the run: the first failed write, or the probe of a cache first used, warns
+once on stderr with the path and the OS error; from then on the process (and the workers it
+starts, told through ``$CONFORMANCE_CACHE_UNWRITABLE``) reads what entries it can and
+computes the rest in memory, and nothing is an error because the cache could not be written
+or locked.
 """
 
 from __future__ import annotations
@@ -62,11 +75,11 @@ from reference.oracle import OracleResult
 CACHE_VARIABLE = "CONFORMANCE_CACHE"
 DEFAULT_DIRECTORY = Path(".conformance-cache")
 DISABLED = ("off", "0", "no", "none", "false")
-ENTRY_FORMAT = 2  # bump when the layout of an entry changes
+ENTRY_FORMAT = 3  # bump when the layout of an entry changes (3: digests of the arrays)
 SEMANTIC_FIELDS = ("op", "input", "target", "weight", "ignore_index", "reduction",
                    "label_smoothing", "grad")
-_SOURCES = ("reference/__init__.py", "reference/oracle.py", "reference/formats.py",
-            "conformance/problem.py", "conformance/generate.py")
+# Besides every reference/*.py (a module added to the oracle counts without being listed):
+_SOURCES = ("conformance/problem.py", "conformance/generate.py")
 # OracleResult's float64 arrays (the error bounds), stored as they are when present.
 _FLOAT_FIELDS = ("output_bound", "grad_bound")
 # mpmath's raw tuples (sign, mantissa, exponent, bitcount) of the values with mantissa 0,
@@ -82,12 +95,18 @@ class BadEntry(ValueError):
 @cache
 def oracle_version() -> str:
     """A short hash of the oracle's code (see the module docstring) and mpmath's version."""
+    return source_version(Path(__file__).resolve().parent.parent)
+
+
+def source_version(root: Path) -> str:
+    """``oracle_version`` of the checkout at ``root``: the entry format, the mpmath and numpy
+    versions, and the source of every ``reference/*.py`` and of ``_SOURCES``."""
     import mpmath
 
     digest = hashlib.sha256(f"entry-format {ENTRY_FORMAT}\nmpmath {mpmath.__version__}\n"
                             f"numpy {np.__version__}\n".encode())
-    root = Path(__file__).resolve().parent.parent
-    for name in _SOURCES:
+    names = sorted(p.relative_to(root).as_posix() for p in (root / "reference").glob("*.py"))
+    for name in [*names, *_SOURCES]:
         path = root / name
         source = path.read_bytes() if path.exists() else b"(absent)"
         digest.update(name.encode() + b"\0" + source + b"\0")
@@ -144,8 +163,20 @@ def cache_directory() -> Path | None:
 
 
 def default_cache() -> OracleCache | None:
+    """The cache at ``cache_directory()``; None when it is off, or when it can neither be
+    written nor read (a file where its directory should be): results are then computed in
+    memory, after one warning (``OracleCache.writable``)."""
     directory = cache_directory()
-    return None if directory is None else OracleCache(directory)
+    if directory is None:
+        return None
+    store = OracleCache(directory)
+    return store if store.writable or store.readable else None
+
+
+def writable_directory() -> Path | None:
+    """``cache_directory()`` if this process can write there, else None (warned once)."""
+    store = default_cache()
+    return store.root if store is not None and store.writable else None
 
 
 @dataclass
@@ -158,6 +189,14 @@ class CacheStats:
 
 
 STATS = CacheStats()
+
+# Caches this process found it cannot write (absolute root -> the OS error) and those it
+# probed.  A process that finds one sets $CONFORMANCE_CACHE_UNWRITABLE to its root, so the
+# workers it starts take the cache as read-only at once, without a warning of their own: a
+# run warns once.
+UNWRITABLE_VARIABLE = "CONFORMANCE_CACHE_UNWRITABLE"
+_UNWRITABLE: dict[str, str] = {}
+_PROBED: set[str] = set()
 
 
 # --- the cache ----------------------------------------------------------------------------------
@@ -178,6 +217,50 @@ class OracleCache:
 
     def contains(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    @property
+    def directory(self) -> Path:
+        """Where this oracle version's entries live."""
+        return self.root / f"oracle-{self.version}"
+
+    @property
+    def readable(self) -> bool:
+        """Whether there is a directory of entries to read."""
+        return self.directory.is_dir()
+
+    @property
+    def writable(self) -> bool:
+        """Whether entries can be written here: probed once per process (a temporary file
+        created and removed); a cache that cannot be written is read-only for the rest of
+        the process, after one warning naming it and the OS error."""
+        where = str(self.root.absolute())
+        if where not in _PROBED:
+            _PROBED.add(where)
+            if os.environ.get(UNWRITABLE_VARIABLE) == where:  # the parent found and said it
+                _UNWRITABLE[where] = "found unwritable by the process that started this one"
+            else:
+                self._probe()
+        return where not in _UNWRITABLE
+
+    def _probe(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            descriptor, name = tempfile.mkstemp(dir=self.directory, prefix=".probe.",
+                                                suffix=".tmp")
+            os.close(descriptor)
+            os.unlink(name)
+        except OSError as error:
+            self._unwritable(error)
+
+    def _unwritable(self, error: OSError) -> None:
+        """Take the cache as read-only for this process and its workers; warn once."""
+        where = str(self.root.absolute())
+        if where in _UNWRITABLE:
+            return
+        _UNWRITABLE[where] = str(error)
+        os.environ[UNWRITABLE_VARIABLE] = where
+        _warn(f"cannot write the oracle cache {self.root}: {error}; what it lacks is "
+              "computed in memory and not kept (this costs the cache, not the run)")
 
     def load(self, key: str) -> OracleResult | None:
         """The entry, or None when there is none; a bad entry raises ``BadEntry``."""
@@ -203,21 +286,33 @@ class OracleCache:
         except Exception:  # a damaged entry: ``get`` reports and replaces it
             return None
 
-    def store(self, key: str, result: OracleResult) -> Path:
-        """Write the entry atomically (temporary file, then rename)."""
+    def store(self, key: str, result: OracleResult) -> Path | None:
+        """Write the entry atomically (temporary file, then rename) and return its path.
+        A write that fails (a full, read-only or damaged disk) costs the cache, not the
+        run: it is never raised; the cache is read-only for the rest of the process, after
+        one warning (``writable``), and None is returned."""
+        if not self.writable:
+            return None
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = encode(result, key, self.version)
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.",
-                                                 suffix=".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:12]}.",
+                                                     suffix=".tmp")
+        except OSError as error:
+            self._unwritable(error)
+            return None
         try:
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(OSError):
                 os.unlink(temporary)
-            raise
+            if not isinstance(error, OSError):
+                raise
+            self._unwritable(error)
+            return None
         return path
 
     def get(self, key: str, compute: Callable[[], OracleResult]) -> OracleResult:
@@ -225,31 +320,38 @@ class OracleCache:
         result = self._load_or_report(key)
         if result is not None:
             return result
+        if not self.writable:  # nothing computed here could be kept: no lock to wait for
+            STATS.computed += 1
+            return compute()
         with self._lock(key, blocking=True):
-            result = self._load_or_report(key)  # another process may have just written it
+            # another process may have just written it (a bad entry is reported once)
+            result = self._load_or_report(key, report=False)
             if result is not None:
                 return result
             result = compute()
             STATS.computed += 1
-            try:
-                self.store(key, result)
-            except OSError as error:  # a full or read-only disk costs the cache, not the run
-                _warn(f"cannot write oracle cache entry {self.path(key)}: {error}")
+            self.store(key, result)  # never raises: a failed write costs only the cache
             return result
 
     @contextlib.contextmanager
     def claim(self, key: str) -> Iterator[bool]:
         """Try to take ``key``'s lock without waiting: True if this process should compute
-        it (no entry yet and nobody else computing it), else False."""
+        it (no entry yet, nobody else computing it, and a cache that can keep it), else
+        False (the frameworks then compute what they need in memory)."""
+        if not self.writable:
+            yield False
+            return
         with self._lock(key, blocking=False) as locked:
             yield locked and self._load_or_report(key, count=False) is None
 
-    def _load_or_report(self, key: str, count: bool = True) -> OracleResult | None:
+    def _load_or_report(self, key: str, count: bool = True,
+                        report: bool = True) -> OracleResult | None:
         try:
             result = self.load(key)
         except BadEntry as error:
-            STATS.bad += 1
-            _warn(f"ignoring bad oracle cache entry {error}; recomputing it")
+            if report:
+                STATS.bad += 1
+                _warn(f"ignoring bad oracle cache entry {error}; recomputing it")
             return None
         if result is not None and count:
             STATS.hits += 1
@@ -273,10 +375,14 @@ class OracleCache:
             except BlockingIOError:
                 yield False
                 return
+            except OSError:  # no locks on this file system: compute without the lock
+                yield True
+                return
             try:
                 yield True
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                with contextlib.suppress(OSError):
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -354,8 +460,7 @@ def encode(result: OracleResult, key: str, version: str) -> bytes:
     meta = {"format": ENTRY_FORMAT, "key": key, "oracle": version,
             "precision": int(result.precision), "certified": bool(result.certified),
             "grad": result.grad is not None}
-    arrays: dict[str, np.ndarray] = {
-        "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)}
+    arrays: dict[str, np.ndarray] = {}
     for name, values in (("output", result.output), ("grad", result.grad)):
         if values is None:
             continue
@@ -370,6 +475,12 @@ def encode(result: OracleResult, key: str, version: str) -> bytes:
         value = getattr(result, name, None)
         if value is not None:
             arrays[name] = np.asarray(value, dtype=np.float64)
+    # a digest of every array and of the metadata, checked on every read: a hand edit of the
+    # content (a reference, a bound) is as damaged as a truncated file
+    digests = {name: _digest(values) for name, values in arrays.items()}
+    meta["digests"] = digests
+    digests["meta"] = _meta_digest(meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
@@ -381,6 +492,8 @@ def decode(data: bytes, key: str, version: str, where: Path | str = "(entry)") -
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         meta = _meta(arrays["meta"], key, version, where)
+        checked = _Checked(arrays, meta, where)
+        arrays = {name: checked[name] for name in checked.files}  # every array, checked
         output = _join(arrays, "output")
         grad = _join(arrays, "grad") if meta["grad"] else None
         known = {f.name for f in fields(OracleResult)}
@@ -398,6 +511,7 @@ def decode_summary(archive: Any, key: str, version: str,
     """An entry's ``Summary`` from its open ``np.load`` archive, reading neither mantissas
     nor exponents; None when the entry predates the float64 views."""
     meta = _meta(archive["meta"], key, version, where)
+    archive = _Checked(archive, meta, where)  # only the arrays read here are hashed
     if "output_nearest" not in archive.files:
         return None
     output = _nearest(archive, "output", where)
@@ -408,13 +522,56 @@ def decode_summary(archive: Any, key: str, version: str,
 
 
 def _meta(raw: np.ndarray, key: str, version: str, where: Path | str) -> dict[str, Any]:
-    """The entry's metadata; ``BadEntry`` if the entry is another's (format, key, oracle)."""
+    """The entry's metadata; ``BadEntry`` if the entry is another's (format, key, oracle),
+    has no digests (an older version's: never trusted) or its metadata were edited."""
     meta: dict[str, Any] = json.loads(bytes(raw).decode())
     if meta.get("format") != ENTRY_FORMAT or meta.get("key") != key \
             or meta.get("oracle") != version:
         raise BadEntry(f"{where}: holds another entry (format {meta.get('format')}, "
                        f"key {str(meta.get('key'))[:16]}..., oracle {meta.get('oracle')})")
+    digests = meta.get("digests")
+    if not isinstance(digests, dict) or not all(isinstance(d, str) for d in digests.values()):
+        raise BadEntry(f"{where}: has no digests of its arrays, so its content cannot be "
+                       "checked (written by an older version, or edited)")
+    if digests.get("meta") != _meta_digest(meta):
+        raise BadEntry(f"{where}: its metadata do not match their digest (edited or damaged)")
     return meta
+
+
+def _digest(values: np.ndarray) -> str:
+    """The sha256 of an array's dtype, shape and bytes."""
+    data = np.ascontiguousarray(values)
+    head = f"{data.dtype.str} {list(data.shape)}\0".encode()
+    return hashlib.sha256(head + data.tobytes()).hexdigest()
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    """The sha256 of the metadata without the digests of the arrays and of itself."""
+    digests = {name: d for name, d in (meta.get("digests") or {}).items() if name != "meta"}
+    content = {**{k: v for k, v in meta.items() if k != "digests"}, "digests": digests}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+class _Checked:
+    """An entry's arrays (an open archive or a dict), each checked against its digest as it
+    is read; ``BadEntry`` where an array was changed, added or removed."""
+
+    def __init__(self, arrays: Any, meta: dict[str, Any], where: Path | str) -> None:
+        self._arrays, self._where = arrays, where
+        self._digests: dict[str, str] = meta["digests"]
+        names = arrays.files if hasattr(arrays, "files") else list(arrays)
+        self.files = [name for name in names if name != "meta"]
+        listed = set(self._digests) - {"meta"}
+        if set(self.files) != listed:
+            raise BadEntry(f"{where}: its arrays {sorted(self.files)} are not those its "
+                           f"digests list {sorted(listed)} (edited or damaged)")
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        values: np.ndarray = self._arrays[name]
+        if _digest(values) != self._digests[name]:
+            raise BadEntry(f"{self._where}: {name} does not match its digest "
+                           "(edited or damaged)")
+        return values
 
 
 def _bounds(arrays: Any, where: Path | str) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from mpmath import mpf
 from mpmath.libmp import from_man_exp
 
 from conformance import cache
-from conformance.cases import load_cases
+from conformance.cases import Case, load_cases
 from conformance.check import bounds_for, check_case, expected_for, reference_for
 from conformance.problem import make_problem
 from conformance.runner import RunOptions, run
@@ -110,6 +111,21 @@ def test_the_key_is_the_semantic_content_the_dtype_and_the_oracle(tmp_path: Path
     assert cache.entry_key(case, "float32", version="another oracle") != key
 
 
+def test_the_oracle_version_covers_every_module_of_reference(tmp_path: Path) -> None:
+    """A module added to reference/ (the oracle split into more files) is part of the
+    version without being listed, so editing it invalidates the entries it affects."""
+    (tmp_path / "reference").mkdir()
+    write(tmp_path / "reference" / "oracle.py", "x = 1\n")
+    first = cache.source_version(tmp_path)
+    write(tmp_path / "reference" / "compute.py", "y = 2\n")
+    second = cache.source_version(tmp_path)
+    write(tmp_path / "reference" / "compute.py", "y = 3\n")
+    third = cache.source_version(tmp_path)
+    write(tmp_path / "reference" / "SPEC.md", "prose is not code\n")
+    assert len({first, second, third}) == 3 and cache.source_version(tmp_path) == third
+    assert cache.oracle_version() == cache.source_version(Path(cache.__file__).parent.parent)
+
+
 def test_an_int_target_and_a_float_target_differ(tmp_path: Path) -> None:
     (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
     assert cache.entry_key(replace(case, target=(1, 0)), "float64") != \
@@ -132,6 +148,7 @@ def test_a_bad_entry_is_reported_ignored_and_recomputed(
     key, other = store.key(case, "float64"), store.key(case, "float32")
     computed = make_problem(case, "float64").reference()
     path = store.store(key, computed)
+    assert path is not None
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[:100])
     elif damage == "garbage":
@@ -340,3 +357,238 @@ def test_warm_records_come_from_the_views_and_equal_the_cold_ones(
     # only float64 needs the exact values (the residual e - RN64(e)); the others never
     # rebuild a single mpf
     assert bool(rebuilt) == (dtype == "float64")
+
+
+# --- hand edits: the content is checked against its digests, not only the metadata -----------
+
+
+def rewrite(path: Path, **changes: object) -> None:
+    """Rewrite the archive at ``path`` with some arrays replaced (``None`` deletes one) and
+    everything else, its metadata included, as it was: a careful hand edit."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    for name, value in changes.items():
+        if value is None:
+            del arrays[name]
+        else:
+            arrays[name] = np.asarray(value)
+    np.savez(path, allow_pickle=False, **arrays)
+
+
+def edited_meta(path: Path, **fields: object) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as archive:
+        meta = json.loads(bytes(archive["meta"]).decode())
+    meta.update(fields)
+    for name, value in list(meta.items()):
+        if value is None:
+            del meta[name]
+    return np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+
+
+def stored_entry(tmp_path: Path, store: cache.OracleCache, dtype: str = "float32"
+                 ) -> tuple[Case, str, Path, OracleResult]:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    key = store.key(case, dtype)
+    computed = make_problem(case, dtype).reference()
+    path = store.store(key, computed)
+    assert path is not None
+    return case, key, path, computed
+
+
+def edits(path: Path) -> dict[str, dict[str, object]]:
+    with np.load(path, allow_pickle=False) as archive:
+        output_nearest, grad_man = archive["output_nearest"], archive["grad_man"]
+    return {
+        "reference 42, bound 1e300": {"output_nearest": np.full(output_nearest.shape, 42.0),
+                                      "output_bound": np.full(output_nearest.shape, 1e300)},
+        "one exact value": {"grad_man": np.where(np.arange(grad_man.size) == 0, 3,
+                                                 grad_man.reshape(-1)).astype(
+                                                     grad_man.dtype).reshape(grad_man.shape)},
+        "a bound removed": {"grad_bound": None},
+        "an array added": {"extra": np.zeros(3)},
+        "the precision": {"meta": edited_meta(path, precision=1)},
+        "the digests removed (an entry of the previous version)": {
+            "meta": edited_meta(path, digests=None)},
+    }
+
+
+EDITS = ["reference 42, bound 1e300", "one exact value", "a bound removed", "an array added",
+         "the precision", "the digests removed (an entry of the previous version)"]
+
+
+@pytest.mark.parametrize("edit", EDITS)
+def test_a_hand_edited_entry_is_reported_ignored_and_recomputed(
+        tmp_path: Path, store: cache.OracleCache, capsys: pytest.CaptureFixture[str],
+        edit: str) -> None:
+    case, key, path, computed = stored_entry(tmp_path, store)
+    rewrite(path, **edits(path)[edit])
+    with pytest.raises(cache.BadEntry, match=str(path)):
+        store.load(key)
+    # a summary reads (and checks) only the float64 views, the bounds and the metadata; an
+    # edit of an exact value is found when the exact values are read
+    found = cache.summary(case, "float32")
+    if edit == "one exact value":
+        assert found is not None and same_floats(found.grad_bound, computed.grad_bound)
+    else:
+        assert found is None
+    calls: list[int] = []
+    result = store.get(key, lambda: calls.append(1) or computed)
+    assert same(result, computed) and calls == [1]
+    assert f"ignoring bad oracle cache entry {path}" in capsys.readouterr().err
+    loaded = store.load(key)  # the recomputed entry replaced the edited one
+    assert loaded is not None and same(loaded, computed)
+
+
+def test_an_edited_reference_never_passes_a_wrong_framework(
+        tmp_path: Path, store: cache.OracleCache, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's edit: 42.0 for the reference and 1e300 for the bound, metadata intact.
+    A framework 0.01 off then passed every record; the entry is now recomputed instead."""
+    from tests.stand_in_adapters import OffsetAdapter
+
+    case, _, path, _ = stored_entry(tmp_path, store)
+    rewrite(path, **edits(path)["reference 42, bound 1e300"])
+    expected_for.cache_clear()
+    reference_for.cache_clear()
+    adapter = OffsetAdapter()
+    api = next(a for a in adapter.apis() if a.op == "cross_entropy")
+    output, grad = check_case(case, adapter, api, adapter.devices()[0], "float32")
+    assert output.reference != 42.0 and output.status == "fail", output
+    assert grad.status == "pass"
+    err = capsys.readouterr().err
+    assert err.count(f"ignoring bad oracle cache entry {path}") == 1, err
+
+
+# --- an unwritable, full or damaged cache costs the cache, not the run ------------------------
+
+UNWRITABLE = "cannot write the oracle cache"
+
+
+@pytest.fixture
+def fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What this process learnt about unwritable caches, forgotten (as in a new process)."""
+    monkeypatch.setattr(cache, "_UNWRITABLE", {})
+    monkeypatch.setattr(cache, "_PROBED", set())
+    monkeypatch.setenv(cache.UNWRITABLE_VARIABLE, "")
+
+
+def bad_cache(tmp_path: Path, how: str) -> Path:
+    """A cache path that cannot be written, even by root: a regular file where the cache
+    directory should be, or a file named like its oracle-VERSION directory."""
+    if how == "a file for the directory":
+        return write(tmp_path / "cache-is-a-file", "not a directory\n")
+    root = tmp_path / "cache"
+    (root / f"oracle-{cache.oracle_version()}").parent.mkdir()
+    write(root / f"oracle-{cache.oracle_version()}", "not a directory\n")
+    return root
+
+
+@pytest.mark.parametrize("how", ["a file for the directory", "a file for the version directory"])
+def test_an_unwritable_cache_costs_the_cache_not_the_run(
+        tmp_path: Path, stand_ins: None, capfd: pytest.CaptureFixture[str],
+        fresh_process_state: None, how: str) -> None:
+    """``conformance run --cache BAD``: the oracle phase, the documented checks and the
+    framework worker compute in memory; one warning names the path and the OS error."""
+    from conformance.cli import main
+    from conformance.results import read_results
+
+    cases, out = write(tmp_path / "cases.yaml", SUITE), tmp_path / "r.jsonl"
+    bad = bad_cache(tmp_path, how)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code = main(["run", "--cases", str(cases), "--framework", "exact", "--cache", str(bad),
+                 "--out", str(out), "--jobs", "2"])
+    err = capfd.readouterr().err
+    records = read_results([out]).records
+    assert code == 0, err
+    assert len(records) == 3 * 2 * 2 + 1  # 3 cases x 2 dtypes x (output, grad), documented
+    assert {r.status for r in records} == {"pass"}, [r.message for r in records]
+    assert err.count(UNWRITABLE) == 1, err
+    line = next(line for line in err.splitlines() if UNWRITABLE in line)
+    assert str(bad) in line and ("Not a directory" in line or "File exists" in line), line
+    assert "ignoring bad oracle cache entry" not in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted([*before, "r.jsonl"])
+
+
+def test_a_read_only_cache_is_read_and_what_it_lacks_is_computed_in_memory(
+        tmp_path: Path, store: cache.OracleCache, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], fresh_process_state: None) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    kept, missing = store.key(case, "float64"), store.key(case, "float32")
+    computed = make_problem(case, "float64").reference()
+    store.store(kept, computed)
+    cache._PROBED.clear()  # the disk turns read-only after this entry was written
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(cache.tempfile, "mkstemp", read_only)
+    calls: list[str] = []
+    assert same(store.get(kept, lambda: calls.append("kept") or computed), computed)
+    fresh = make_problem(case, "float32").reference()
+    assert same(store.get(missing, lambda: calls.append("missing") or fresh), fresh)
+    assert same(store.get(missing, lambda: calls.append("again") or fresh), fresh)
+    assert calls == ["missing", "again"] and not store.contains(missing)
+    with store.claim(missing) as mine:  # the oracle phase leaves it to the frameworks
+        assert mine is False
+    err = capsys.readouterr().err
+    assert err.count(UNWRITABLE) == 1 and "Read-only file system" in err
+    assert str(store.root) in err
+
+
+def test_a_disk_that_fills_up_during_the_run_warns_once_and_keeps_computing(
+        tmp_path: Path, store: cache.OracleCache, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], fresh_process_state: None) -> None:
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    results = {d: make_problem(case, d).reference() for d in ("float64", "float32")}
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache.os, "replace", full)
+    for dtype, result in results.items():
+        assert same(store.get(store.key(case, dtype), lambda r=result: r), result)
+        assert store.store(store.key(case, dtype), result) is None  # never raises
+    err = capsys.readouterr().err
+    assert err.count(UNWRITABLE) == 1 and "No space left on device" in err, err
+    assert not list(store.root.rglob("*.npz")) and not list(store.root.rglob("*.tmp"))
+
+
+def test_a_lock_that_cannot_be_taken_costs_only_the_lock(
+        tmp_path: Path, store: cache.OracleCache, monkeypatch: pytest.MonkeyPatch,
+        fresh_process_state: None) -> None:
+    if cache.fcntl is None:
+        pytest.skip("no fcntl locks on this platform")
+    (case,) = load_cases([write(tmp_path / "c.yaml", CASE)])
+    computed = make_problem(case, "float64").reference()
+
+    def no_locks(*args: object) -> None:
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(cache.fcntl, "flock", no_locks)
+    key = store.key(case, "float64")
+    assert same(store.get(key, lambda: computed), computed)
+    with store.claim(store.key(case, "float32")) as mine:
+        assert mine is True  # computed without the lock (at worst twice, never corrupted)
+    assert store.load(key) is not None
+
+
+def test_the_oracle_worker_records_no_failure_when_the_cache_cannot_be_written(
+        tmp_path: Path, store: cache.OracleCache, monkeypatch: pytest.MonkeyPatch,
+        fresh_process_state: None) -> None:
+    """The oracle phase's worker computes, fails to store (a full disk) and goes on: nothing
+    it sends makes a job an error; the frameworks compute what the cache lacks."""
+    from conformance import worker
+
+    cases = load_cases([write(tmp_path / "cases.yaml", SUITE)])
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache.os, "replace", full)
+    events: list[dict[str, object]] = []
+
+    class Channel:
+        def emit(self, event: dict[str, object]) -> None:
+            events.append(event)
+
+    worker._fill_oracle_cache(Channel(), cases, None, set(), None)  # type: ignore[arg-type]
+    assert events and not [e for e in events if e.get("event") == "failed"], events
