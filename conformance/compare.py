@@ -218,35 +218,55 @@ def policy_k(op: str, quantity: str, dtype: str) -> float:
 
 
 def run_scale() -> float | None:
-    """The per-run factor from ``$CONFORMANCE_TOLERANCE_SCALE`` (set by ``--tolerance-scale``)."""
+    """The per-run factor from ``$CONFORMANCE_TOLERANCE_SCALE`` (set by ``--tolerance-scale``);
+    ``ValueError`` unless it is a finite number > 0 (NaN or infinity would pass everything)."""
     value = os.environ.get(RUN_SCALE_VARIABLE, "").strip()
     if not value:
         return None
-    scale = float(value)
-    if not scale > 0 or math.isinf(scale):
-        raise ValueError(f"${RUN_SCALE_VARIABLE} must be a positive number, got {value!r}")
+    try:
+        scale = float(value)
+    except ValueError:
+        scale = math.nan
+    if not _finite_positive(scale):
+        raise ValueError(f"${RUN_SCALE_VARIABLE} must be a finite number > 0, got "
+                         f"{os.environ[RUN_SCALE_VARIABLE]!r}")
     return scale
+
+
+def _finite_positive(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _checked(value: Any, name: str) -> float:
+    """``value`` as a float, or ``ValueError`` unless it is a finite number > 0."""
+    if not _finite_positive(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def tolerance_for(op: str, quantity: str, dtype: str, override: Any = None,
                   scale: float | None = None) -> Tolerance:
     """The tolerance of one record: the policy's ``K``, replaced or scaled by a case's
     ``tolerance:`` (``override``: a number is a scale; a mapping has ``scale``, ``k`` -- a
-    number or ``{output, grad}`` -- and ``reason``), then scaled by the run's ``scale``."""
+    number or ``{output, grad}`` -- and ``reason``), then scaled by the run's ``scale``.
+    Every factor must be a finite number > 0 (``ValueError`` otherwise: case files are checked
+    when loaded, this guards cases built in code)."""
     k, factor, reason, sources = policy_k(op, quantity, dtype), 1.0, "", []
     if override is not None:
         spec = _as_mapping(override)
         if "k" in spec:
             chosen = spec["k"]
-            chosen = _as_mapping(chosen).get(quantity) if isinstance(chosen, Mapping) \
-                or _is_pairs(chosen) else chosen
+            per_quantity = isinstance(chosen, Mapping) or _is_pairs(chosen)
+            if per_quantity:
+                chosen = _as_mapping(chosen).get(quantity)
             if chosen is not None:
-                k = float(chosen)
-        factor *= float(spec.get("scale", 1.0))
+                k = _checked(chosen, f"tolerance.k{'.' + quantity if per_quantity else ''}")
+        factor *= _checked(spec.get("scale", 1.0), "tolerance.scale")
         reason = str(spec.get("reason", ""))
         sources.append("case")
     if scale is not None:
-        factor *= scale
+        factor *= _checked(scale, "the run's tolerance scale")
         sources.append("run")
     return Tolerance(k, factor, "+".join(sources) or "policy", reason)
 
@@ -262,7 +282,7 @@ def _as_mapping(value: Any) -> dict[str, Any]:
     if _is_pairs(value):
         return {str(k): v for k, v in value}
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"scale": float(value)}
+        return {"scale": _checked(value, "tolerance")}
     raise ValueError(f"tolerance must be a number or a mapping, got {value!r}")
 
 

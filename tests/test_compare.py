@@ -234,6 +234,36 @@ def test_tolerance_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tolerance_for("softmax", "grad", "float16", {"k": 5}).k == 5
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "0", "-1", "abc", "NaN"])
+def test_the_run_scale_variable_must_be_finite_and_positive(
+        monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from conformance.compare import run_scale
+
+    monkeypatch.setenv(RUN_SCALE_VARIABLE, value)
+    with pytest.raises(ValueError) as caught:
+        run_scale()
+    assert f"${RUN_SCALE_VARIABLE} must be a finite number > 0, got {value!r}" == str(caught.value)
+    monkeypatch.setenv(RUN_SCALE_VARIABLE, " 2.5 ")
+    assert run_scale() == 2.5
+
+
+@pytest.mark.parametrize("override", [
+    math.nan, math.inf, {"k": math.nan}, {"scale": math.inf}, {"scale": math.nan},
+    {"k": {"grad": math.inf}}, (("k", (("grad", math.nan),)),), {"k": 0}, -2.0,
+])
+def test_a_case_tolerance_that_is_not_finite_and_positive_is_refused(override: Any) -> None:
+    """Cases are checked at load; a Case built in code is refused where the tolerance is read,
+    never turned into a bound that passes everything."""
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        tolerance_for("cross_entropy", "grad", "float32", override)
+
+
+def test_a_run_scale_that_is_not_finite_is_refused_where_it_is_read() -> None:
+    for scale in (math.nan, math.inf, 0.0):
+        with pytest.raises(ValueError, match="must be a finite number > 0"):
+            tolerance_for("cross_entropy", "grad", "float32", None, scale=scale)
+
+
 def test_a_tolerance_factor_scales_the_verdict() -> None:
     expected = _exact([1])
     actual = np.array([1.0 + 3 * 2.0 ** -23])  # error 3 * 2**-23
