@@ -1,16 +1,28 @@
 """Case files: loading YAML with line numbers, validating it, and the frozen ``Case`` record.
 
 A case file is ``{defaults: {...}, cases: [{...}, ...]}`` (schema: ``case_schema.json`` beside
-this module).  Loading is safe (plain YAML scalars, lists and mappings only; no tags that
-build objects) and remembers the line of every node, so each error names the file, the line
-and the field: ``cases/seeds.yaml:14: cases[2].target: ...``.
+this module).  Loading is safe (plain YAML scalars, lists and mappings with string keys only;
+no tags that build objects, no merge keys) and remembers the line of every node, so each
+error names the file, the line and the field: ``cases/seeds.yaml:14: cases[2].target: ...``.
+
+Loading is bounded whatever the file holds: only a regular file is read (a FIFO, a device
+or a directory is refused without blocking), at most ``MAX_FILE_BYTES``; the YAML is built
+from the parser's events without recursion, at most ``MAX_DEPTH`` lists and mappings deep
+and ``MAX_NODES`` values with every alias counted as all it repeats (an alias bomb stops at
+the alias that crosses the bound); integers lie in int64; a tensor has at most
+``MAX_DIMENSIONS`` dimensions; a generated input at most
+``generate.MAX_GENERATED_ELEMENTS`` elements; tolerances are finite numbers > 0.
 """
 
 from __future__ import annotations
 
 import difflib
+import errno
 import json
+import math
+import os
 import re
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,8 +40,6 @@ SCHEMA_PATH = Path(__file__).with_name("case_schema.json")
 REQUIRED_AFTER_DEFAULTS = ("source", "op", "input")
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
 # PyYAML (YAML 1.1) reads 1e-4 as a string; a user writing it means a number.
-_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null",
-                                                        "seq", "map")}
 _FLOAT_LITERAL = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
 
 
@@ -108,7 +118,25 @@ class Case:
         return self.target
 
 
-# --- YAML with line numbers ------------------------------------------------------------------
+# --- reading a case file, within limits ----------------------------------------------------
+
+# What one case file may hold.  The shipped library's largest file has 150 KB and 10,011 YAML
+# values (cases/semantics/grid.yaml) and nests 7 deep; large inputs are written as generators.
+MAX_FILE_BYTES = 4 * 1024 * 1024  # the file's size, checked before it is read
+MAX_NODES = 200_000  # YAML values (keys included), an alias counted as all it repeats
+MAX_DEPTH = 40  # nested lists and mappings: the file, cases, a case, then a tensor's lists
+MAX_DIMENSIONS = generate.MAX_DIMENSIONS  # numpy's limit on an array's dimensions (32)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # every integer (indices, seeds, shapes)
+
+# libyaml's parser when PyYAML has it (the same events, faster); the composing is ours.
+_PARSER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALAR_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
+_SEQ_TAG, _MAP_TAG = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a float", type(None): "null"}
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass
@@ -121,58 +149,267 @@ class _Located:
     def line_of(self, path: Iterable[Any]) -> int | None:
         path = tuple(path)
         while path not in self.lines and path:
-            path = path[:-1]  # an unknown deeper path: fall back to its parent
+            path = path[:-1]  # an unknown deeper path (or one inside an alias): its parent's
         return self.lines.get(path)
 
 
 def _load_yaml(path: Path) -> _Located:
+    text = _decode(path, _read_bytes(path))
+    builder = _Builder(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise CaseError(path, None, "", f"cannot read file: {error}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        for event in yaml.parse(text, Loader=_PARSER):
+            builder.add(event)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise CaseError(path, line, "", f"not valid YAML: {error}") from None
-    lines: dict[tuple[Any, ...], int] = {}
-    data = _to_python(root, (), lines, path) if root is not None else None
-    return _Located(data, lines)
+    return _Located(builder.root, builder.lines)
 
 
-def _to_python(node: yaml.Node, path: tuple[Any, ...], lines: dict, file: Path) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if node.tag not in _PLAIN_TAGS:
-        raise CaseError(file, node.start_mark.line + 1, _dotted(path),
-                        f"unsupported YAML node {node.tag!r}: use plain numbers, strings and lists")
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node, file, path)
-            if key in result:
-                raise CaseError(file, key_node.start_mark.line + 1, _dotted((*path, key)),
-                                "duplicate key")
-            result[key] = _to_python(value_node, (*path, key), lines, file)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, (*path, i), lines, file) for i, item in enumerate(node.value)]
-    return _scalar(node, file, path)
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``MAX_FILE_BYTES``.  Opened without
+    blocking and checked before anything is read: a FIFO without a writer, a device such as
+    /dev/zero, a directory or an oversized file is refused at once."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as error:
+        raise CaseError(path, None, "", f"cannot read file: {_os_reason(path, error)}") from None
+    try:
+        info = os.fstat(fd)
+        mode, size = info.st_mode, info.st_size
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+            raise CaseError(path, None, "", f"not a regular file ({kind}); case files are "
+                                            "read from regular files only")
+        chunks, total = [], 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            total += len(chunk)
+            size = max(size, total)  # a file growing while it is read
+        if size > MAX_FILE_BYTES:
+            raise CaseError(path, None, "", f"the file has {size:,} bytes: at most "
+                                            f"{MAX_FILE_BYTES:,} bytes (MAX_FILE_BYTES); "
+                                            "describe large inputs with a generator "
+                                            "(input: {generate: normal, shape: ...})")
+        return b"".join(chunks)
+    except OSError as error:
+        raise CaseError(path, None, "", f"cannot read file: {_os_reason(path, error)}") from None
+    finally:
+        os.close(fd)
 
 
-def _scalar(node: yaml.Node, file: Path, path: tuple[Any, ...]) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        raise CaseError(file, node.start_mark.line + 1, _dotted(path),
-                        f"unsupported YAML node {node.tag!r}: use plain numbers, strings and lists")
-    value = yaml.SafeLoader("").construct_object(node)
-    if isinstance(value, str) and node.style is None and _FLOAT_LITERAL.match(value):
-        return float(value)
-    return value
+def _os_reason(path: Path, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "a symlink loop (too many levels of symbolic links)"
+    reason = (error.strerror or str(error)).lower()
+    if error.errno == errno.ENOENT and path.is_symlink():
+        return f"{reason} (a symbolic link to a path that does not exist)"
+    return reason
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The UTF-8 text of ``data``; a NUL byte, a byte that is not UTF-8 or a character YAML
+    does not allow is an error naming its line and column."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        line, column = _position(data, nul)
+        raise CaseError(path, line, "", f"NUL byte at column {column}: a case file is UTF-8 "
+                                        "text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _position(data, error.start)
+        raise CaseError(path, line, "", f"not UTF-8: byte 0x{data[error.start]:02x} at column "
+                                        f"{column} ({error.reason}); a case file is UTF-8 "
+                                        "text") from None
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad is not None:
+        line, column = _position(text, bad.start())
+        raise CaseError(path, line, "", f"character U+{ord(bad.group()):04X} at column "
+                                        f"{column} is not allowed in YAML (not printable)")
+    return text
+
+
+def _position(data: bytes | str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of ``data[index]``."""
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    start = data.rfind(newline, 0, index) + 1  # type: ignore[arg-type]
+    return data.count(newline, 0, index) + 1, index - start + 1  # type: ignore[arg-type]
+
+
+@dataclass
+class _Open:
+    """A list or mapping being built: its value, path, line, anchor, and the node count when
+    it began (its size, once complete, for the aliases that repeat it)."""
+
+    value: list[Any] | dict[str, Any]
+    path: tuple[Any, ...]
+    anchor: str | None
+    nodes_before: int
+    key: Any = None
+    has_key: bool = False
+
+
+class _Builder:
+    """Plain Python data and the line of every node from a stream of YAML events, built
+    without recursion (any depth is safe up to the check of ``MAX_DEPTH``), counting every
+    value an alias repeats against ``MAX_NODES``, and allowing only plain scalars, lists and
+    mappings with string keys.  An anchor is usable once its node is complete, so a node
+    cannot contain itself.  An alias shares the anchored Python value (never mutated)."""
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.root: Any = None
+        self.lines: dict[tuple[Any, ...], int] = {}
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.open: list[_Open] = []
+        self.nodes = 0
+        self.documents = 0
+        self.constructor = yaml.SafeLoader("")  # its resolver and scalar constructors only
+
+    def add(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise CaseError(self.file, _line(event), "", "a case file is one YAML "
+                                "document; found a second one ('---')")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            done = self.open.pop()
+            if done.anchor is not None:
+                self.anchors[done.anchor] = (done.value, self.nodes - done.nodes_before)
+            self._attach(done.value)
+        elif isinstance(event, yaml.NodeEvent):
+            parent = self.open[-1] if self.open else None
+            if isinstance(parent, _Open) and isinstance(parent.value, dict) \
+                    and not parent.has_key:
+                self._key(parent, event)
+            else:
+                self._node(event, self._path(parent))
+
+    def _path(self, parent: _Open | None) -> tuple[Any, ...]:
+        if parent is None:
+            return ()
+        index = parent.key if isinstance(parent.value, dict) else len(parent.value)
+        return (*parent.path, index)
+
+    def _count(self, nodes: int, line: int, path: tuple[Any, ...]) -> None:
+        self.nodes += nodes
+        if self.nodes > MAX_NODES:
+            raise CaseError(self.file, line, _dotted(path), (
+                f"the file holds more than {MAX_NODES:,} YAML values (aliases counted as all "
+                f"the values they repeat): at most {MAX_NODES:,} (MAX_NODES); describe large "
+                "inputs with a generator (input: {generate: normal, shape: ...})"))
+
+    def _node(self, event: yaml.NodeEvent, path: tuple[Any, ...]) -> None:
+        line = _line(event)
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                raise CaseError(self.file, line, _dotted(path), (
+                    f"alias *{event.anchor} names no complete anchor before it (an alias "
+                    "cannot repeat the node that contains it)"))
+            value, size = self.anchors[event.anchor]
+            self._count(size, line, path)
+            self.lines[path] = line
+            self._attach(value)
+            return
+        self._count(1, line, path)
+        self.lines[path] = line
+        if isinstance(event, yaml.ScalarEvent):
+            value = self._scalar(event, path)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = (value, 1)
+            self._attach(value)
+            return
+        is_list = isinstance(event, yaml.SequenceStartEvent)
+        tag = self._tag(event, yaml.SequenceNode if is_list else yaml.MappingNode)
+        if tag != (_SEQ_TAG if is_list else _MAP_TAG):
+            raise self._unsupported(tag, line, path)
+        if len(self.open) >= MAX_DEPTH:
+            raise CaseError(self.file, line, _dotted(path), (
+                f"lists and mappings nest more than {MAX_DEPTH} levels deep (MAX_DEPTH; a "
+                f"tensor has at most {MAX_DIMENSIONS} dimensions)"))
+        self.open.append(_Open([] if is_list else {}, path, event.anchor, self.nodes - 1))
+
+    def _key(self, parent: _Open, event: yaml.NodeEvent) -> None:
+        line, where = _line(event), _dotted(parent.path)
+        if not isinstance(event, yaml.ScalarEvent):
+            raise CaseError(self.file, line, where, "a mapping key must be a plain name, not "
+                            "a list, a mapping or an alias")
+        tag = self._tag(event, yaml.ScalarNode)
+        if tag == _MERGE_TAG:
+            raise CaseError(self.file, line, where, (
+                "merge keys ('<<') are not supported: write the keys out (a file's "
+                "'defaults:' are merged into each of its cases)"))
+        key = self._scalar(event, parent.path)
+        if not isinstance(key, str):
+            kind = _TYPE_NAMES.get(type(key), "a value")
+            raise CaseError(self.file, line, where, (
+                f"key {_brief(repr(event.value))} is read as {kind}, not a name: keys are "
+                "field names (quote it if you mean the text)"))
+        self._count(1, line, parent.path)
+        if key in parent.value:
+            raise CaseError(self.file, line, _dotted((*parent.path, key)), "duplicate key")
+        parent.key, parent.has_key = key, True
+
+    def _attach(self, value: Any) -> None:
+        if not self.open:
+            self.root = value
+            return
+        parent = self.open[-1]
+        if isinstance(parent.value, list):
+            parent.value.append(value)
+        else:
+            parent.value[parent.key] = value
+            parent.key, parent.has_key = None, False
+
+    def _tag(self, event: Any, kind: type) -> str:
+        tag = event.tag
+        if tag is None or tag == "!":  # as PyYAML's composer resolves it
+            value = event.value if kind is yaml.ScalarNode else None
+            tag = self.constructor.resolve(kind, value, event.implicit)
+        return str(tag)
+
+    def _unsupported(self, tag: str, line: int, path: tuple[Any, ...]) -> CaseError:
+        return CaseError(self.file, line, _dotted(path), f"unsupported YAML node {tag!r}: use "
+                         "plain numbers, strings, lists and mappings")
+
+    def _scalar(self, event: yaml.ScalarEvent, path: tuple[Any, ...]) -> Any:
+        line, tag = _line(event), self._tag(event, yaml.ScalarNode)
+        if tag not in _SCALAR_TAGS:
+            raise self._unsupported(tag, line, path)
+        node = yaml.ScalarNode(tag, event.value, style=event.style)
+        try:
+            value = self.constructor.yaml_constructors[tag](self.constructor, node)
+        except (ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+            raise CaseError(self.file, line, _dotted(path), (
+                f"cannot read {_brief(repr(event.value))} as {tag.rsplit(':', 1)[-1]} "
+                f"({_brief(str(error))})")) from None
+        # a plain scalar: PyYAML's parser says style None, libyaml's ''
+        if isinstance(value, str) and not event.style and _FLOAT_LITERAL.match(value):
+            return float(value)
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and not INT64_MIN <= value <= INT64_MAX:
+            raise CaseError(self.file, line, _dotted(path), (
+                f"integer {_brief(event.value)} is outside the int64 range [-2**63, 2**63 - 1] "
+                "(write a float such as 1e20 if it is a value)"))
+        return value
+
+
+def _line(event: yaml.Event) -> int:
+    return int(getattr(event.start_mark, "line", 0)) + 1  # every parsed event has a mark
+
+
+def _brief(text: str, limit: int = 60) -> str:
+    """``text`` shortened for an error message (a 4 MB value must not become one)."""
+    return text if len(text) <= limit else f"{text[:limit - 8]}...{text[-5:]}"
 
 
 def _dotted(path: Iterable[Any]) -> str:
     text = ""
     for part in path:
+        if not isinstance(part, int) and len(str(part)) > 60:
+            part = f"{str(part)[:55]}..."
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(file)"
 
@@ -186,9 +423,18 @@ def case_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
+@cache
+def _validator() -> Any:
+    """A validator of the case schema whose integers are Python ints only: JSON Schema counts
+    1.0 as an integer, and a seed, shape or index written 1.0e3 would reach numpy a float."""
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    return jsonschema.validators.extend(base, type_checker=checker)(case_schema())
+
+
 def _schema_error(path: Path, located: _Located) -> CaseError | None:
-    validator = jsonschema.Draft202012Validator(case_schema())
-    errors = sorted(validator.iter_errors(located.data), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator().iter_errors(located.data), key=lambda e: list(e.absolute_path))
     if not errors:
         return None
     error = jsonschema.exceptions.best_match(errors)
@@ -197,31 +443,103 @@ def _schema_error(path: Path, located: _Located) -> CaseError | None:
         allowed = error.schema.get("properties", {})
         unknown = [key for key in error.instance if key not in allowed]
         where.append(unknown[0])
-        message = (f"unknown key {unknown[0]!r}{_did_you_mean(unknown[0], allowed)}; "
-                   f"allowed keys: {', '.join(sorted(allowed))}")
+        message = (f"unknown key {_brief(repr(unknown[0]))}{_did_you_mean(unknown[0], allowed)}"
+                   f"; allowed keys: {', '.join(sorted(allowed))}")
         return CaseError(path, located.line_of(where), _dotted(where), message)
     return CaseError(path, located.line_of(where), _dotted(where), _explain(error))
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    if len(word) > 100:  # no name is that long; difflib's cost grows with it
+        return ""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _explain(error: jsonschema.ValidationError) -> str:
     schema: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    instance = _brief(repr(error.instance))
     if error.validator == "enum":
         choices = [str(c) for c in schema.get("enum", [])]
-        return (f"{error.instance!r} is not one of {', '.join(map(repr, choices))}"
+        return (f"{instance} is not one of {', '.join(map(repr, choices))}"
                 f"{_did_you_mean(str(error.instance), choices)}")
     if error.validator in ("oneOf", "anyOf"):
         expected = schema.get("description") or "wrong type"
-        return f"{error.instance!r} is not valid here ({expected})"
-    return error.message
+        return f"{instance} is not valid here ({expected})"
+    return error.message.replace(repr(error.instance), instance)
+
+
+# The fields holding nested lists of numbers, and the tolerance-like ones (each a finite
+# number > 0: the schema's exclusiveMinimum lets NaN through, and NaN or infinity as a
+# tolerance would pass every record).
+TENSOR_FIELDS = ("input", "target", "weight", "documented", "documented_grad")
+
+
+def _tolerances(raw: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every tolerance-like number of a case's (or the defaults') mapping, with its path:
+    ``documented_tolerance``, ``tolerance`` as a number, ``tolerance.scale``, ``tolerance.k``
+    as a number or per quantity (``tolerance.k.output``, ``tolerance.k.grad``)."""
+    if "documented_tolerance" in raw:
+        yield ("documented_tolerance",), raw["documented_tolerance"]
+    if "tolerance" not in raw:
+        return
+    tolerance = raw["tolerance"]
+    if not isinstance(tolerance, dict):
+        yield ("tolerance",), tolerance
+        return
+    if "scale" in tolerance:
+        yield ("tolerance", "scale"), tolerance["scale"]
+    k = tolerance.get("k")
+    if isinstance(k, dict):
+        yield from ((("tolerance", "k", quantity), value) for quantity, value in k.items())
+    elif "k" in tolerance:
+        yield ("tolerance", "k"), k
+
+
+def is_finite_positive(value: Any) -> bool:
+    """A number (not a boolean) that is finite and > 0."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _too_deep(value: Any, limit: int) -> tuple[int, ...] | None:
+    """The index path of a list nested ``limit + 1`` lists deep in ``value``, or None."""
+    pending: list[tuple[tuple[int, ...], Any]] = [((), value)]
+    while pending:
+        at, item = pending.pop()
+        if isinstance(item, list):
+            if len(at) >= limit:
+                return at
+            pending.extend(((*at, i), v) for i, v in enumerate(item))
+    return None
+
+
+def _check_fields(path: Path, located: _Located) -> None:
+    """What the schema cannot say, in the defaults and in every case, each at its own line:
+    finite positive tolerances, and tensors of at most ``MAX_DIMENSIONS`` dimensions."""
+    sections: list[tuple[tuple[Any, ...], Any]] = [
+        (("cases", i), raw) for i, raw in enumerate(located.data["cases"])]
+    if "defaults" in located.data:
+        sections.insert(0, (("defaults",), located.data["defaults"]))
+    for where, raw in sections:
+        for field_path, value in _tolerances(raw):
+            at = (*where, *field_path)
+            if not is_finite_positive(value):
+                raise CaseError(path, located.line_of(at), _dotted(at),
+                                f"{'.'.join(field_path)} must be a finite number > 0, got "
+                                f"{_brief(repr(value))}")
+        for name in TENSOR_FIELDS:
+            deep = _too_deep(raw.get(name), MAX_DIMENSIONS)
+            if deep is not None:
+                raise CaseError(path, located.line_of((*where, name, *deep)),
+                                _dotted((*where, name)),
+                                f"{name} nests lists more than {MAX_DIMENSIONS} deep: at most "
+                                f"{MAX_DIMENSIONS} dimensions (MAX_DIMENSIONS, numpy's limit)")
 
 
 def load_file(path: Path | str) -> list[Case]:
-    """Load and validate one case file; raises ``CaseError`` at the first problem."""
+    """Load and validate one case file; raises ``CaseError`` at the first problem.  Reads
+    only a regular file, within ``MAX_FILE_BYTES``, ``MAX_NODES`` and ``MAX_DEPTH``."""
     path = Path(path)
     located = _load_yaml(path)
     if not isinstance(located.data, dict):
@@ -229,6 +547,7 @@ def load_file(path: Path | str) -> list[Case]:
     error = _schema_error(path, located)
     if error is not None:
         raise error
+    _check_fields(path, located)
     defaults = located.data.get("defaults", {})
     return [
         _build_case(path, located, index, {**defaults, **raw})
@@ -261,17 +580,38 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
     )
     if case.expect == "value":
         _check_domain(path, located, where, case)
+    elif _has_spec(case):  # an expected error still needs inputs that can be generated
+        _raise_problem(path, located, where, generate.check_generation(
+            case.input, case.target, case.weight))
     return case
 
 
+def _has_spec(case: Case) -> bool:
+    return any(isinstance(v, generate.Spec) for v in (case.input, case.target, case.weight))
+
+
+def _raise_problem(path: Path, located: _Located, where: tuple[Any, ...],
+                   problem: tuple[str, str] | None, note: str = "") -> None:
+    if problem is not None:
+        field_path = (*where, problem[0])
+        raise CaseError(path, located.line_of(field_path), _dotted(field_path),
+                        problem[1] + note)
+
+
 def _check_domain(path: Path, located: _Located, where: tuple[Any, ...], case: Case) -> None:
-    if any(isinstance(v, generate.Spec) for v in (case.input, case.target, case.weight)):
-        problem = generate.check_domain(case.op, case.input, case.target, case.weight,
-                                        case.ignore_index, case.label_smoothing)
-        if problem is not None:
-            field_path = (*where, problem[0])
-            raise CaseError(path, located.line_of(field_path), _dotted(field_path),
-                            f"{problem[1]} (mark the case 'expect: error' if this is intended)")
+    """The inputs lie in the oracle's domain (``reference.oracle.check_inputs``, or its mirror
+    ``generate.check_domain`` for generated values, which also checks they can be generated)."""
+    note = " (mark the case 'expect: error' if this is intended)"
+    shape = generate.input_shape(case.input)
+    if shape and shape[generate.class_axis(shape)] == 0:
+        # the oracle cannot compute it (a row of no classes has no softmax): say so here
+        _raise_problem(path, located, where, ("input", (
+            f"input has no classes: the class axis (axis {generate.class_axis(shape)} of "
+            f"shape {shape}) is empty; at least one class is needed")), note)
+    if _has_spec(case):
+        _raise_problem(path, located, where, generate.check_domain(
+            case.op, case.input, case.target, case.weight, case.ignore_index,
+            case.label_smoothing), note)
         return
     try:
         check_inputs(
@@ -280,9 +620,7 @@ def _check_domain(path: Path, located: _Located, where: tuple[Any, ...], case: C
             label_smoothing=case.label_smoothing,
         )
     except OracleDomainError as error:
-        field_path = (*where, error.field)
-        raise CaseError(path, located.line_of(field_path), _dotted(field_path),
-                        f"{error} (mark the case 'expect: error' if this is intended)") from None
+        _raise_problem(path, located, where, (error.field, str(error)), note)
 
 
 def _freeze(value: Any) -> Any:
@@ -329,16 +667,30 @@ def _contains(value: Any, wanted: Any) -> bool:
 
 
 def find_case_files(paths: Iterable[Path | str]) -> list[Path]:
-    """The YAML files named, or found (recursively, sorted) under the directories named."""
+    """The files named, and the YAML files found (recursively, sorted) under the directories
+    named.  Every entry that is not a directory is listed, a FIFO or a broken link included,
+    so ``load_file`` says what is wrong with it rather than leaving it out without a word; a
+    directory that cannot be listed is an error.  Symbolic links to directories are not
+    followed (as before: no loops)."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix in CASE_FILE_SUFFIXES))
-        elif p.exists():
+            files.extend(sorted(_walk(p)))
+        elif os.path.lexists(p):  # a file, or what load_file refuses with its reason
             files.append(p)
         else:
             raise CaseError(p, None, "", "no such file or directory")
     return files
+
+
+def _walk(top: Path) -> Iterator[Path]:
+    def refuse(error: OSError) -> None:
+        where = error.filename or top
+        raise CaseError(where, None, "", f"cannot list directory: {_os_reason(Path(where), error)}")
+
+    for folder, _, names in os.walk(top, onerror=refuse):
+        yield from (Path(folder, name) for name in names
+                    if Path(name).suffix in CASE_FILE_SUFFIXES)
 
 
 def load_cases(paths: Iterable[Path | str]) -> list[Case]:

@@ -68,6 +68,12 @@ _KEYS: dict[tuple[str, str], tuple[str, ...]] = {
     ("target", "onehot"): ("seed", "noise", "total"),
 }
 REQUIRED = {"input": ("shape", "seed"), "target": ("seed",), "weight": ("seed",)}
+
+# What a generated input may ask for, checked when the case file is loaded (not when a job
+# runs out of memory).  The shipped library's largest input, cases/large's 32 x 131072, has
+# 4,194,304 elements; the limit is four times that: a float64 copy is 128 MiB.
+MAX_GENERATED_ELEMENTS = 2**24
+MAX_DIMENSIONS = 32  # numpy's limit on an array's dimensions
 _ROLE_NOTES = {
     "weight": "a weight's shape is (C,), taken from the input",
     "target": "a target's shape is taken from the input",
@@ -164,16 +170,34 @@ def check(role: str, mapping: Mapping[str, Any]) -> None:
     for key in REQUIRED[role]:
         if key not in mapping:
             raise SpecError(f"{name} needs {key!r}", key)
-    if name == "dirichlet" and not mapping.get("alpha", 1.0) > 0:
-        raise SpecError("alpha must be > 0", "alpha")
+    if name == "dirichlet" and not 0 < mapping.get("alpha", 1.0) < math.inf:
+        raise SpecError("alpha must be a finite number > 0", "alpha")
     if "ignore_fraction" in mapping and not 0 <= mapping["ignore_fraction"] <= 1:
         raise SpecError("ignore_fraction must lie in [0, 1]", "ignore_fraction")
     if "masked_fraction" in mapping and not 0 <= mapping["masked_fraction"] <= 1:
         raise SpecError("masked_fraction must lie in [0, 1]", "masked_fraction")
     if "noise" in mapping and not 0 <= mapping["noise"] <= 1:
         raise SpecError("noise must lie in [0, 1]", "noise")
-    if "shape" in mapping and not mapping["shape"]:
+    if "shape" in mapping:
+        _check_shape(list(mapping["shape"]))
+
+
+def _check_shape(shape: list[int]) -> None:
+    if not shape:
         raise SpecError("shape needs at least one dimension (the classes)", "shape")
+    if len(shape) > MAX_DIMENSIONS:
+        raise SpecError(f"shape has {len(shape)} dimensions: at most {MAX_DIMENSIONS} "
+                        "(MAX_DIMENSIONS, numpy's limit)", "shape")
+    count = element_count(shape)
+    if count > MAX_GENERATED_ELEMENTS:
+        raise SpecError(f"shape {shape} asks for {count:,} elements: at most "
+                        f"{MAX_GENERATED_ELEMENTS:,} (MAX_GENERATED_ELEMENTS)", "shape")
+
+
+def element_count(shape: Iterable[int]) -> int:
+    """The elements generating ``shape`` allocates: its size, with an empty axis counted as
+    one (an empty batch still draws its classes' weights or Dirichlet parameters)."""
+    return math.prod(max(int(n), 1) for n in shape)
 
 
 def input_shape(value: Any) -> tuple[int, ...] | None:
@@ -189,16 +213,18 @@ def input_shape(value: Any) -> tuple[int, ...] | None:
     return None if inner is None else (len(value), *inner)
 
 
-def _class_axis(shape: tuple[int, ...]) -> int:
+def class_axis(shape: tuple[int, ...]) -> int:
+    """The class axis of an input of ``shape``: 0 for ``(C,)``, else 1."""
     return 0 if len(shape) == 1 else 1
 
 
-def check_domain(
-    op: str, input: Any, target: Any, weight: Any, ignore_index: int, label_smoothing: float
-) -> tuple[str, str] | None:
-    """``(field, message)`` where a case with generated values lies outside the oracle's
-    domain (``reference.oracle.check_inputs``, whose rules this mirrors without converting a
-    possibly huge generated input to mpmath), else None."""
+_class_axis = class_axis
+
+
+def check_generation(input: Any, target: Any, weight: Any) -> tuple[str, str] | None:
+    """``(field, message)`` where generated values cannot be generated at all (whatever the
+    case expects), else None: a dominant class that is not there, a target drawn from no
+    classes."""
     shape = input_shape(input)
     assert shape is not None
     if not shape:
@@ -206,6 +232,8 @@ def check_domain(
     axis = _class_axis(shape)
     classes = shape[axis]
     batch = shape[:axis] + shape[axis + 1:]
+    if isinstance(target, Spec) and classes == 0 and math.prod(batch) > 0:
+        return "target", f"{target.generate} needs at least one class to draw from"
     if isinstance(input, Spec) and (dominant := dict(input.get("dominant", ()))):
         if classes < 2:
             return "input", "dominant needs at least two classes"
@@ -219,6 +247,24 @@ def check_domain(
                 return "input", "dominant class: target needs class-index targets"
         elif not 0 <= int(k) < classes:
             return "input", f"dominant class {k} is outside [0, {classes})"
+    return None
+
+
+def check_domain(
+    op: str, input: Any, target: Any, weight: Any, ignore_index: int, label_smoothing: float
+) -> tuple[str, str] | None:
+    """``(field, message)`` where a case with generated values cannot be generated
+    (:func:`check_generation`) or lies outside the oracle's domain
+    (``reference.oracle.check_inputs``, whose rules this mirrors without converting a
+    possibly huge generated input to mpmath), else None."""
+    problem = check_generation(input, target, weight)
+    if problem is not None:
+        return problem
+    shape = input_shape(input)
+    assert shape is not None
+    axis = _class_axis(shape)
+    classes = shape[axis]
+    batch = shape[:axis] + shape[axis + 1:]
     if op in ("nll_loss", "cross_entropy"):
         problem = _check_target(op, target, shape, batch, classes, ignore_index)
         if problem is not None:
@@ -250,8 +296,6 @@ def _check_target(op: str, target: Any, shape: tuple[int, ...], batch: tuple[int
     if target is None:
         return "target", f"{op} needs a target"
     if isinstance(target, Spec):
-        if classes == 0 and math.prod(batch) > 0:
-            return "target", f"{target.generate} needs at least one class to draw from"
         if target.is_probability:
             return ("target", "nll_loss takes class-index targets only") if op == "nll_loss" \
                 else None
@@ -366,7 +410,10 @@ def _logits(spec: Spec, target: np.ndarray | None, ignore_index: int) -> np.ndar
     rng = np.random.default_rng(spec.get("seed"))
     values = _distribution(spec, shape, rng)
     moved_shape = np.moveaxis(values, axis, -1).shape
-    rows = np.ascontiguousarray(np.moveaxis(values, axis, -1)).reshape(-1, classes)
+    # the row count spelled out: reshape(-1, 0) cannot infer it (an expected-error case may
+    # have no classes)
+    rows = np.ascontiguousarray(np.moveaxis(values, axis, -1)).reshape(
+        math.prod(moved_shape[:-1]), classes)
     dominant = dict(spec.get("dominant", ()))
     keep = np.full(len(rows), -1, dtype=np.int64)  # each row's dominant class, -1 for none
     if dominant:

@@ -118,3 +118,59 @@ def test_the_shipped_seed_cases_are_valid() -> None:
     cases = load_cases([ROOT / "cases" / "seeds.yaml"])
     assert len(cases) >= 15
     assert all(case.source for case in cases)
+
+
+# --- tolerances: finite and positive, or an error naming the field -------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("    tolerance: .nan\n", 9, "cases[0].tolerance"),
+        ("    tolerance: .inf\n", 9, "cases[0].tolerance"),
+        ("    tolerance: 1.0e999\n", 9, "cases[0].tolerance"),  # overflows to inf
+        ("    tolerance: {k: .nan}\n", 9, "cases[0].tolerance.k"),
+        ("    tolerance: {k: .inf, reason: wide}\n", 9, "cases[0].tolerance.k"),
+        ("    tolerance: {scale: .nan}\n", 9, "cases[0].tolerance.scale"),
+        ("    tolerance: {scale: .inf}\n", 9, "cases[0].tolerance.scale"),
+        ("    tolerance:\n      k: {output: 2, grad: .inf}\n", 10, "cases[0].tolerance.k.grad"),
+        ("    tolerance: {k: {output: .nan}}\n", 9, "cases[0].tolerance.k.output"),
+        ("    documented: 1.0\n    documented_tolerance: .inf\n", 10,
+         "cases[0].documented_tolerance"),
+        ("    documented: 1.0\n    documented_tolerance: .nan\n", 10,
+         "cases[0].documented_tolerance"),
+        ("    documented: 1.0\n    documented_tolerance: 0\n", 10,
+         "cases[0].documented_tolerance"),
+    ],
+)
+def test_a_tolerance_must_be_finite_and_positive(tmp_path: Path, text: str, line: int,
+                                                 field: str) -> None:
+    path = write(tmp_path / "tol.yaml", GOOD.replace("target: [2]\n", "target: [2]\n" + text))
+    with pytest.raises(CaseError) as caught:
+        load_file(path)
+    error = caught.value
+    assert (error.file, error.line, error.field) == (str(path), line, field), str(error)
+    # 0 and negative numbers are the schema's (exclusiveMinimum); NaN and infinity the loader's
+    assert ("must be a finite number > 0" in error.message
+            or "less than or equal to the minimum of 0" in error.message), error.message
+    done = subprocess.run([sys.executable, "-m", "conformance", "validate", str(path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and f"{path}:{line}: {field}: " in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_tolerance_in_the_defaults_is_checked_at_its_own_line(tmp_path: Path) -> None:
+    text = GOOD.replace("  dtypes: [float32, float64]\n",
+                        "  dtypes: [float32, float64]\n  tolerance: {scale: .nan}\n")
+    path = write(tmp_path / "tol.yaml", text)
+    with pytest.raises(CaseError) as caught:
+        load_file(path)
+    assert (caught.value.line, caught.value.field) == (3, "defaults.tolerance.scale")
+
+
+def test_finite_tolerances_still_load(tmp_path: Path) -> None:
+    text = GOOD.replace("target: [2]\n", "target: [2]\n    tolerance: {k: {grad: 8}, scale: 2}\n"
+                        "    documented: 1.0\n    documented_tolerance: 10\n")
+    first = load_file(write(tmp_path / "tol.yaml", text))[0]
+    assert first.documented_tolerance == 10
+    assert first.tolerance == {"k": {"grad": 8}, "scale": 2}
