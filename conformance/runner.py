@@ -674,7 +674,7 @@ def _oracle_phase(cases: list[Case], options: RunOptions, parallel: int, sink: _
     """Fill the cache; returns the (case id, dtype) it could not, with the reason."""
     failures: dict[tuple[str, str], str] = {}
     store = oracle_cache.default_cache()
-    if store is None:
+    if store is None or not store.writable:
         return failures
     missing = [(c, d) for c, d in oracle_entries(cases, options.dtypes)
                if not store.contains(store.key(c, d))]
@@ -942,7 +942,8 @@ def worker_environment() -> dict[str, str]:
     """The workers' environment: this process's, plus the frameworks' compilation caches
     under the oracle cache's directory (none when the cache is off)."""
     env = dict(os.environ)
-    directory = oracle_cache.cache_directory()
+    # An unwritable oracle cache would make every compilation cache under it fail to write.
+    directory = oracle_cache.writable_directory()
     if directory is None:
         return env
     root = directory.resolve() / "frameworks"
