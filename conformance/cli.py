@@ -140,6 +140,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from conformance.cases import Case, find_case_files, load_file
 
     files = find_case_files(args.paths)
+    if not files:  # "0 cases valid" would pass a typo'd folder in CI
+        print(f"error: no case files (*.yaml, *.yml) in {', '.join(map(str, args.paths))}",
+              file=sys.stderr)
+        return 2
     seen: dict[str, Case] = {}
     bad, groups = 0, Counter[str]()
     for file in files:

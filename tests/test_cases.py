@@ -114,6 +114,14 @@ def test_validate_command_reports_a_bad_file(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_validate_of_a_folder_without_case_files_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a case file\n")
+    done = subprocess.run([sys.executable, "-m", "conformance", "validate", str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2
+    assert f"no case files (*.yaml, *.yml) in {tmp_path}" in done.stderr
+
+
 def test_the_shipped_seed_cases_are_valid() -> None:
     cases = load_cases([ROOT / "cases" / "seeds.yaml"])
     assert len(cases) >= 15
