@@ -44,7 +44,13 @@ MAX_YAML_CHARS = 200_000  # a case's YAML beyond this is cut (the file and line 
 
 class CaseIndex:
     """Finds a record's case in its case file at report time.  Never required: ``lookup``
-    returns ``(None, why)`` when the file is absent, unreadable, or lacks the case."""
+    returns ``(None, why)`` when the file is absent, unreadable, or lacks the case.
+
+    A results file is not trusted to name what the report may read: a case file is read only
+    when it resolves (symlinks followed) to a regular file inside ``root`` (``--cases-root``,
+    default the current directory), and the text of a file that does not load as a case file
+    is never quoted, not even in the reason (which says only what kind of failure it was,
+    and the line), so a record naming ``/etc/shadow`` copies nothing of it into the page."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root
@@ -65,16 +71,42 @@ class CaseIndex:
         return self._files[case_file]
 
     def _read(self, case_file: str) -> tuple[dict[str, Case], str]:
-        candidates = [Path(case_file)]
-        if self.root is not None and not Path(case_file).is_absolute():
-            candidates.insert(0, self.root / case_file)
-        path = next((p for p in candidates if p.is_file()), None)
+        path, problem = self._locate(case_file)
         if path is None:
-            return {}, f"case file {case_file} was not found when this report was built"
+            return {}, problem
         try:
             return {c.id: c for c in load_file(path)}, ""
-        except CaseError as error:
-            return {}, f"case file {case_file} could not be loaded: {error}"
+        except CaseError as error:  # its message may quote the file: only its line is kept
+            line = f" (line {error.line})" if error.line is not None else ""
+            return {}, self._invalid(case_file, line)
+        except OSError as error:
+            return {}, f"could not load case file {case_file}: {error.strerror or 'unreadable'}"
+        except Exception:  # any failure of an optional input: never quoted
+            return {}, self._invalid(case_file, "")
+
+    def _locate(self, case_file: str) -> tuple[Path | None, str]:
+        """The path to load ``case_file`` from, or None and why not."""
+        root = self.root if self.root is not None else Path.cwd()
+        given = Path(case_file)
+        path = given if given.is_absolute() or self.root is None else root / given
+        try:
+            resolved, inside = (root / path).resolve(strict=True), root.resolve()
+        except FileNotFoundError:
+            return None, (f"could not load case file {case_file}: not found under the cases "
+                          f"root {root} when this report was built")
+        except (OSError, RuntimeError):  # a symlink loop, a path component not a directory
+            return None, f"could not load case file {case_file}: its path does not resolve"
+        if not resolved.is_relative_to(inside):
+            return None, (f"case file {case_file} is outside the cases root {root} (see "
+                          "--cases-root), so it was not read")
+        if not resolved.is_file():  # a FIFO would block the report, a device never end
+            return None, f"could not load case file {case_file}: not a regular file"
+        return path, ""
+
+    @staticmethod
+    def _invalid(case_file: str, line: str) -> str:
+        return (f"could not load case file {case_file}: not a valid case file{line} "
+                f"(`conformance validate {case_file}` says why)")
 
 
 def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:

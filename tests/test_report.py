@@ -101,7 +101,7 @@ def report(tmp_path: Path) -> tuple[str, Page]:
                         api_kind="composed", message=HOSTILE_MESSAGE, max_ulp_error=3.0,
                         case_file=str(cases)))
     results = write_results(tmp_path / "results.jsonl", lines)
-    info = write_report([results], tmp_path / "out" / "report.html")
+    info = write_report([results], tmp_path / "out" / "report.html", cases_root=tmp_path)
     assert info.records == len(lines) - 2 and info.discrepancies == 4
     text = info.path.read_text(encoding="utf-8")
     return text, Page(text)
@@ -251,7 +251,8 @@ def test_page_is_self_contained(report: tuple[str, Page]) -> None:
 def test_missing_case_file_degrades_gracefully(tmp_path: Path) -> None:
     results = write_results(tmp_path / "r.jsonl", small_run(case_file="gone/cases.yaml"))
     text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
-    assert "case file gone/cases.yaml was not found when this report was built" in text
+    assert (f"could not load case file gone/cases.yaml: not found under the cases root "
+            f"{Path.cwd()} when this report was built") in text
     assert "Values side by side" in text  # everything else still comes from the results
 
 
