@@ -17,7 +17,11 @@ and it fetches nothing.  Sections, in order:
   sortable and filterable, each opening a detail (``conformance.report_discrepancies``).
 
 Every string taken from results or case files reaches the page through
-``conformance.report_html`` (escaped); the script inserts text only as text.
+``conformance.report_html`` (escaped, control and bidirectional-override characters shown as
+``\\uXXXX``, long words given places to wrap); the script inserts text only as text.  Wide
+tables scroll in boxes of their own, so no content widens the page.  The results files are
+read through ``conformance.results.read_lines``, which checks every line against
+``results_schema.json`` first.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 from conformance.merge import Merged, merge_results
 from conformance.report_assets import CSS, JS
 from conformance.report_discrepancies import discrepancy_section
-from conformance.report_html import Safe, h, join, json_attribute
+from conformance.report_html import Safe, escape, h, join, json_attribute
 from conformance.report_plots import UlpAxis, format_ulp, median, ulp_axis_svg, ulp_histogram
 from conformance.report_support import support_section
 from conformance.results import STATUSES, Record
@@ -57,9 +61,11 @@ class ReportInfo:
 
 def write_report(paths: Sequence[Path | str], out: Path | str, *,
                  cases_root: Path | str | None = None, title: str = DEFAULT_TITLE) -> ReportInfo:
-    """Merge ``paths`` and write the report to ``out``.  A malformed results line raises
-    ``ValueError`` naming its file and line; case files are optional (see
-    ``report_discrepancies.CaseIndex``)."""
+    """Merge ``paths`` and write the report to ``out``.  The first results line that is not
+    valid (not strict JSON, nested too deep, or against ``results_schema.json``) stops it with
+    a ``ValueError`` naming its file, line and field, and nothing is written: a report never
+    leaves a record out without a word.  Case files are optional, and read only from inside
+    ``cases_root`` (default: the current directory; see ``report_discrepancies.CaseIndex``)."""
     started = time.perf_counter()
     merged = merge_results(paths)
     page = render_report(merged, cases_root=cases_root, title=title)
@@ -89,7 +95,7 @@ def render_report(merged: Merged, *, cases_root: Path | str | None = None,
         "html",
         h("head", Safe('<meta charset="utf-8">'),
           Safe('<meta name="viewport" content="width=device-width, initial-scale=1">'),
-          h("title", title), h("style", Safe(CSS))),
+          h("title", Safe(escape(title))), h("style", Safe(CSS))),  # text only: no <wbr>
         h("body", body, h("script", Safe(JS))),
         lang="en",
     ) + "\n")
@@ -114,6 +120,11 @@ def status_badge(status: str) -> Safe:
 
 def kind_badge(kind: str) -> Safe:
     return h("span", kind, class_=f"badge k-{kind}")
+
+
+def _scroll(table: Safe) -> Safe:
+    """A wide table in a box of its own that scrolls sideways, so the page never does."""
+    return h("div", table, class_="scroll")
 
 
 def _dtype_order(dtype: str) -> int:
@@ -174,7 +185,7 @@ def _environments(merged: Merged) -> Safe:
             h("td", join(h("div", f) for f in frameworks)),
             h("td", join(h("div", d) for d in devices)), h("td", runs)))
     return join([h("h2", "Environments"),
-                 h("table", h("thead", head), h("tbody", rows), class_="env-table")])
+                 _scroll(h("table", h("thead", head), h("tbody", rows), class_="env-table"))])
 
 
 # --- overview matrix -----------------------------------------------------------------------
@@ -213,7 +224,7 @@ def _overview(merged: Merged) -> Safe:
                "its worst status (fail, error, unsupported, skip, pass). Click a cell to list its "
                "records below.", class_="note"),
         h("div", _selectors(merged), class_="controls"),
-        h("table", h("thead", head), h("tbody", body), class_="overview"),
+        _scroll(h("table", h("thead", head), h("tbody", body), class_="overview")),
     ])
 
 
@@ -284,8 +295,8 @@ def _accuracy(merged: Merged) -> Safe:
                                                           key=_dtype_order)),
                  class_="controls", id="accuracy-controls")
     return join([h("h2", "Accuracy"), intro, controls,
-                 h("table", h("thead", head), h("tbody", body), class_="acc",
-                   id="accuracy-table")])
+                 _scroll(h("table", h("thead", head), h("tbody", body), class_="acc",
+                           id="accuracy-table"))])
 
 
 def _accuracy_filter(label: str, name: str, values: list[str]) -> Safe:

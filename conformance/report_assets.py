@@ -23,8 +23,15 @@ pre { background: #f5f7f9; border: 1px solid var(--line); padding: 8px; overflow
 table { border-collapse: collapse; }
 th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left;
   vertical-align: top; }
+/* Wide tables scroll in their own box, never the page; a long word wraps where the report
+   put a <wbr> in it (report_html.breakable), and blocks of text wrap anywhere. */
+.scroll { overflow-x: auto; max-width: 100%; }
+/* the discrepancy table's box scrolls both ways, so its header stays sticky inside it */
+.scroll.tall { overflow: auto; max-height: 85vh; }
+@media print { .scroll, .scroll.tall { overflow: visible; max-height: none; } }
+p, li, h1, h2, h3, h4, .clip { overflow-wrap: anywhere; }
 th { background: #f0f3f6; font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 12px;
   color: #fff; white-space: nowrap; }
 .s-pass { background: var(--ok); } .s-fail { background: var(--fail); }
@@ -40,7 +47,7 @@ td.cell.s-skip { color: var(--ink); } td.cell.empty { background: #fff; color: v
 td.cell .sub { font-size: 11px; opacity: .9; display: block; }
 .controls { margin: 8px 0; display: flex; flex-wrap: wrap; gap: 10px; align-items: center; }
 .controls label { font-size: 13px; color: var(--muted); }
-select, input[type=search] { font: inherit; padding: 2px 4px; }
+select, input[type=search] { font: inherit; padding: 2px 4px; max-width: 22em; }
 table.support td.sup { text-align: center; font-size: 12px; }
 td.sup.native { background: #e3f1e5; color: var(--native); }
 td.sup.composed { background: #e3ecf8; color: var(--composed); }
@@ -57,13 +64,12 @@ table.disc { width: 100%; }
 table.disc th { cursor: pointer; user-select: none; position: sticky; top: 0; }
 table.disc th.sorted-asc::after { content: " \\25B2"; font-size: 10px; }
 table.disc th.sorted-desc::after { content: " \\25BC"; font-size: 10px; }
-table.disc tr.row > td { white-space: nowrap; }
 table.disc tr.row { cursor: pointer; } table.disc tr.row:hover { background: #f6f9fc; }
 table.disc tr.row.open { background: #fff8e1; }
-table.disc td.msg { max-width: 420px; overflow: hidden; text-overflow: ellipsis;
-  white-space: nowrap; }
+table.disc td.msg .clip { max-height: 4.4em; overflow: hidden; }
 tr.detail > td { background: #fffdf5; padding: 10px 14px; max-width: 1200px;
   white-space: normal; }
+div.detail { max-width: min(1440px, calc(100vw - 80px)); position: sticky; left: 0; }
 .detail pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 .detail h4 { margin: 10px 0 4px; font-size: 14px; }
 .detail table.values td { font-family: ui-monospace, Menlo, Consolas, monospace;

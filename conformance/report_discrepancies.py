@@ -40,6 +40,7 @@ COLUMN_TITLES = {"x bound": "the largest error over the allowed one (K x bound):
                  "max ULP": "the largest error in ULPs of the dtype under test"}
 MAX_COLUMNS = 12  # value columns shown side by side before abbreviating
 MAX_YAML_CHARS = 200_000  # a case's YAML beyond this is cut (the file and line are named)
+MAX_DEPTH = 64  # nesting shown inline; results lines nest less (results.MAX_NESTING)
 
 
 class CaseIndex:
@@ -145,7 +146,10 @@ def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
                "oracle's and each framework's values side by side, and how to reproduce it; "
                "click a column title to sort.", class_="note"),
         h("div", _filters(merged, listed, show_env), class_="controls"),
-        h("table", h("thead", head), h("tbody", rows), id="disc-table", class_="disc"),
+        # a box of its own (scrolling both ways, so the sticky header still sticks): a
+        # record of long names cannot widen the page
+        h("div", h("table", h("thead", head), h("tbody", rows), id="disc-table",
+                   class_="disc"), class_="scroll tall"),
         join(templates),
     ])
 
@@ -188,7 +192,7 @@ def _row(merged: Merged, i: int, details: dict[tuple[str, str, str], str],
     cells += [_number_cell(r.bound_use, _short(r.bound_use)),
               _number_cell(ulp, format_ulp(ulp)),
               _number_cell(r.max_abs_error, _short(r.max_abs_error)),
-              h("td", r.message, class_="msg", title=r.message)]
+              h("td", h("div", r.message, class_="clip"), class_="msg", title=r.message)]
     return h("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,
              data_kind=r.kind or "", data_fw=_fw(r), data_api=r.api, data_dtype=r.dtype,
              data_device=r.device, data_env=r.environment_id, data_group=r.group,
@@ -284,7 +288,8 @@ def _verdicts(merged: Merged, members: list[int]) -> Safe:
                       h("td", _short(r.max_rel_error), class_="num"), h("td", worst),
                       h("td", _tolerance(r.tolerance)), h("td", r.message),
                       data_record=str(i)))
-    return join([h("h4", "Verdicts"), h("table", h("thead", head), h("tbody", rows))])
+    return join([h("h4", "Verdicts"),
+                 h("div", h("table", h("thead", head), h("tbody", rows)), class_="scroll")])
 
 
 def _tolerance(tolerance: dict[str, Any] | None) -> str:
@@ -324,7 +329,7 @@ def _values(merged: Merged, members: list[int]) -> Safe:
         "shown."), class_="note")
     return join([h("h4", "Values side by side"), note,
                  h("div", h("table", h("thead", head), h("tbody", rows), class_="values"),
-                   style="overflow-x:auto")])
+                   class_="scroll")])
 
 
 def _value_row(who: str, flat: list[Any] | None, columns: list[int], worst: int | None,
@@ -363,11 +368,19 @@ def _flatten(value: Any) -> tuple[list[int], list[Any]]:
 
 
 def _collect(value: Any, into: list[Any]) -> None:
-    for item in value:
-        if isinstance(item, list):
-            _collect(item, into)
+    """The elements of nested lists, row-major, without recursion (whatever the depth)."""
+    stack = [iter(value)]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, list):
+            stack.append(iter(item))
         else:
             into.append(item)
+
+
+_END = object()
 
 
 def _flat_index(index: list[int] | None, shape: list[int]) -> int | None:
@@ -477,13 +490,16 @@ def _case_template(index: CaseIndex, case_file: str, case_id: str, tid: str) -> 
              h("h4", "Case"),
              h("p", case.description or "(no description)", " — source: ", case.source,
                " — ", h("code", f"{case.file}:{case.line}")),
-             h("table", h("tbody", rows)),
+             h("div", h("table", h("tbody", rows)), class_="scroll"),
              h("h4", "YAML (save as repro.yaml)"), h("pre", text), id=tid)
 
 
 def _case_yaml(case: Case) -> str:
-    body = yaml.safe_dump({"cases": [case.raw]}, sort_keys=False, default_flow_style=None,
-                          width=100, allow_unicode=True)
+    try:
+        body = yaml.safe_dump({"cases": [case.raw]}, sort_keys=False,
+                              default_flow_style=None, width=100, allow_unicode=True)
+    except RecursionError:  # PyYAML's emitter recurses; case files bound their nesting
+        return f"# {case.id} nests too deeply to show here; it is at {case.file}:{case.line}\n"
     text = f"# {case.id} from {case.file}:{case.line}\n{body}"
     if len(text) > MAX_YAML_CHARS:
         return (text[:MAX_YAML_CHARS] + f"\n# ... cut at {MAX_YAML_CHARS} characters; the "
@@ -501,7 +517,10 @@ def _abbreviate(value: Any, limit: int = 16) -> str:
     return f"shape {tuple(shape)}, {len(flat)} values: [{head}, …, {tail}]"
 
 
-def _inline(value: Any) -> str:
+def _inline(value: Any, depth: int = 0) -> str:
+    """A nested list as text; past ``MAX_DEPTH`` levels, ``[…]``."""
     if isinstance(value, list):
-        return "[" + ", ".join(_inline(v) for v in value) + "]"
+        if depth >= MAX_DEPTH:
+            return "[…]"
+        return "[" + ", ".join(_inline(v, depth + 1) for v in value) + "]"
     return _number(value)

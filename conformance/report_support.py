@@ -73,8 +73,8 @@ def support_section(merged: Merged) -> Safe:
                   "declares it cannot (hover for the reason); –: does not apply to the op, or "
                   "not seen.",
              class_="note")
-    return join([title, note, h("table", h("thead", head), h("tbody", rows), class_="support"),
-                 _skipped(merged)])
+    table = h("table", h("thead", head), h("tbody", rows), class_="support")
+    return join([title, note, h("div", table, class_="scroll"), _skipped(merged)])
 
 
 def _cell(state: str, title: str = "", text: str | None = None) -> Safe:

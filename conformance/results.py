@@ -12,22 +12,30 @@ A results file holds one JSON object per line, of three types:
 ``"-inf"`` and ``"nan"`` so every line is strict JSON.
 
 Writing appends and flushes record by record, so a run that is killed keeps every record it
-completed; reading skips a final line cut short by such a kill.
+completed; reading skips a final line cut short by such a kill, and checks every other line
+against the closed schema ``results_schema.json`` (``read_lines``): a forged or mistyped field
+is an error naming the file, the line and the field, before anything uses the line.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
 import os
 import platform
+import stat
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
+
+from conformance.line_schema import Check, Failure, compile_def
 
 LINE_TYPES = ("environment", "adapter", "result")
 STATUSES = ("pass", "fail", "error", "unsupported", "skip")
@@ -202,12 +210,22 @@ _FLOAT_FIELDS = ("max_abs_error", "max_rel_error", "max_ulp_error", "bound_use")
 
 
 def record_from_json(obj: dict[str, Any]) -> Record:
-    """Rebuild a ``Record`` from a result line (unknown keys go to ``extra``)."""
+    """Rebuild a ``Record`` from a result line (unknown keys go to ``extra``; ``read_lines``
+    has already refused them in a file).  The strings ``"inf"``, ``"-inf"``, ``"nan"`` of the
+    error fields become floats, and so do integers there; integer-valued floats of the
+    integer fields (valid JSON Schema integers) become ints."""
     known = {k: v for k, v in obj.items() if k in _RECORD_FIELDS and k != "type"}
     extra = {k: v for k, v in obj.items() if k not in _RECORD_FIELDS and k != "type"}
     for name in _FLOAT_FIELDS:
-        if isinstance(known.get(name), str):
-            known[name] = float(known[name])
+        value = known.get(name)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            known[name] = float(value)
+    for name in ("shape", "worst_index"):  # JSON Schema's integers include 2.0
+        if isinstance(known.get(name), list):
+            known[name] = [int(v) for v in known[name]]
+    for name in ("oracle_precision", "job_records"):
+        if isinstance(known.get(name), float):
+            known[name] = int(known[name])
     known.setdefault("extra", {}).update(extra)
     return Record(**known)
 
@@ -219,27 +237,201 @@ class ResultsFile:
     records: list[Record]
 
 
+# --- reading: every line checked against results_schema.json --------------------------------
+
+SCHEMA_PATH = Path(__file__).with_name("results_schema.json")
+# Containers (objects and lists) one line may nest: a record's values have at most the 32
+# dimensions a case may have, inside the line's own object.  Checked (without recursion)
+# before the schema or the report recurses into a line.
+MAX_NESTING = 40
+_NO_FLOAT = 2**1024  # an integer this large has no float64: the report could not plot it
+_NOUNS = {"environment": "not an environment line", "adapter": "not an adapter line",
+          "result": "not a result record"}
+
+
+@cache
+def results_schema() -> dict[str, Any]:
+    """The closed JSON Schema of a results file's lines (``conformance/results_schema.json``)."""
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
+
+
+@cache
+def _checker(line_type: str) -> Check:
+    """The compiled check of one line type's schema (its ``$defs`` entry)."""
+    return compile_def(results_schema()["$defs"], line_type)
+
+
 def read_lines(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Parsed lines of a results file with their line numbers; a torn last line is skipped,
-    any other malformed line raises ``ValueError`` naming file and line."""
+    """Checked lines of a results file with their line numbers.
+
+    Only a regular file is read (a FIFO or device would block or never end).  A last line
+    without its newline that does not parse is a line torn by a killed run, and skipped; any
+    other line that is not strict JSON, nests deeper than ``MAX_NESTING``, or is not valid
+    against ``results_schema.json`` raises ``ValueError`` naming the file, the line and the
+    field (``results.jsonl:3: not a result record: worst_index[0]: expected ...``).  The
+    first such line stops the reading: a report or merge is never silently short of one."""
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    with _open_regular(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                obj = _parse(raw)
+            except _Unparsable as error:
+                if not raw.endswith(b"\n"):
+                    continue  # the run was killed while writing its last line
+                raise ValueError(f"{path}:{number}: {error}") from None
+            if obj is _BLANK:
+                continue
+            problem = check_line(obj)
+            if problem is not None:
+                raise ValueError(f"{path}:{number}: {problem}")
+            yield number, obj
+
+
+def check_line(obj: Any) -> str | None:
+    """Why ``obj`` (a parsed line) is not a valid results line, naming the field; None if it
+    is.  Nesting and integer sizes are checked first, iteratively, so nothing recurses into a
+    forged 100,000-deep array."""
+    if not isinstance(obj, dict) or obj.get("type") not in LINE_TYPES:
+        got = obj.get("type") if isinstance(obj, dict) else obj
+        shown = "a list" if isinstance(got, list) else "an object" if isinstance(
+            got, dict) else _short(got)  # not dumped: it may nest deeper than json allows
+        return f"type: expected a line with type {', '.join(LINE_TYPES)}, got {shown}"
+    problem = _shape_problem(obj)
+    if problem is None:
+        failure = _checker(obj["type"])(obj)
+        problem = None if failure is None else _explain(failure)
+    return None if problem is None else f"{_NOUNS[obj['type']]}: {problem}"
+
+
+class _Unparsable(Exception):
+    """A line that is not strict JSON (its message says why, without quoting the line)."""
+
+
+_BLANK: Any = object()
+
+
+@contextmanager
+def _open_regular(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading bytes, if it is a regular file (checked on the open file
+    descriptor: opening a FIFO with O_NONBLOCK does not wait for a writer)."""
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX; elsewhere FIFOs are no such trap
+    descriptor = os.open(path, os.O_RDONLY | nonblocking)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ValueError(f"{path}: not a regular file")
+        if nonblocking:
+            os.set_blocking(descriptor, True)
+        handle = os.fdopen(descriptor, "rb")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    with handle:
+        yield handle
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _Unparsable(f"not UTF-8 text (byte {error.start + 1} of the line)") from None
+    if not text.strip():
+        return _BLANK
+    try:
+        return json.loads(text, parse_constant=_constant)
+    except json.JSONDecodeError as error:
+        raise _Unparsable(f"not a JSON object: {error}") from None
+    except RecursionError:
+        raise _Unparsable(f"not a JSON object: nested too deeply to parse (a results line "
+                          f"nests at most {MAX_NESTING} levels)") from None
+    except ValueError as error:  # NaN, or an integer of more digits than Python converts
+        reason = str(error).split(";")[0]  # not the advice to raise Python's limit
+        raise _Unparsable(f"not strict JSON: {reason}") from None
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (results files write non-finite numbers as the "
+                     "strings \"nan\", \"inf\", \"-inf\")")
+
+
+def _shape_problem(line: dict[str, Any]) -> str | None:
+    """The first container nested past ``MAX_NESTING``, or integer with no float64, in
+    ``line``; walked with a stack of containers (lists of plain numbers and strings, the
+    values of most lines, are passed over whole), and the field's path is rebuilt only when
+    there is a problem."""
+    stack: list[tuple[Any, int]] = [(line, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            return f"{_dotted(_path_to(line, value))}: nested more than {MAX_NESTING} levels"
+        children = value.values() if isinstance(value, dict) else value
+        kinds = {type(child) for child in children}
+        if kinds <= _PLAIN:
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines):
-                continue  # the run was killed while writing its last line
-            raise ValueError(f"{path}:{number}: not a JSON object: {error}") from None
-        if not isinstance(obj, dict) or obj.get("type") not in LINE_TYPES:
-            raise ValueError(f"{path}:{number}: expected a line with type "
-                             f"{', '.join(LINE_TYPES)}")
-        yield number, obj
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+            elif type(child) is int and abs(child) >= _NO_FLOAT:
+                return (f"{_dotted(_path_to(line, child))}: expected a number a float64 "
+                        f"holds, got an integer of {len(str(abs(child)))} digits")
+    return None
+
+
+_PLAIN = frozenset({float, str, bool, type(None)})  # nothing to look into or to bound
+
+
+def _path_to(line: dict[str, Any], target: Any) -> list[str | int]:
+    """The keys and indices leading from ``line`` to the object ``target`` (by identity)."""
+    stack: list[tuple[Any, list[str | int]]] = [(line, [])]
+    while stack:
+        value, path = stack.pop()
+        if value is target:
+            return path
+        if isinstance(value, dict):
+            stack.extend((child, [*path, key]) for key, child in value.items())
+        elif isinstance(value, list):
+            stack.extend((child, [*path, index]) for index, child in enumerate(value))
+    return []
+
+
+def _dotted(path: Iterable[Any]) -> str:
+    """``worst_index[0]``, ``tolerance.k``, ``settings."odd key"``; ``line`` for the whole;
+    a path of more than 8 steps is shortened in its middle."""
+    path = list(path)
+    if len(path) > 8:
+        return f"{_dotted(path[:3])}…({len(path)} steps)…{_dotted(path[-2:])}"
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            name = part if part.isidentifier() and part.isascii() else _short(part, 40)
+            text += f".{name}" if text else name
+    return text or "line"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``value`` as JSON (ASCII: control and bidi characters escaped), cut to ``limit``."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _explain(failure: Failure) -> str:
+    """``field: what was expected, got what`` for a line's first schema failure."""
+    if failure.rule == "required":
+        return f"{_dotted([*failure.path, failure.name])}: required"
+    if failure.rule == "unknown":
+        allowed = list(failure.schema.get("properties", {}))
+        close = difflib.get_close_matches(failure.name, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"{_dotted([*failure.path, failure.name])}: unknown field{hint}; "
+                "conformance/results_schema.json lists the fields of each line")
+    expected = failure.schema.get("description", "a value its schema allows")
+    return f"{_dotted(failure.path)}: expected {expected}, got {_short(failure.instance)}"
 
 
 def read_results(paths: Iterable[Path | str]) -> ResultsFile:
+    """Every line of ``paths`` (checked by ``read_lines``), sorted by type."""
     environments: list[dict[str, Any]] = []
     adapters: list[dict[str, Any]] = []
     records: list[Record] = []
@@ -253,6 +445,6 @@ def read_results(paths: Iterable[Path | str]) -> ResultsFile:
                 continue
             try:
                 records.append(record_from_json(obj))
-            except TypeError as error:
+            except (TypeError, ValueError) as error:
                 raise ValueError(f"{path}:{number}: not a result record: {error}") from None
     return ResultsFile(environments, adapters, records)

@@ -315,6 +315,45 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
     assert written > 1000 and (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+LONG = "wrap" * 1250  # 5,000 characters without a space
+
+
+def test_long_unbroken_strings_wrap_within_the_window(tmp_path: Path) -> None:
+    shot = _screenshot_module()
+    if shot.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium, or set $CHROMIUM)")
+    lines = [environment(host="h" + LONG, command="conformance run " + LONG), adapter(),
+             result("c-" + LONG, "fail", kind="numeric", message="m" + LONG, api="api" + LONG,
+                    group="g" + LONG, device="d" + LONG, device_name="n" + LONG,
+                    framework_version="v" + LONG, max_ulp_error=3.0,
+                    tolerance={"k": 4, "scale": 1.0, "source": "s" + LONG}),
+             result("c-pass", "fail", kind="numeric", message="m" + LONG, max_ulp_error=2.0)]
+    results = write_results(tmp_path / "r.jsonl", lines)
+    path = write_report([results], tmp_path / "report.html").path
+    overflow = ("[document.documentElement.scrollWidth, document.documentElement.clientWidth,"
+                " Array.prototype.filter.call(document.querySelectorAll('body *'), function"
+                " (e) { return e.getBoundingClientRect().right > window.innerWidth + 1"
+                " && !e.closest('pre, .scroll'); }).map(function (e) {"
+                " return e.tagName + '.' + e.className; }).slice(0, 5)]")
+    # and the long strings themselves wrapped (not merely scrolled in a box): every element
+    # holding 1,000 or more characters of its own text is narrower than the window
+    unwrapped = ("Array.prototype.filter.call(document.querySelectorAll('body *'), function (e)"
+                 " { var own = Array.prototype.reduce.call(e.childNodes, function (n, c) {"
+                 " return n + (c.nodeType === 3 ? c.textContent.length : 0); }, 0);"
+                 " return own >= 1000 && !e.closest('pre, select') &&"
+                 " e.getBoundingClientRect().width > window.innerWidth; }).map(function (e) {"
+                 " return e.tagName + '.' + e.className; })")
+    with shot.ReportPage(path.as_uri(), width=1280, height=900) as page:
+        width, window, outside = page.evaluate(overflow)
+        assert width <= window and not outside, (width, window, outside)
+        assert page.evaluate(unwrapped) == []
+        page.evaluate(shot.OPEN_FIRST)
+        assert page.evaluate("document.querySelectorAll('tr.detail').length") == 1
+        width, window, outside = page.evaluate(overflow)
+        assert width <= window and not outside, (width, window, outside)
+        assert page.evaluate(unwrapped) == []
+
+
 def test_support_matrix_marks_an_apis_own_definition_as_the_readme_does(
         tmp_path: Path) -> None:
     declared = adapter()
