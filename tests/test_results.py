@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
 
-from conformance.results import Record, ResultsWriter, read_results
+from conformance.results import Record, ResultsWriter, jsonable, read_results
 
 RECORD = Record(
     case_id="c", op="cross_entropy", group="g", framework="torch", framework_version="2.13.0",
@@ -56,10 +57,11 @@ def test_a_malformed_line_names_file_and_line(tmp_path: Path) -> None:
         read_results([path])
 
 
-def test_unknown_fields_are_kept_not_fatal(tmp_path: Path) -> None:
+def test_an_unknown_field_is_an_error_naming_file_line_and_field(tmp_path: Path) -> None:
+    # The results schema is closed: a field this version does not know (mistyped or forged) is
+    # refused where it is read, not carried into a report that would not show it.
     path = tmp_path / "r.jsonl"
-    line = {"type": "result", **RECORD.__dict__, "from_the_future": 1}
-    path.write_text(json.dumps({k: v for k, v in line.items()
-                                if not isinstance(v, float) or math.isfinite(v)}) + "\n")
-    (record,) = read_results([path]).records
-    assert record.extra["from_the_future"] == 1
+    line = {"type": "result", **jsonable(RECORD.__dict__), "from_the_future": 1}
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}:1: .*from_the_future"):
+        read_results([path])
