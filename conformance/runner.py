@@ -68,7 +68,14 @@ from conformance import cache as oracle_cache
 from conformance.cases import Case, find_case_files, load_cases
 from conformance.check import check_documented
 from conformance.paths import Named, check_outputs
-from conformance.results import Record, ResultsWriter, environment, jsonable, record_from_json
+from conformance.results import (
+    Record,
+    ResultsWriter,
+    check_line,
+    environment,
+    jsonable,
+    record_from_json,
+)
 from conformance.worker import oracle_entries, oracle_job_key
 
 if TYPE_CHECKING:
@@ -518,10 +525,11 @@ def _parse_lines(path: Path, data: bytes) -> Iterator[tuple[int, int, int, dict[
             obj = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}:{number}: not a JSON object: {error}") from None
-        if not isinstance(obj, dict) or obj.get("type") not in ("environment", "adapter",
-                                                                "result"):
-            raise ValueError(f"{path}:{number}: expected a line with type environment, "
-                             "adapter or result")
+        except RecursionError:
+            raise ValueError(f"{path}:{number}: not a JSON object: nested too deeply") from None
+        problem = check_line(obj)  # the schema every reader of results files applies
+        if problem is not None:
+            raise ValueError(f"{path}:{number}: {problem}")
         yield number, start, min(offset, len(data)), obj
 
 

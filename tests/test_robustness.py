@@ -329,6 +329,23 @@ def test_resume_names_the_line_of_a_corrupt_results_file(
     assert out.read_text() == "".join(lines)  # nothing written, nothing cut
 
 
+def test_resume_refuses_a_forged_field_naming_file_line_and_field(
+        cases: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --resume reads the file it continues through the same results schema as the report.
+    out = tmp_path / "r.jsonl"
+    audit(cases, out, ["exact"])
+    lines = out.read_text().splitlines(keepends=True)
+    record = json.loads(lines[3])
+    record["max_ulp_error"] = [1, 2]
+    lines[3] = json.dumps(record) + "\n"
+    out.write_text("".join(lines))
+    code = main(["run", "--cases", str(cases), "--framework", "exact", "--resume",
+                 "--out", str(out)])
+    assert code == 2
+    assert f"{out}:4: not a result record: max_ulp_error" in capsys.readouterr().err
+    assert out.read_text() == "".join(lines)
+
+
 def test_resume_takes_a_job_complete_twice_with_different_counts(
         cases: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.jsonl"
