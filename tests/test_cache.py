@@ -65,6 +65,18 @@ def same(a: OracleResult, b: OracleResult) -> bool:
             and same_floats(a.grad_bound, b.grad_bound))
 
 
+def assert_recomputed_once(store: cache.OracleCache, key: str, path: Path,
+                           computed: OracleResult,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``get`` reports the bad entry at ``path``, computes once, and replaces the entry."""
+    calls: list[int] = []
+    result = store.get(key, lambda: calls.append(1) or computed)
+    assert same(result, computed) and calls == [1]
+    assert f"ignoring bad oracle cache entry {path}" in capsys.readouterr().err
+    loaded = store.load(key)
+    assert loaded is not None and same(loaded, computed)
+
+
 def test_values_round_trip_exactly() -> None:
     awkward = [
         mpf(0), mpf("nan"), mpf("inf"), mpf("-inf"), exact_mpf(-3, -1),
@@ -161,12 +173,7 @@ def test_a_bad_entry_is_reported_ignored_and_recomputed(
         path.write_bytes(store.path(other).read_bytes())
     with pytest.raises(cache.BadEntry, match=str(path)):
         store.load(key)
-    calls = []
-    result = store.get(key, lambda: calls.append(1) or computed)
-    assert same(result, computed) and calls == [1]
-    assert f"ignoring bad oracle cache entry {path}" in capsys.readouterr().err
-    loaded = store.load(key)  # the recomputed entry replaced the bad one
-    assert loaded is not None and same(loaded, computed)
+    assert_recomputed_once(store, key, path, computed, capsys)
 
 
 def test_reference_for_reads_the_cache_without_running_the_oracle(
@@ -431,12 +438,7 @@ def test_a_hand_edited_entry_is_reported_ignored_and_recomputed(
         assert found is not None and same_floats(found.grad_bound, computed.grad_bound)
     else:
         assert found is None
-    calls: list[int] = []
-    result = store.get(key, lambda: calls.append(1) or computed)
-    assert same(result, computed) and calls == [1]
-    assert f"ignoring bad oracle cache entry {path}" in capsys.readouterr().err
-    loaded = store.load(key)  # the recomputed entry replaced the edited one
-    assert loaded is not None and same(loaded, computed)
+    assert_recomputed_once(store, key, path, computed, capsys)
 
 
 def test_an_edited_reference_never_passes_a_wrong_framework(
