@@ -1,12 +1,16 @@
-"""Pieces the JAX and TensorFlow adapters share: the static settings of one call, the option
-sets APIs declare, compiled twins of APIs, and one-line error messages.
+"""Pieces the adapters share: the static settings of one call, the option sets APIs declare,
+compiled twins of APIs, one-line error messages, exception chains and warnings given once.
 
 Nothing here imports a framework.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from conformance.adapters.base import Api
@@ -70,3 +74,38 @@ def one_line(message: str, limit: int = 600) -> str:
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", " ".join(kept))
     text = re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def exception_chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what it was raised from or while handling, each once."""
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+_WARNED: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """``message`` on stderr, the first time this process says it (a worker's stderr reaches
+    the user's terminal): for the suite's own fallbacks, which no record shows."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def unwritable(directory: str) -> str | None:
+    """Why no file can be written in ``directory`` (made if missing), or None if one can:
+    a few kilobytes are written, synced and removed."""
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".conformance-probe-") as probe:
+            probe.write(bytes(4096))
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as error:
+        return str(error)
+    return None

@@ -2,22 +2,53 @@
 
 ``softmax``, ``log_softmax``, ``cross_entropy`` and ``nll_loss`` also run through
 ``torch.compile`` (TorchInductor; on CPU it generates C++ and needs a working C++ compiler).
-Each compiled twin is compiled once per process and recompiles per dtype, rank and option
-set (shapes become dynamic after the first change); a compilation that fails is
-``unsupported`` with torch's reason.  The recompile limit is raised, and hitting it made an
-error, only around our calls: by default Dynamo would silently fall back to eager code and
-the record would name a compiled API that did not run compiled.
+
+* **Code that depends only on the job.**  Each twin is ``torch.compile(f, dynamic=False)``:
+  one compilation per input shape, dtype and option set (label smoothing included), never a
+  dynamic-shape graph.  With Dynamo's default automatic dynamic shapes, the code a job ran
+  depended on what the process had compiled before it (static for the first shape, dynamic
+  after a second), so a resumed run, or a fresh worker after a crash, gave other ULP figures
+  than an uninterrupted one (issue 12, item 7).
+* **No limit of ours becomes a verdict.**  Dynamo keeps at most ``RECOMPILE_LIMIT``
+  compilations of a twin; past it (``recompile_limit`` or ``accumulated_recompile_limit``),
+  by default it would silently run eager code under the compiled API's name.  The adapter
+  calls ``torch._dynamo.reset()`` before a twin's new signatures would pass the limit (one
+  compilation each, with static shapes); should the limit be hit all the same, around our
+  calls that raises, and the adapter resets and runs the job again.  With static
+  compilation a reset changes no job's code, only its compile time.  A limit still hit
+  after a reset is the suite's failure (raised, recorded as a crash), never ``unsupported``.
+* **An unusable compilation cache is not torch's failure.**  A TorchInductor cache
+  (``$TORCHINDUCTOR_CACHE_DIR``) that is read-only, full or damaged makes compilation fail
+  with an ``OSError`` or a C++ compile error.  The job is then run again with a private
+  temporary cache; if that works, the rest of the process keeps it and stderr says so once.
+  A failure that persists there is torch's, and is recorded as below.
+* A compilation that fails for torch's own reasons (no C++ compiler, a lowering it lacks)
+  is ``unsupported`` with torch's message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import atexit
+import errno
+import getpass
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from conformance.adapters.base import OPTIONS, Adapter, Api, Device, Outcome
-from conformance.adapters.common import one_line, twin
+from conformance.adapters.common import (
+    exception_chain,
+    one_line,
+    twin,
+    unwritable,
+    warn_once,
+)
 from conformance.problem import Problem
 from conformance.results import cpu_name
 
@@ -42,7 +73,18 @@ COMPILED = ("softmax", "log_softmax", "cross_entropy", "nll_loss")
 APIS = EAGER_APIS + tuple(twin(api, COMPILE_PREFIX, "torch.compile")
                           for api in EAGER_APIS if api.id in COMPILED)
 DTYPES = ("float64", "float32", "float16", "bfloat16")
-RECOMPILE_LIMIT = 4096
+# Compilations Dynamo keeps per twin before the adapter resets it (torch's own default for
+# accumulated_recompile_limit; its recompile_limit of 8 is raised to it).
+RECOMPILE_LIMIT = 256
+CACHE_VARIABLE = "TORCHINDUCTOR_CACHE_DIR"
+# errno values of a directory that cannot be written: the cache's fault, never torch's.
+STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                            errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.EFBIG, errno.EIO})
+
+
+class SuiteLimit(RuntimeError):
+    """A limit of the suite's own stopped a compiled twin: raised out of ``run`` (the worker
+    records the job as a crash of the check), never recorded as torch's verdict."""
 
 
 class TorchAdapter(Adapter):
@@ -50,12 +92,19 @@ class TorchAdapter(Adapter):
 
     def __init__(self) -> None:
         import torch
+
+        # First: importing torch._dynamo (which torch.nn.functional does not) makes the
+        # cache directory, and fails halfway where it cannot.
+        self._cache = InductorCache()
+        self._cache.check(torch)
         import torch.nn.functional
 
         self.torch = torch
         self.functional = torch.nn.functional
         self._functions = _functions(torch)
         self._compiled: dict[str, Callable[..., Any]] = {}  # one torch.compile per API
+        # per twin, the signatures compiled since Dynamo was last reset (_make_room)
+        self._signatures: dict[str, set[tuple[Any, ...]]] = {}
 
     def version(self) -> str:
         return str(self.torch.__version__)
@@ -74,23 +123,68 @@ class TorchAdapter(Adapter):
         return tuple(devices)
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        try:
+            if api.id.startswith(COMPILE_PREFIX + "-"):
+                return self._run_compiled(api, problem, device)
+            return self._attempt(api, problem, device)
+        except SuiteLimit:
+            raise
+        except Exception as error:  # the framework's own verdict on the inputs
+            return _outcome_of(error)
+
+    def _attempt(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        """One run of the job: the output, then the gradient (which compiles the backward
+        graph of a compiled twin); torch's exceptions propagate."""
         torch = self.torch
         dtype = getattr(torch, problem.dtype)
-        try:
-            x = torch.tensor(problem.input, dtype=dtype, device=device.id,
-                             requires_grad=problem.case.grad)
-            out = self._call(api, problem, x, dtype, device)
-            grad = None
-            if problem.case.grad:
-                out.backward(torch.ones_like(out))  # d(sum of outputs)/dx, see SPEC.md
-                grad = _numpy(x.grad) if x.grad is not None else np.zeros(problem.input.shape)
-            return Outcome("ok", _numpy(out), grad)
-        except Exception as error:  # the framework's own verdict on the inputs
-            if _is_compile_failure(error):
-                return Outcome("unsupported", error_type=type(error).__name__,
-                               message=f"torch.compile failed: {one_line(str(error))}")
-            status = "unsupported" if _is_dtype_refusal(error) else "error"
-            return Outcome(status, error_type=type(error).__name__, message=str(error))
+        x = torch.tensor(problem.input, dtype=dtype, device=device.id,
+                         requires_grad=problem.case.grad)
+        out = self._call(api, problem, x, dtype, device)
+        grad = None
+        if problem.case.grad:
+            out.backward(torch.ones_like(out))  # d(sum of outputs)/dx, see SPEC.md
+            grad = _numpy(x.grad) if x.grad is not None else np.zeros(problem.input.shape)
+        return Outcome("ok", _numpy(out), grad)
+
+    def _run_compiled(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        """The job on a compiled twin, run again (once for each cause) after a failure that
+        is the suite's or the cache's, not torch's: see the module docstring."""
+        recovered: set[str] = set()
+        while True:
+            try:
+                outcome = self._attempt(api, problem, device)
+            except Exception as error:
+                cause = None
+                try:
+                    cause = self._recover(error, recovered)
+                finally:
+                    if cause is None:  # torch's failure, or the suite's: the cache given back
+                        self._cache.give_up_trial(self.torch)
+                if cause is None:
+                    raise
+                recovered.add(cause)
+                continue
+            self._cache.keep_trial()
+            return outcome
+
+    def _recover(self, error: Exception, recovered: set[str]) -> str | None:
+        """Undo what made ``error`` ours and say which cause it was; None if it is torch's."""
+        if _hit_recompile_limit(error):
+            if "limit" in recovered:
+                raise SuiteLimit("torch.compile hit the suite's recompile limit "
+                                 f"({RECOMPILE_LIMIT}) even after torch._dynamo.reset(): "
+                                 f"{one_line(str(error))}") from error
+            self.torch._dynamo.reset()
+            self._signatures = {}
+            return "limit"
+        if "cache" not in recovered and _may_be_the_cache(error) \
+                and self._cache.start_trial(self.torch, one_line(str(error), 300)):
+            return "cache"
+        storage = _storage_error(error)
+        if storage is not None:  # no directory at all to compile in
+            raise SuiteLimit(f"torch.compile could not write its code: {storage}; "
+                             f"{self._cache.tried()}") from error
+        return None
 
     def _call(self, api: Api, problem: Problem, x: Any, dtype: Any, device: Device) -> Any:
         torch, case = self.torch, problem.case
@@ -104,14 +198,127 @@ class TorchAdapter(Adapter):
                      case.label_smoothing)
         if not api.id.startswith(COMPILE_PREFIX + "-"):
             return self._functions[api.id](*arguments)
+        base_id = api.id.removeprefix(COMPILE_PREFIX + "-")
+        self._make_room(base_id, (device.id, *map(_signature, arguments)))
+        # fail_on_recompile_limit_hit: past a limit Dynamo would run eager code instead.
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
+                                        accumulated_recompile_limit=RECOMPILE_LIMIT,
                                         fail_on_recompile_limit_hit=True):
-            return self._compiled_function(api.id.removeprefix(COMPILE_PREFIX + "-"))(*arguments)
+            return self._compiled_function(base_id)(*arguments)
+
+    def _make_room(self, api_id: str, signature: tuple[Any, ...]) -> None:
+        """Reset Dynamo before a twin's compilation would pass ``RECOMPILE_LIMIT``: with
+        static shapes each new signature (shapes, dtypes, constants) is one compilation.
+        (Hitting the limit works too, see ``_recover``, but torch logs a warning for it.)"""
+        seen = self._signatures.setdefault(api_id, set())
+        if signature in seen:
+            return
+        if len(seen) >= RECOMPILE_LIMIT:
+            self.torch._dynamo.reset()
+            self._signatures = {api_id: set()}
+            seen = self._signatures[api_id]
+        seen.add(signature)
 
     def _compiled_function(self, api_id: str) -> Callable[..., Any]:
         if api_id not in self._compiled:
-            self._compiled[api_id] = self.torch.compile(self._functions[api_id])
+            self._compiled[api_id] = self.torch.compile(self._functions[api_id], dynamic=False)
         return self._compiled[api_id]
+
+
+class InductorCache:
+    """Where TorchInductor writes its code: ``$TORCHINDUCTOR_CACHE_DIR`` (or torch's default
+    under the temporary directory), or, once that has failed, a private temporary directory
+    for the rest of the process (removed at exit).
+
+    A failure that may be the cache's starts a *trial* (``start_trial``): the job runs again in
+    a fresh directory.  If it then works (``keep_trial``) the cache was at fault: the private
+    directory is kept and stderr says so, once.  If it fails again (``give_up_trial``) the
+    failure is torch's, and the cache given is used again.
+    """
+
+    def __init__(self) -> None:
+        self.private: str | None = None  # in use for good
+        self._trial: tuple[str | None, str, str] | None = None  # (given, private, why)
+        self._failures: list[str] = []  # private directories that could not be made
+
+    def check(self, torch: Any) -> None:
+        """Before anything imports ``torch._dynamo``: a cache directory that cannot be written
+        is left at once.  (Importing torch._dynamo makes the directory; where it cannot, the
+        import fails halfway, and a second one fails on what the first registered.)"""
+        given = os.environ.get(CACHE_VARIABLE)
+        why = unwritable(given or _default_cache_directory())
+        if why is not None and self.start_trial(torch, why):
+            self.keep_trial()
+
+    def start_trial(self, torch: Any, why: str) -> bool:
+        if self.private is not None or self._trial is not None:
+            return False
+        private = _private_directory(self._failures)
+        if private is None:
+            return False
+        self._trial = (os.environ.get(CACHE_VARIABLE), private, why)
+        _use_cache_directory(torch, private)
+        return True
+
+    def keep_trial(self) -> None:
+        if self._trial is None:
+            return
+        given, self.private, why = self._trial
+        self._trial = None
+        atexit.register(shutil.rmtree, self.private, ignore_errors=True)
+        warn_once(f"torch: the TorchInductor cache {given or 'directory'} cannot be used "
+                  f"({why}); torch.compile writes its code to {self.private} for the rest of "
+                  "this run, without a persistent cache")
+
+    def give_up_trial(self, torch: Any) -> None:
+        if self._trial is None:
+            return
+        given, private, _ = self._trial
+        self._trial = None
+        _use_cache_directory(torch, given)
+        shutil.rmtree(private, ignore_errors=True)
+
+    def tried(self) -> str:
+        where = self.private or os.environ.get(CACHE_VARIABLE) or "torch's default directory"
+        failures = "; ".join(self._failures)
+        return f"tried {where}" + (f" and a private directory ({failures})" if failures else "")
+
+
+def _private_directory(failures: list[str]) -> str | None:
+    """A fresh directory for TorchInductor's code, under the temporary directory or, where
+    that disk cannot take it, in shared memory; None (the reasons in ``failures``) if neither."""
+    for parent in (None, "/dev/shm"):
+        try:
+            return tempfile.mkdtemp(prefix="conformance-torchinductor-", dir=parent)
+        except OSError as error:
+            failures.append(f"{parent or tempfile.gettempdir()}: {error.strerror or error}")
+    return None
+
+
+def _default_cache_directory() -> str:
+    """torch's default cache directory (``default_cache_dir`` in
+    torch/_inductor/runtime/cache_dir_utils.py), computed without importing torch._inductor,
+    whose import already makes it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):
+        user = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+    return os.path.join(tempfile.gettempdir(),
+                        "torchinductor_" + re.sub(r'[\\/:*?"<>|]', "_", user))
+
+
+def _use_cache_directory(torch: Any, directory: str | None) -> None:
+    """Point TorchInductor at ``directory`` (None: torch's default), as torch's own
+    ``temporary_cache_dir`` does, and forget what Dynamo compiled with the old one."""
+    if directory is None:
+        os.environ.pop(CACHE_VARIABLE, None)
+    else:
+        os.environ[CACHE_VARIABLE] = directory
+    if "torch._dynamo" in sys.modules:  # else nothing was compiled, nor imported, yet
+        from torch._inductor.utils import clear_caches
+
+        clear_caches()
+        torch._dynamo.reset()
 
 
 def _functions(torch: Any) -> dict[str, Callable[..., Any]]:
@@ -156,12 +363,56 @@ def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().to("cpu").double().numpy()
 
 
+def _outcome_of(error: Exception) -> Outcome:
+    """torch's exception as a record: a compilation that could not be built is unsupported
+    with torch's reason, a missing kernel for the dtype unsupported, anything else an error."""
+    if _is_compile_failure(error):
+        return Outcome("unsupported", error_type=type(error).__name__,
+                       message=f"torch.compile failed: {one_line(str(error))}")
+    status = "unsupported" if _is_dtype_refusal(error) else "error"
+    return Outcome(status, error_type=type(error).__name__, message=str(error))
+
+
+def _signature(argument: Any) -> Any:
+    """What Dynamo's guards on static shapes check of one argument: a tensor's shape, dtype
+    and whether it requires a gradient; any other value itself."""
+    if hasattr(argument, "shape") and hasattr(argument, "dtype"):
+        return (tuple(argument.shape), str(argument.dtype), bool(argument.requires_grad))
+    return argument
+
+
+def _names(error: BaseException) -> Iterator[str]:
+    """The class names of ``error`` and of every exception it was raised from."""
+    for link in exception_chain(error):
+        for cls in type(link).__mro__:
+            yield cls.__name__
+
+
 def _is_compile_failure(error: Exception) -> bool:
     """TorchInductor could not build the code (no C++ compiler, no Triton for a GPU, a
     lowering it lacks): a limit of torch.compile here, not a verdict on the inputs."""
     names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"BackendCompilerFailed", "InvalidCxxCompiler", "CppCompileError",
-                         "FailOnRecompileLimitHit"})
+    return bool(names & {"BackendCompilerFailed", "InvalidCxxCompiler", "CppCompileError"})
+
+
+def _hit_recompile_limit(error: Exception) -> bool:
+    return "FailOnRecompileLimitHit" in set(_names(error))
+
+
+def _may_be_the_cache(error: Exception) -> bool:
+    """A failure a damaged or full cache can cause: a file that could not be written
+    (OSError), a cached library that does not load (ImportError: "file too short"), or any
+    failed compilation (an emptied library the generated code links against fails the C++
+    compiler).  Run again in a fresh directory, a failure that is torch's fails again."""
+    return _is_compile_failure(error) or bool(set(_names(error)) & {"OSError", "ImportError"})
+
+
+def _storage_error(error: Exception) -> str | None:
+    """The message of an OSError in ``error``'s chain saying a file could not be written."""
+    for link in exception_chain(error):
+        if isinstance(link, OSError) and link.errno in STORAGE_ERRORS:
+            return str(link)
+    return None
 
 
 def _is_dtype_refusal(error: Exception) -> bool:
