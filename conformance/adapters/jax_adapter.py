@@ -18,11 +18,20 @@ Gradients are those of the sum of the outputs (``reference/SPEC.md``), through `
 which gives the outputs too (``_with_grad``).  float64 runs
 inside ``jax.enable_x64(True)``, a context manager (thread-local, JAX >= 0.4.x), so the
 user's global ``jax_enable_x64`` is never changed.
+
+A persistent compilation cache (``$JAX_COMPILATION_CACHE_DIR``) that cannot be read or written
+(read-only, full, damaged, not a directory) is the suite's setting, not JAX's failure.  JAX
+itself recovers, with a ``UserWarning`` per executable; the adapter turns those warnings into
+errors (a filter installed in ``__init__``), and on the first one turns the persistent cache
+off for the rest of the process, says so once on stderr and runs the job again: nothing is
+recorded for it, and the code compiled is the same with or without the cache.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +43,11 @@ from conformance.adapters.common import (
     PROBABILITY_OPTIONS,
     UNREDUCED,
     Settings,
+    exception_chain,
     one_line,
     settings_for,
     twin,
+    warn_once,
 )
 from conformance.problem import Problem
 from conformance.results import cpu_name
@@ -93,6 +104,9 @@ DTYPES = ("float64", "float32", "float16", "bfloat16")
 # between stay compiled.
 RESIDENT_LIMIT = 2 << 30
 SIGNATURES_BETWEEN_CLEARS = 16
+# The start of JAX's warnings for a persistent-cache entry it could not read or write
+# (jax/_src/compiler.py), which it then compiles without.
+CACHE_WARNING = r"Error (reading|writing) persistent compilation cache entry"
 
 Recipe = Callable[[Any, Any, Any, Settings], Any]
 
@@ -112,6 +126,7 @@ class JaxAdapter(Adapter):
         self._jitted: dict[tuple[str, bool], Callable[..., Any]] = {}
         self._devices = _discover(jax)
         self._signatures: set[tuple[Any, ...]] = set()  # new since the last clear
+        warnings.filterwarnings("error", message=CACHE_WARNING, category=UserWarning)
 
     def version(self) -> str:
         optax = self.optax.__version__
@@ -133,8 +148,27 @@ class JaxAdapter(Adapter):
                     return self._run(api, problem, device)
             return self._run(api, problem, device)
         except Exception as error:  # the framework's own verdict on the inputs
+            if self._cache_failed(error):
+                return self.run(api, problem, device)  # once: the cache is now off
             status = "unsupported" if _is_dtype_refusal(error) else "error"
             return Outcome(status, error_type=type(error).__name__, message=one_line(str(error)))
+
+    def _cache_failed(self, error: Exception) -> bool:
+        """Whether ``error`` is JAX's complaint about its persistent compilation cache; if so,
+        the cache is turned off for the rest of the process and stderr says so, once."""
+        warning = next((link for link in exception_chain(error)
+                        if isinstance(link, UserWarning) and _is_cache_warning(link)), None)
+        config: Any = self.jax.config
+        if warning is None or not config.jax_enable_compilation_cache:
+            return False
+        from jax.experimental.compilation_cache import compilation_cache
+
+        config.update("jax_enable_compilation_cache", False)
+        compilation_cache.reset_cache()
+        warn_once(f"jax: the compilation cache {config.jax_compilation_cache_dir} cannot be "
+                  f"used ({one_line(str(warning))}); JAX compiles without a persistent cache "
+                  "for the rest of this run")
+        return True
 
     def _run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         self._bound_caches(problem)
@@ -275,6 +309,10 @@ def _jaxlib_version() -> str:
 
 def _numpy(array: Any) -> np.ndarray:
     return np.asarray(array).astype(np.float64)
+
+
+def _is_cache_warning(warning: UserWarning) -> bool:
+    return re.match(CACHE_WARNING, str(warning)) is not None
 
 
 def _is_dtype_refusal(error: Exception) -> bool:
