@@ -30,7 +30,7 @@ Sections:
     ``--profile-shape`` slice (default 32 x 4096: the cost is linear in the elements) for
     where the time goes.
 ``compare``
-    the comparison's cost per element (``conformance.compare.compare`` on the gradient of the
+    the comparison's cost per element (``conformance.judge.compare.compare`` on the gradient of the
     ``--profile-shape`` case against its float32 rounding), extrapolated to ``--big-shape``.
 """
 
@@ -69,8 +69,8 @@ PACKAGES = ("torch", "jax", "jaxlib", "optax", "tensorflow-cpu", "tensorflow", "
 def machine() -> list[str]:
     import mpmath
 
-    from conformance.results import cpu_name
-    from conformance.runner import available_cores
+    from conformance.results.environment import cpu_name
+    from conformance.run.runner import available_cores
 
     memory = ""
     with contextlib.suppress(OSError):
@@ -204,13 +204,13 @@ def section_audit(args: argparse.Namespace, work: Path) -> list[str]:
 # What a worker does, by the functions that do it (cumulative time of the outermost call).
 ACTIVITIES = (
     ("framework calls (adapter.run)", "run", ("adapters",)),
-    ("comparison (compare.py)", "compare", ("compare.py",)),
-    ("oracle cache reads", "load", ("cache.py",)),
+    ("comparison (compare.py)", "compare", ("judge/compare.py",)),
+    ("oracle cache reads", "load", ("oracle/cache.py",)),
     ("oracle computations", "evaluate", ("oracle.py",)),
-    ("error bounds computed (not cached)", "_computed_bounds", ("check.py",)),
-    ("inputs rounded to the dtype (make_problem)", "make_problem", ("problem.py",)),
-    ("record values (values_for_record)", "values_for_record", ("results.py",)),
-    ("cases loaded and validated", "load_cases", ("cases.py",)),
+    ("error bounds computed (not cached)", "_computed_bounds", ("judge/check.py",)),
+    ("inputs rounded to the dtype (make_problem)", "make_problem", ("cases/problem.py",)),
+    ("record values (values_for_record)", "values_for_record", ("results/records.py",)),
+    ("cases loaded and validated", "load_cases", ("cases/loading.py",)),
     ("adapter created (framework import)", "load_adapter", ("adapters",)),
 )
 
@@ -238,9 +238,9 @@ def worker_profiles(directory: Path) -> list[str]:
 def bare_loop(framework: str, cases: list[str]) -> dict[str, Any]:
     """In this process: the inputs first, then (timed) the framework's import and its calls."""
     from conformance.adapters import AdapterUnavailable, load_adapter
-    from conformance.cases import load_cases
-    from conformance.problem import make_problem
-    from conformance.worker import device_matches
+    from conformance.cases.loading import load_cases
+    from conformance.cases.problem import make_problem
+    from conformance.run.worker import device_matches
 
     loaded = load_cases(cases)
     problems = {(case, dtype): make_problem(case, dtype) for case in loaded
@@ -278,8 +278,8 @@ def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
     parallel = getattr(args, "warm", None) or conformance_run(
         args, work / "parallel.jsonl", cache, args.jobs)
     bare = []
-    # the same warm framework compilation caches as the audit's workers (runner.py)
-    from conformance.runner import worker_environment
+    # the same warm framework compilation caches as the audit's workers (run/runner.py)
+    from conformance.run.runner import worker_environment
 
     os.environ["CONFORMANCE_CACHE"] = str(cache)
     env = worker_environment()
@@ -328,9 +328,9 @@ def section_overhead(args: argparse.Namespace, work: Path) -> list[str]:
 
 
 def section_oracle(args: argparse.Namespace, work: Path) -> list[str]:
-    from conformance.cases import load_cases
-    from conformance.problem import make_problem
-    from conformance.worker import case_size
+    from conformance.cases.loading import load_cases
+    from conformance.cases.problem import make_problem
+    from conformance.run.worker import case_size
 
     cases = [c for c in load_cases(args.cases) if c.expect == "value"]
     largest = max(cases, key=case_size)
@@ -402,7 +402,7 @@ def top_functions(profile: cProfile.Profile, count: int, order: str = "tottime",
 def section_compare(args: argparse.Namespace, work: Path) -> list[str]:
     import numpy as np
 
-    from conformance.compare import compare
+    from conformance.judge.compare import compare
 
     small = args.profile_shape
     result = evaluate_big(small)
@@ -418,7 +418,7 @@ def section_compare(args: argparse.Namespace, work: Path) -> list[str]:
     per = seconds / grad.size
     big = args.big_shape[0] * args.big_shape[1]
     return ["## The comparison", "",
-            f"`conformance.compare.compare` of the {small[0]} x {small[1]} gradient against its "
+            f"`conformance.judge.compare.compare` of the {small[0]} x {small[1]} gradient against its "
             f"float32 rounding: {seconds:.2f} s, {1e6 * per:.1f} µs per element "
             f"(verdict: {comparison.message[:80]}...); for {args.big_shape[0]} x "
             f"{args.big_shape[1]}: about {per * big:.1f} s per quantity compared.", "",

@@ -12,9 +12,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from conformance import support
-from conformance.adapters import frameworks
-from conformance.cases import CaseError, load_cases
+from conformance.adapters import frameworks, support
+from conformance.cases.loading import CaseError, load_cases
 from reference.formats import DTYPES
 
 DEFAULT_CASES = ["cases"]
@@ -54,7 +53,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="compute every oracle result afresh, reading and writing no cache")
     p.add_argument("--tolerance-scale", type=float, metavar="X",
                    help="multiply every tolerance factor K of the comparison rules by X "
-                        "(conformance/compare.py; sets $CONFORMANCE_TOLERANCE_SCALE)")
+                        "(conformance/judge/compare.py; sets $CONFORMANCE_TOLERANCE_SCALE)")
     p.add_argument("--exit-zero", action="store_true",
                    help="exit 0 even when discrepancies are found (audits that only want records)")
     p.add_argument("--report", type=Path, metavar="HTML",
@@ -67,7 +66,7 @@ def _with_tolerance_scale(args: argparse.Namespace) -> int:
     import math
     import os
 
-    from conformance.compare import RUN_SCALE_VARIABLE
+    from conformance.judge.compare import RUN_SCALE_VARIABLE
 
     scale = args.tolerance_scale
     if not (math.isfinite(scale) and scale > 0):  # NaN fails every comparison: test finite
@@ -88,8 +87,8 @@ def _with_tolerance_scale(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "tolerance_scale", None) is not None:
         return _with_tolerance_scale(args)
-    from conformance.progress import Progress, summary_lines
-    from conformance.runner import RunOptions, check_run_paths, run
+    from conformance.run.progress import Progress, summary_lines
+    from conformance.run.runner import RunOptions, check_run_paths, run
 
     if args.resume and args.overwrite:
         print("error: --resume continues the file that --overwrite would replace; pass one",
@@ -119,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     if args.report is not None:
-        from conformance.report import write_report
+        from conformance.report.page import write_report
 
         write_report([args.out], args.report)
     print("\n".join(summary_lines(summary, report=args.report)))
@@ -137,7 +136,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     line and field.  Exit 2 if any file is invalid or an id repeats."""
     from collections import Counter
 
-    from conformance.cases import Case, find_case_files, load_file
+    from conformance.cases.loading import Case, find_case_files, load_file
 
     files = find_case_files(args.paths)
     if not files:  # "0 cases valid" would pass a typo'd folder in CI
@@ -193,7 +192,7 @@ def _add_list(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from conformance import catalog
+    from conformance.cases import catalog
 
     cases = catalog.select(load_cases(args.paths), args.group, args.exclude_group, args.op,
                            args.option)
@@ -224,8 +223,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from conformance.paths import check_outputs
-    from conformance.report import write_report
+    from conformance.report.page import write_report
+    from conformance.results.paths import check_outputs
 
     check_outputs([("-o", args.output)], [("the results file", path) for path in args.results])
     info = write_report(args.results, args.output, cases_root=args.cases_root)
@@ -243,8 +242,8 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from conformance.merge import merge_results, write_merged
-    from conformance.paths import check_outputs
+    from conformance.results.merge import merge_results, write_merged
+    from conformance.results.paths import check_outputs
 
     check_outputs([("-o", args.output)], [("the results file", path) for path in args.results])
     merged = merge_results(args.results)
@@ -268,8 +267,8 @@ def _add_pairwise(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_pairwise(args: argparse.Namespace) -> int:
-    from conformance.pairwise import pair_lines, pairs_from_results, write_pairs
-    from conformance.paths import check_outputs
+    from conformance.judge.pairwise import pair_lines, pairs_from_results, write_pairs
+    from conformance.results.paths import check_outputs
 
     if args.out is not None:
         check_outputs([("--out", args.out)],

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from conformance.adapters import AdapterUnavailable, frameworks, load_adapter
-from conformance.cases import CASE_FILE_SUFFIXES, Case, CaseError, load_file
-from conformance.check import check_case, check_documented
-from conformance.results import Record
-from conformance.worker import Job, jobs
+from conformance.cases.loading import CASE_FILE_SUFFIXES, Case, CaseError, load_file
+from conformance.judge.check import check_case, check_documented
+from conformance.results.records import Record
+from conformance.run.worker import Job, jobs
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -16,7 +16,7 @@ list, never up, and never into ``conformance``):
   (prepare, accept a certified pass, attach the tolerance's error bounds), ``check_inputs``,
   ``error_bounds``; ``OracleResult``.
 * ``reference/tolerance.py``: the per-element error bounds of a max-shifted evaluation in the
-  dtype under test (``conformance/compare.py``'s ingredients), ``INFLATION``.
+  dtype under test (``conformance/judge/compare.py``'s ingredients), ``INFLATION``.
 * ``reference/certify.py``: the precision loop (Ziv's strategy, or one pass certified by its
   a-priori bounds), ``MAX_PRECISION``.
 * ``reference/compute.py``: one pass at one working precision, row by row on MPFR or mpmath.
@@ -123,7 +123,7 @@ def error_bounds(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-element error bounds (factor K = 1) of a max-shifted evaluation of ``op`` in
     ``dtype``, float64 arrays shaped like ``evaluate``'s output and grad (NaN bounds are 0:
-    those elements are compared as special values); see ``conformance/compare.py`` and
+    those elements are compared as special values); see ``conformance/judge/compare.py`` and
     ``reference/tolerance.py``."""
     problem = prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
     return problem_bounds(problem, get_format(dtype), grad, {})

@@ -1,7 +1,7 @@
 """The error bounds of a max-shifted evaluation in the dtype under test: the ingredients of
 the tolerance policy.
 
-``conformance/compare.py`` derives the bound and documents it; this module evaluates it for
+``conformance/judge/compare.py`` derives the bound and documents it; this module evaluates it for
 one prepared problem in one dtype (``problem_bounds``; ``reference.oracle.error_bounds`` is
 its public door).  The ingredients come from the exact inputs: the shifts s_j = x_j - m are
 exact, exp(s_j), their sum S and L = log S are computed at the oracle's first working

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conformance.results import jsonable
+from conformance.results.records import jsonable
 
 ENV_A = "aaaaaaaaaaaa"
 ENV_B = "bbbbbbbbbbbb"

@@ -25,8 +25,9 @@ import time
 
 import numpy as np
 
-from conformance.adapters.base import OPTIONS, Adapter, Api, Device, Outcome
-from conformance.problem import Problem
+from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.cases.options import OPTIONS
+from conformance.cases.problem import Problem
 from reference.formats import round_to_float
 from reference.oracle import OracleDomainError
 

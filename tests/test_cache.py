@@ -13,11 +13,11 @@ import pytest
 from mpmath import mpf
 from mpmath.libmp import from_man_exp
 
-from conformance import cache
-from conformance.cases import Case, load_cases
-from conformance.check import bounds_for, check_case, expected_for, reference_for
-from conformance.problem import make_problem
-from conformance.runner import RunOptions, run
+from conformance.cases.loading import Case, load_cases
+from conformance.cases.problem import make_problem
+from conformance.judge.check import bounds_for, check_case, expected_for, reference_for
+from conformance.oracle import cache
+from conformance.run.runner import RunOptions, run
 from reference.oracle import OracleResult
 from tests.conftest import write
 
@@ -135,7 +135,8 @@ def test_the_oracle_version_covers_every_module_of_reference(tmp_path: Path) -> 
     third = cache.source_version(tmp_path)
     write(tmp_path / "reference" / "SPEC.md", "prose is not code\n")
     assert len({first, second, third}) == 3 and cache.source_version(tmp_path) == third
-    assert cache.oracle_version() == cache.source_version(Path(cache.__file__).parent.parent)
+    assert (cache.SOURCE_ROOT / "reference" / "oracle.py").is_file()
+    assert cache.oracle_version() == cache.source_version(cache.SOURCE_ROOT)
 
 
 def test_an_int_target_and_a_float_target_differ(tmp_path: Path) -> None:
@@ -185,8 +186,8 @@ def test_reference_for_reads_the_cache_without_running_the_oracle(
     def no_oracle(*args: object, **kwargs: object) -> None:
         raise AssertionError("the oracle ran on a warm cache")
 
-    monkeypatch.setattr("conformance.problem.evaluate", no_oracle)
-    monkeypatch.setattr("conformance.check.error_bounds", no_oracle)
+    monkeypatch.setattr("conformance.cases.problem.evaluate", no_oracle)
+    monkeypatch.setattr("conformance.judge.check.error_bounds", no_oracle)
     warm = reference_for(case, "float32")
     assert same(warm, first)
     bounds = bounds_for(case, "float32", warm)  # the bounds come from the cache too
@@ -287,7 +288,7 @@ def test_no_cache_runs_write_no_cache(tmp_path: Path, stand_ins: None,
 
 def test_framework_compilation_caches_live_beside_the_oracle_cache(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from conformance.runner import worker_environment
+    from conformance.run.runner import worker_environment
 
     for variable in ("JAX_COMPILATION_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR",
                      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
@@ -336,7 +337,7 @@ def test_a_summary_holds_the_float64_nearest_to_each_exact_value(
 def test_warm_records_come_from_the_views_and_equal_the_cold_ones(
         tmp_path: Path, store: cache.OracleCache, monkeypatch: pytest.MonkeyPatch,
         dtype: str) -> None:
-    from conformance.results import environment
+    from conformance.results.environment import environment
     from tests.stand_in_adapters import ExactAdapter, OffsetAdapter
 
     (case,) = load_cases([write(tmp_path / "c.yaml", VIEWS_CASE)])
@@ -491,7 +492,7 @@ def test_an_unwritable_cache_costs_the_cache_not_the_run(
     """``conformance run --cache BAD``: the oracle phase, the documented checks and the
     framework worker compute in memory; one warning names the path and the OS error."""
     from conformance.cli import main
-    from conformance.results import read_results
+    from conformance.results.jsonl import read_results
 
     cases, out = write(tmp_path / "cases.yaml", SUITE), tmp_path / "r.jsonl"
     bad = bad_cache(tmp_path, how)
@@ -578,7 +579,7 @@ def test_the_oracle_worker_records_no_failure_when_the_cache_cannot_be_written(
         fresh_process_state: None) -> None:
     """The oracle phase's worker computes, fails to store (a full disk) and goes on: nothing
     it sends makes a job an error; the frameworks compute what the cache lacks."""
-    from conformance import worker
+    from conformance.run import worker
 
     cases = load_cases([write(tmp_path / "cases.yaml", SUITE)])
 

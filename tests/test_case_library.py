@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conformance import catalog, generate
 from conformance.adapters import AdapterUnavailable, load_adapter
-from conformance.cases import Case, find_case_files, load_cases
-from conformance.problem import make_problem
+from conformance.cases import catalog, generate
+from conformance.cases.loading import Case, find_case_files, load_cases
+from conformance.cases.problem import make_problem
 from reference.oracle import OracleDomainError, check_inputs
 from tests.conftest import ROOT
 

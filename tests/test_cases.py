@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cases import CaseError, load_cases, load_file
-from conformance.problem import make_problem
+from conformance.cases.loading import CaseError, load_cases, load_file
+from conformance.cases.problem import make_problem
 from tests.conftest import ROOT, write
 
 GOOD = """\

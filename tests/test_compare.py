@@ -1,4 +1,4 @@
-"""The comparison rules (conformance/compare.py) on values worked out independently.
+"""The comparison rules (conformance/judge/compare.py) on values worked out independently.
 
 Exact values come from mpmath at high precision in the test; positions on a format's grid
 from the IEEE encodings (``struct``); simulated frameworks are numpy evaluations in the
@@ -22,9 +22,10 @@ import pytest
 from mpmath import mpf
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
-from conformance.cases import load_file
-from conformance.check import check_case
-from conformance.compare import (
+from conformance.cases.loading import load_file
+from conformance.cases.problem import Problem
+from conformance.judge.check import check_case
+from conformance.judge.compare import (
     BEHAVIOUR,
     NUMERIC,
     RUN_SCALE_VARIABLE,
@@ -35,7 +36,6 @@ from conformance.compare import (
     policy_k,
     tolerance_for,
 )
-from conformance.problem import Problem
 from reference.formats import round_to_float
 from reference.oracle import evaluate
 
@@ -237,7 +237,7 @@ def test_tolerance_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999", "0", "-1", "abc", "NaN"])
 def test_the_run_scale_variable_must_be_finite_and_positive(
         monkeypatch: pytest.MonkeyPatch, value: str) -> None:
-    from conformance.compare import run_scale
+    from conformance.judge.compare import run_scale
 
     monkeypatch.setenv(RUN_SCALE_VARIABLE, value)
     with pytest.raises(ValueError) as caught:

@@ -1,6 +1,6 @@
 """The documented-value check with NaN and infinities, element by element (issue 12, item 2).
 
-A documented value is judged as ``conformance.compare`` judges a framework's: NaN matches
+A documented value is judged as ``conformance.judge.compare`` judges a framework's: NaN matches
 NaN, an infinity matches only itself, a special value facing a finite one is a
 ``special-value`` mismatch wherever it lies in the list, and ``documented_tolerance`` applies
 only where both sides are finite.  The oracle's values used below (``reference/SPEC.md``):
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cases import load_cases
-from conformance.check import check_documented
-from conformance.compare import NUMERIC, SPECIAL_VALUE
-from conformance.results import Record
+from conformance.cases.loading import load_cases
+from conformance.judge.check import check_documented
+from conformance.judge.compare import NUMERIC, SPECIAL_VALUE
+from conformance.results.records import Record
 from tests.conftest import write
 
 # softmax([1, 0]) and log_softmax([1, 0, -inf]) to 7 digits, within the default tolerance

@@ -1,4 +1,4 @@
-"""Generated inputs (conformance/generate.py): the generators, their specs in case files, the
+"""Generated inputs (conformance/cases/generate.py): the generators, their specs in case files, the
 errors they give, the vectorized rounding, and that the values do not depend on the process."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import generate
-from conformance.cases import CaseError, load_file
-from conformance.generate import Spec, freeze, materialize, round_array
-from conformance.problem import make_problem
+from conformance.cases import generate
+from conformance.cases.generate import Spec, freeze, materialize, round_array
+from conformance.cases.loading import CaseError, load_file
+from conformance.cases.problem import make_problem
 from reference.formats import DTYPES, get_format, round_to_float
 from tests.conftest import ROOT, write
 

@@ -1,6 +1,6 @@
 """Hostile case files: whatever a careless or malicious user writes, loading ends in a
 ``CaseError`` that names the file, the line and the field, within bounded time and memory
-(``conformance.cases``' limits), never in a traceback, a hang or a gigabyte.
+(``conformance.cases.loading``' limits), never in a traceback, a hang or a gigabyte.
 
 Each input goes through ``load_file`` and through ``conformance validate`` (in-process via
 ``conformance.cli.main``, or in a subprocess with a generous timeout where today's code
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conformance import cases as cases_module
-from conformance import generate
-from conformance.cases import CaseError, find_case_files, load_file
+from conformance.cases import generate
+from conformance.cases import loading as cases_module
+from conformance.cases.loading import CaseError, find_case_files, load_file
 from conformance.cli import main
 from tests.conftest import ROOT, write
 
@@ -77,7 +77,7 @@ def validate_in_subprocess(*paths: Path | str, timeout: float = 120) -> str:
 
 def load_in_subprocess(path: Path | str, timeout: float = 120) -> str:
     """``load_file`` in a process of its own; returns the CaseError's text."""
-    code = ("import sys\nfrom conformance.cases import CaseError, load_file\n"
+    code = ("import sys\nfrom conformance.cases.loading import CaseError, load_file\n"
             "try:\n    load_file(sys.argv[1])\nexcept CaseError as error:\n"
             "    print(error)\n    sys.exit(2)\n")
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
@@ -201,7 +201,7 @@ def test_a_generated_shape_that_cannot_be_allocated_is_refused_at_load(
 
 
 def test_the_shipped_large_cases_fit_the_generated_element_limit() -> None:
-    from conformance.cases import load_cases
+    from conformance.cases.loading import load_cases
 
     sizes = [generate.element_count(generate.input_shape(c.input) or ())
              for c in load_cases([ROOT / "cases" / "large"])]
@@ -339,7 +339,7 @@ def test_a_generated_input_without_classes_is_refused_too(tmp_path: Path) -> Non
 
 
 def test_an_expected_error_without_classes_still_generates(tmp_path: Path) -> None:
-    from conformance.problem import make_problem
+    from conformance.cases.problem import make_problem
 
     path = write(tmp_path / "empty.yaml", case_with(
         op="softmax", input="{generate: normal, shape: [2, 0], seed: 1}", target="null",

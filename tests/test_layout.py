@@ -152,7 +152,7 @@ def test_the_graph_sees_the_packages(graph: dict[str, set[str]]) -> None:
     assert "reference.oracle" in graph and "conformance.cli" in graph
     assert "reference.formats" in graph["reference.oracle"] or any(
         "reference.formats" in graph[m] for m in graph["reference.oracle"])
-    assert "reference.oracle" in graph["conformance.problem"]
+    assert "reference.oracle" in graph["conformance.cases.problem"]
 
 
 def test_reference_imports_nothing_from_conformance(graph: dict[str, set[str]]) -> None:
@@ -177,6 +177,69 @@ def test_no_adapter_imports_another(graph: dict[str, set[str]]) -> None:
         reached = _reachable(graph, adapter)
         others = sorted(m for m in reached if m in adapters and m != adapter)
         assert not others, f"{adapter} imports {others}"
+
+
+# The pipeline's layers, from the bottom: a module may import its own layer and those below.
+LAYERS = (
+    ("reference",),
+    ("conformance", "conformance.cases"),
+    ("conformance.results",),
+    ("conformance.oracle",),
+    ("conformance.adapters",),
+    ("conformance.judge",),
+    ("conformance.run", "conformance.report"),
+    ("conformance.cli", "conformance.pytest_plugin", "conformance.__main__"),
+)
+SIDE_BY_SIDE = 6  # run and report share a layer and never import each other
+
+
+def layer_of(module: str) -> int:
+    """The index in ``LAYERS`` of the longest prefix naming ``module``'s package."""
+    best, depth = -1, -1
+    for index, layer in enumerate(LAYERS):
+        for prefix in layer:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > depth:
+                best, depth = index, len(prefix)
+    assert best >= 0, f"{module} is in no layer of LAYERS"
+    return best
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from a higher layer, or between run and report."""
+    found = []
+    for module, imported in graph.items():
+        for target in imported:
+            up = layer_of(target) > layer_of(module)
+            across = (layer_of(target) == layer_of(module) == SIDE_BY_SIDE
+                      and target.split(".")[1] != module.split(".")[1])
+            if up or across:
+                found.append(f"{module} -> {target}")
+    return sorted(found)
+
+
+def test_the_whole_tree_has_no_import_cycle(graph: dict[str, set[str]]) -> None:
+    cycle = find_cycle(graph)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"
+
+
+def test_imports_run_down_the_pipeline(graph: dict[str, set[str]]) -> None:
+    assert upward_imports(graph) == []
+
+
+def test_an_upward_import_is_caught() -> None:
+    graph = {"conformance.cases.loading": {"conformance.judge.compare"},
+             "conformance.judge.compare": {"reference.formats"},
+             "conformance.run.runner": {"conformance.report.page"},
+             "conformance.report.page": set(), "reference.formats": set()}
+    assert upward_imports(graph) == ["conformance.cases.loading -> conformance.judge.compare",
+                                     "conformance.run.runner -> conformance.report.page"]
+
+
+def test_a_cycle_added_to_the_real_graph_is_caught(graph: dict[str, set[str]]) -> None:
+    with_cycle = {**graph, "conformance.run.summary": {*graph["conformance.run.summary"],
+                                                       "conformance.run.progress"}}
+    assert find_cycle(with_cycle) == ["conformance.run.progress", "conformance.run.summary",
+                                      "conformance.run.progress"]
 
 
 def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:

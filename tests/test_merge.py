@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
-from conformance.merge import comparison_key, merge_results, write_merged
-from conformance.report import write_report
+from conformance.report.page import write_report
+from conformance.results.merge import comparison_key, merge_results, write_merged
 from tests.report_samples import (
     ENV_A,
     ENV_B,

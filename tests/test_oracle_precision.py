@@ -1,7 +1,7 @@
 """The oracle states how it knows its digits, and evaluates the comparison's error bounds.
 
 Expected values are computed here, independently, with mpmath at high precision or by hand
-from the bound's formula (conformance/compare.py), never read back from the oracle.
+from the bound's formula (conformance/judge/compare.py), never read back from the oracle.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def test_run_refuses_the_cache_directory_as_report_with_the_default_cache(
 
 
 def test_the_runner_refuses_results_over_a_case_file(cases: Path) -> None:
-    from conformance.runner import RunOptions, run
+    from conformance.run.runner import RunOptions, run
 
     with pytest.raises(ValueError, match="may not be an input"):
         run(RunOptions(cases=[str(cases.parent)], frameworks=["exact"], out=cases,

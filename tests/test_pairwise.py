@@ -1,4 +1,4 @@
-"""Framework against framework (conformance/pairwise.py), on hand-made records."""
+"""Framework against framework (conformance/judge/pairwise.py), on hand-made records."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
-from conformance.pairwise import compare_values, pairs_from_records, pairs_from_results
-from conformance.results import Record, ResultsWriter
+from conformance.judge.pairwise import compare_values, pairs_from_records, pairs_from_results
+from conformance.results.jsonl import ResultsWriter
+from conformance.results.records import Record
 
 F32_STEP = 2.0 ** -23  # float32 spacing in [1, 2)
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cases import load_file
+from conformance.cases.loading import load_file
 from conformance.cli import main
-from conformance.progress import Progress, count_jobs, is_interactive, summary_lines
-from conformance.results import read_results, record_from_json
-from conformance.runner import RunSummary
+from conformance.results.jsonl import read_results
+from conformance.results.records import record_from_json
+from conformance.run.progress import Progress, count_jobs, is_interactive, summary_lines
+from conformance.run.summary import RunSummary
 from tests.report_samples import adapter, result
 
 CASES = """\

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from conformance.adapters.base import OPTIONS
+from conformance.cases.options import OPTIONS
 from conformance.cli import main
-from conformance.report import write_report
-from conformance.report_assets import JS
+from conformance.report.assets import JS
+from conformance.report.page import write_report
 from tests.report_samples import (
     ENV_A,
     TORCH_CE,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conformance.cli import main
-from conformance.report import write_report
+from conformance.report.page import write_report
 from tests.report_samples import adapter, environment, result, write_results
 
 SECRET = "SECRET-7f3a9c-do-not-copy"

@@ -1,6 +1,6 @@
 """Forged results files against the report, merge and pairwise (issue 12, item 15).
 
-* Every line of a results file is checked against ``conformance/results_schema.json`` as it
+* Every line of a results file is checked against ``conformance/results/schema.json`` as it
   is read: a forged field is an error naming the file, the line and the field (exit 2 from
   the CLI, never a traceback), and nesting is bounded before anything recurses.
 * Bidirectional-override and other control characters are shown escaped in the page (long
@@ -20,16 +20,10 @@ from typing import Any
 import pytest
 
 from conformance.cli import main
-from conformance.merge import merge_results
-from conformance.report import write_report
-from conformance.results import (
-    MAX_NESTING,
-    QUANTITIES,
-    STATUSES,
-    Record,
-    read_results,
-    results_schema,
-)
+from conformance.report.page import write_report
+from conformance.results.jsonl import MAX_NESTING, read_results, results_schema
+from conformance.results.merge import merge_results
+from conformance.results.records import QUANTITIES, STATUSES, Record
 from reference.formats import DTYPES
 from tests.report_samples import ENV_A, adapter, environment, result, small_run, write_results
 
@@ -246,7 +240,7 @@ def _mutations(line: dict[str, Any]) -> list[Any]:
 
 def test_the_compiled_checker_agrees_with_jsonschema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    from conformance.results import check_line
+    from conformance.results.jsonl import check_line
 
     schema = results_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -293,5 +287,6 @@ def test_the_schema_ships_with_the_package() -> None:
     tomllib = pytest.importorskip("tomllib")
     root = Path(__file__).resolve().parent.parent
     config = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
-    shipped = config["tool"]["setuptools"]["package-data"]["conformance"]
-    assert {"case_schema.json", "results_schema.json"} <= set(shipped)
+    shipped = config["tool"]["setuptools"]["package-data"]
+    assert "schema.json" in shipped["conformance.cases"]
+    assert "schema.json" in shipped["conformance.results"]

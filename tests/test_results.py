@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conformance.results import Record, ResultsWriter, jsonable, read_results
+from conformance.results.jsonl import ResultsWriter, read_results
+from conformance.results.records import Record, jsonable
 
 RECORD = Record(
     case_id="c", op="cross_entropy", group="g", framework="torch", framework_version="2.13.0",

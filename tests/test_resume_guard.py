@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conformance.cli import main
-from conformance.results import read_results
-from conformance.runner import RunOptions, case_digests, repair_tail, run
+from conformance.results.jsonl import read_results
+from conformance.run.runner import RunOptions, case_digests, repair_tail, run
 from tests.conftest import write
 
 CASES = """\
@@ -80,7 +80,7 @@ def test_the_environment_line_holds_the_runs_settings_and_case_digests(
 
 def test_a_case_digest_follows_what_changes_records_not_the_description(
         tmp_path: Path) -> None:
-    from conformance.cases import load_cases
+    from conformance.cases.loading import load_cases
 
     def digests(text: str) -> dict[str, str]:
         return case_digests(load_cases([write(tmp_path / "c.yaml", text)]))

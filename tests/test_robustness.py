@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from conformance.cases import CaseError, load_cases
+from conformance.cases.loading import CaseError, load_cases
 from conformance.cli import main
-from conformance.results import Record, read_results
-from conformance.runner import RunOptions, RunSummary, repair_tail, run
+from conformance.results.jsonl import read_results
+from conformance.results.records import Record
+from conformance.run.runner import RunOptions, repair_tail, run
+from conformance.run.summary import RunSummary
 from tests.conftest import write
 
 CASES = """\
@@ -401,7 +403,7 @@ cases:
 
 
 def test_memory_addresses_in_framework_messages_are_masked() -> None:
-    from conformance.worker import stable
+    from conformance.run.worker import stable
 
     record = Record(case_id="c", op="cross_entropy", group="g", framework="torch",
                     framework_version="2", api="f", api_kind="native", device="cpu",

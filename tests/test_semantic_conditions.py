@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance.adapters.base import OPTIONS, Api, Device, Outcome
-from conformance.cases import Case, load_cases
-from conformance.check import CONDITIONS, LABELS_NOT_A_DISTRIBUTION, check_case, problem_for
-from conformance.problem import Problem
-from conformance.results import Record
+from conformance.adapters.base import Api, Device, Outcome
+from conformance.cases.loading import Case, load_cases
+from conformance.cases.options import OPTIONS
+from conformance.cases.problem import Problem
+from conformance.judge.check import CONDITIONS, LABELS_NOT_A_DISTRIBUTION, check_case, problem_for
+from conformance.results.records import Record
 from tests.conftest import write
 from tests.stand_in_adapters import ExactAdapter
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conformance.adapters.base import adapter_declaration
-from conformance.support import (
+from conformance.adapters.support import (
     ApiSupport,
     compiled_twins,
     from_adapters,

@@ -1,11 +1,18 @@
-"""Framework adapters, one module per framework, loaded lazily by name."""
+"""Framework adapters: one module per framework (``*_adapter``), loaded lazily by name, the
+interface they implement (``base``), their shared glue (``common``), and the support matrix
+built from their declarations (``support``).
+
+May import: ``conformance.results`` (the environment's CPU name, results files for the support
+matrix), ``conformance.cases`` and ``reference``; an adapter never imports another adapter.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 
-from conformance.adapters.base import OPTIONS, Adapter, Api, Device, Outcome
+from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.cases.options import OPTIONS
 
 # framework name -> (module, class); the module imports the framework when instantiated.
 FRAMEWORKS: dict[str, tuple[str, str]] = {

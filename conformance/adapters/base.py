@@ -18,14 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.problem import Problem
-
-# The option names a case can require (Case.options()) and an API can support.  A loss case
-# needs "index_target" or "probability_target", so an API taking only one kind declares it.
-OPTIONS = (
-    "index_target", "probability_target", "weight", "ignore_index", "label_smoothing",
-    "reduction_none", "reduction_mean", "reduction_sum", "k_dim",
-)
+from conformance.cases.problem import Problem
 
 
 @dataclass(frozen=True)
@@ -39,7 +32,7 @@ class Api:
     kind: str = "native"  # native | composed
     reasons: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     # option (or "*") -> the framework's own definition it follows for that option; a failing
-    # record of a case using the option is then "semantic" (conformance/check.py)
+    # record of a case using the option is then "semantic" (conformance/judge/check.py)
     semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def unsupported_reason(self, options: list[str]) -> str | None:

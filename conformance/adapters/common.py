@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from conformance.adapters.base import Api
-from conformance.problem import Problem
+from conformance.cases.problem import Problem
 
 REDUCTIONS = frozenset({"reduction_none", "reduction_mean", "reduction_sum"})
 # What a user-written NLL (pick the target's log-probability, weight it, mask the ignored

@@ -49,8 +49,8 @@ from conformance.adapters.common import (
     twin,
     warn_once,
 )
-from conformance.problem import Problem
-from conformance.results import cpu_name
+from conformance.cases.problem import Problem
+from conformance.results.environment import cpu_name
 
 NO_WEIGHTS = "optax losses have no class-weight argument (see the composed variant)"
 NO_IGNORE = "optax has no ignore_index: its `where` masks classes, not examples"

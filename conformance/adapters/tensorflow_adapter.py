@@ -51,8 +51,8 @@ from conformance.adapters.common import (
     settings_for,
     twin,
 )
-from conformance.problem import Problem
-from conformance.results import cpu_name
+from conformance.cases.problem import Problem
+from conformance.results.environment import cpu_name
 
 NO_WEIGHTS = "tf.nn losses have no class-weight argument (see the composed variants)"
 NO_SMOOTHING = "tf.nn losses have no label_smoothing argument (see the composed variant)"
@@ -84,7 +84,7 @@ KERAS_SAMPLE_WEIGHT_MEAN = ("Keras' mean_with_sample_weight divides by the total
 # not, the computation of the gradient will be incorrect."  The loss, -sum labels * log p,
 # holds for any labels; the gradient of a row with sum A is A softmax(x) - labels, so a row
 # that is not a distribution gets TensorFlow's declared gradient, not the oracle's.
-# conformance/check.py evaluates the condition on the case's labels.
+# conformance/judge/check.py evaluates the condition on the case's labels.
 LABELS_OFF_A_DISTRIBUTION = "grad:labels_not_a_distribution"
 SOFTMAX_XENT_GRADIENT = ("tf.nn.softmax_cross_entropy_with_logits documents its gradient "
                          "(softmax - labels) as incorrect unless each row of labels is a "

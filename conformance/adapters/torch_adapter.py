@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.base import OPTIONS, Adapter, Api, Device, Outcome
+from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
     exception_chain,
     one_line,
@@ -49,8 +49,9 @@ from conformance.adapters.common import (
     unwritable,
     warn_once,
 )
-from conformance.problem import Problem
-from conformance.results import cpu_name
+from conformance.cases.options import OPTIONS
+from conformance.cases.problem import Problem
+from conformance.results.environment import cpu_name
 
 ALL = frozenset(OPTIONS)
 INDEX_ONLY = ALL - {"probability_target", "label_smoothing"}

@@ -16,9 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from conformance.adapters.base import Adapter, Api
-from conformance.cases import Case, load_file
-from conformance.check import check_case
-from conformance.results import Record
+from conformance.cases.loading import Case, load_file
+from conformance.judge.check import check_case
+from conformance.results.records import Record
 
 API_CASES = """\
 defaults:

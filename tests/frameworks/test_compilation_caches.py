@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from conformance import cli
-from conformance.cases import Case, load_file
-from conformance.check import check_case
+from conformance.cases.loading import Case, load_file
+from conformance.judge.check import check_case
 from tests.conftest import ROOT, write
 
 CASES = """\
@@ -67,8 +67,8 @@ def compile_elsewhere(cases_path: Path, directory: Path) -> None:
     code = (
         "import sys\n"
         "from conformance.adapters.torch_adapter import TorchAdapter\n"
-        "from conformance.cases import load_file\n"
-        "from conformance.check import check_case\n"
+        "from conformance.cases.loading import load_file\n"
+        "from conformance.judge.check import check_case\n"
         "adapter = TorchAdapter()\n"
         "for case in load_file(sys.argv[1]):\n"
         "    for api in adapter.apis_for(case.op):\n"
@@ -145,7 +145,7 @@ def test_a_compilation_that_fails_in_a_fresh_cache_too_is_torchs_and_keeps_the_c
     used again, and nothing blames the cache."""
     torch = pytest.importorskip("torch", reason="PyTorch is not installed")
     from conformance.adapters.torch_adapter import TorchAdapter
-    from conformance.problem import make_problem
+    from conformance.cases.problem import make_problem
 
     inductor_cache(tmp_path / "cache")
     adapter = TorchAdapter()

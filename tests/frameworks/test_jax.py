@@ -11,9 +11,9 @@ jax = pytest.importorskip("jax", reason="JAX is not installed (tox -e jax instal
 pytest.importorskip("optax", reason="optax is not installed (tox -e jax installs it)")
 
 from conformance.adapters import load_adapter  # noqa: E402
-from conformance.cases import load_cases, load_file  # noqa: E402
-from conformance.check import check_case  # noqa: E402
-from conformance.problem import make_problem  # noqa: E402
+from conformance.cases.loading import load_cases, load_file  # noqa: E402
+from conformance.cases.problem import make_problem  # noqa: E402
+from conformance.judge.check import check_case  # noqa: E402
 from tests.conftest import ROOT, write  # noqa: E402
 from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
 

@@ -11,8 +11,8 @@ tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed "
                                               "(tox -e tensorflow installs it)")
 
 from conformance.adapters import load_adapter  # noqa: E402
-from conformance.cases import load_cases, load_file  # noqa: E402
-from conformance.check import check_case  # noqa: E402
+from conformance.cases.loading import load_cases, load_file  # noqa: E402
+from conformance.judge.check import check_case  # noqa: E402
 from tests.conftest import ROOT, write  # noqa: E402
 from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
 
@@ -211,8 +211,8 @@ DETERMINISM_SCRIPT = """
 import json, sys
 import tensorflow as tf
 from conformance.adapters import load_adapter
-from conformance.cases import load_cases
-from conformance.problem import make_problem
+from conformance.cases.loading import load_cases
+from conformance.cases.problem import make_problem
 adapter = load_adapter("tensorflow")
 case = next(c for c in load_cases(["cases/invalid"])
             if c.id == "invalid-target-out-of-range-nll")

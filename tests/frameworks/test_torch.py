@@ -16,8 +16,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (tox -e torch installs it)")
 
 from conformance.adapters import load_adapter  # noqa: E402
-from conformance.cases import load_cases  # noqa: E402
-from conformance.check import check_case  # noqa: E402
+from conformance.cases.loading import load_cases  # noqa: E402
+from conformance.judge.check import check_case  # noqa: E402
 from reference.oracle import evaluate  # noqa: E402
 from tests.conftest import ROOT, write  # noqa: E402
 from tests.test_oracle import naive_cross_entropy  # noqa: E402

@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch", reason="PyTorch is not installed (tox -e to
 
 from conformance.adapters import load_adapter  # noqa: E402
 from conformance.adapters.torch_adapter import TorchAdapter  # noqa: E402
-from conformance.cases import load_file  # noqa: E402
-from conformance.check import check_case  # noqa: E402
-from conformance.problem import make_problem  # noqa: E402
+from conformance.cases.loading import load_file  # noqa: E402
+from conformance.cases.problem import make_problem  # noqa: E402
+from conformance.judge.check import check_case  # noqa: E402
 from tests.conftest import write  # noqa: E402
 from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
 

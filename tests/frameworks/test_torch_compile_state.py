@@ -25,9 +25,9 @@ from conformance import cli  # noqa: E402
 from conformance.adapters import torch_adapter  # noqa: E402
 from conformance.adapters.base import Outcome  # noqa: E402
 from conformance.adapters.torch_adapter import TorchAdapter  # noqa: E402
-from conformance.cases import Case, load_file  # noqa: E402
-from conformance.check import check_case  # noqa: E402
-from conformance.problem import make_problem  # noqa: E402
+from conformance.cases.loading import Case, load_file  # noqa: E402
+from conformance.cases.problem import make_problem  # noqa: E402
+from conformance.judge.check import check_case  # noqa: E402
 from tests.conftest import write  # noqa: E402
 
 # Two shapes of one rank (the second is seed-003-batch-of-three of cases/seeds.yaml, whose

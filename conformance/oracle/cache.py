@@ -7,9 +7,10 @@ An entry is the ``OracleResult`` of one case in one dtype.  Its key is the sha25
   renaming a case keeps its entries and two identical cases share them);
 * the dtype;
 * the oracle's version, :func:`oracle_version`: a hash of the source of ``reference/*.py``,
-  ``conformance/problem.py`` (which rounds the inputs) and ``conformance/generate.py`` (which
-  generates inputs from a seed), and the mpmath and numpy versions, so any edit of the
-  oracle invalidates its entries without anyone bumping a number.
+  ``conformance/cases/problem.py`` (which rounds the inputs) and
+  ``conformance/cases/generate.py`` (which generates inputs from a seed), and the mpmath and
+  numpy versions, so any edit of the oracle invalidates its entries without anyone bumping a
+  number.
 
 Entries live in ``DIR/oracle-VERSION/KEY[:2]/KEY.npz`` (``DIR`` defaults to
 ``.conformance-cache``; ``$CONFORMANCE_CACHE`` names another directory, or ``off`` to
@@ -19,7 +20,7 @@ mantissa and exponent (two's complement bytes, so no size limit), with mpmath's 
 zero, NaN and the infinities; the float64 error bounds (``output_bound``, ``grad_bound``) as
 float64 arrays; and, for each quantity, the float64 nearest to each exact value
 (``output_nearest``, ``grad_nearest``): ``load_summary`` reads those without rebuilding a
-single ``mpf``, which is all most comparisons need (``conformance.compare.Expected``).
+single ``mpf``, which is all most comparisons need (``conformance.judge.compare.Expected``).
 Reading an entry gives back the very same ``mpf`` values, so a cached and an uncached run
 write identical records.
 
@@ -68,7 +69,7 @@ try:  # POSIX advisory locks; elsewhere entries may be computed twice, never cor
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from conformance.cases import Case
+from conformance.cases.loading import Case
 from reference.formats import nearest_float64
 from reference.oracle import OracleResult
 
@@ -79,7 +80,7 @@ ENTRY_FORMAT = 3  # bump when the layout of an entry changes (3: digests of the 
 SEMANTIC_FIELDS = ("op", "input", "target", "weight", "ignore_index", "reduction",
                    "label_smoothing", "grad")
 # Besides every reference/*.py (a module added to the oracle counts without being listed):
-_SOURCES = ("conformance/problem.py", "conformance/generate.py")
+_SOURCES = ("conformance/cases/problem.py", "conformance/cases/generate.py")
 # OracleResult's float64 arrays (the error bounds), stored as they are when present.
 _FLOAT_FIELDS = ("output_bound", "grad_bound")
 # mpmath's raw tuples (sign, mantissa, exponent, bitcount) of the values with mantissa 0,
@@ -92,10 +93,15 @@ class BadEntry(ValueError):
     """A cache file that cannot be read back as the entry its name promises."""
 
 
+# The checkout (or installed tree) holding reference/ and conformance/: this file is
+# conformance/oracle/cache.py.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
 @cache
 def oracle_version() -> str:
     """A short hash of the oracle's code (see the module docstring) and mpmath's version."""
-    return source_version(Path(__file__).resolve().parent.parent)
+    return source_version(SOURCE_ROOT)
 
 
 def source_version(root: Path) -> str:
@@ -129,7 +135,7 @@ def entry_key(case: Case, dtype: str, version: str | None = None) -> str:
 def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if callable(getattr(value, "to_dict", None)):  # conformance.generate.Spec
+    if callable(getattr(value, "to_dict", None)):  # conformance.cases.generate.Spec
         return {"generated": _plain_mapping(value.to_dict())}
     if isinstance(value, dict):
         return {"mapping": _plain_mapping(value)}
@@ -389,7 +395,7 @@ class OracleCache:
 class Summary:
     """An entry without its exact values: the float64 nearest to each exact value
     (``reference.formats.nearest_float64``), the error bounds and the precision.  Enough for
-    almost every comparison (``conformance.compare.Expected``) and a few times cheaper to read
+    almost every comparison (``conformance.judge.compare.Expected``) and a few times cheaper to read
     than the entry, whose exact values are rebuilt one ``mpf`` at a time."""
 
     precision: int

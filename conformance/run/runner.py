@@ -3,11 +3,11 @@
 The runner loads and validates all cases first (a bad case file stops the run before anything
 is computed) and writes the environment line.  Then:
 
-1. **the oracle phase**: when the oracle cache (``conformance.cache``) lacks entries the run
-   needs, up to ``jobs`` oracle workers (``python -m conformance.worker --oracle``) fill it,
+1. **the oracle phase**: when the oracle cache (``conformance.oracle.cache``) lacks entries the run
+   needs, up to ``jobs`` oracle workers (``python -m conformance.run.worker --oracle``) fill it,
    largest cases first, each entry computed once;
 2. the cases' documented values are checked against the oracle, in this process;
-3. **the framework phase**: one worker process per framework (``conformance.worker``), up to
+3. **the framework phase**: one worker process per framework (``conformance.run.worker``), up to
    ``jobs`` frameworks at a time.  Each framework is imported once per worker.
 
 Faults.  A worker that dies mid-job (a segfault, an abort) costs that job only: the job is
@@ -57,29 +57,24 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from conformance import cache as oracle_cache
-from conformance.cases import Case, find_case_files, load_cases
-from conformance.check import check_documented
-from conformance.paths import Named, check_outputs
-from conformance.results import (
-    Record,
-    ResultsWriter,
-    check_line,
-    environment,
-    jsonable,
-    record_from_json,
-)
-from conformance.worker import oracle_entries, oracle_job_key
+from conformance.cases.loading import Case, find_case_files, load_cases
+from conformance.judge.check import check_documented
+from conformance.oracle import cache as oracle_cache
+from conformance.results.environment import environment
+from conformance.results.jsonl import ResultsWriter, check_line
+from conformance.results.paths import Named, check_outputs
+from conformance.results.records import Record, jsonable, record_from_json
+from conformance.run.summary import RunSummary
+from conformance.run.worker import oracle_entries, oracle_job_key
 
 if TYPE_CHECKING:
-    from conformance.progress import Progress
+    from conformance.run.progress import Progress
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_ORACLE_TIMEOUT = 3600.0
@@ -90,26 +85,6 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-
-@dataclass
-class RunSummary:
-    """Counts of a run, for the terminal and the exit code."""
-
-    out: Path
-    statuses: Counter[tuple[str, str]] = field(default_factory=Counter)  # (framework, status)
-    worst: list[Record] = field(default_factory=list)
-    oracle: Counter[str] = field(default_factory=Counter)  # hits, computed, bad
-    resumed_jobs: int = 0
-
-    def add(self, record: Record) -> None:
-        self.statuses[(record.framework, record.status)] += 1
-        if record.status in ("fail", "error"):
-            self.worst.append(record)
-
-    @property
-    def failed(self) -> bool:
-        return any(status in ("fail", "error") for _, status in self.statuses)
 
 
 @dataclass(frozen=True)
@@ -269,7 +244,7 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
     """The settings of a run that change its records, as flat JSON data (the environment
     line's ``settings``).  Case paths are kept as spelled (normalized by ``pathlib``, as the
     records' ``case_file`` are), selections sorted (their order changes no record)."""
-    from conformance.compare import run_scale
+    from conformance.judge.compare import run_scale
 
     def chosen(values: list[str] | None) -> list[str] | None:
         return sorted(set(values)) if values else None
@@ -303,7 +278,7 @@ def case_digests(cases: list[Case]) -> dict[str, str]:
 def check_run_paths(options: RunOptions, outputs: list[Named] | None = None) -> None:
     """Refuse (``ValueError``) a run whose ``--out`` or other ``outputs`` is a ``--cases``
     path, a case file under a ``--cases`` directory, lies in the oracle cache, or is
-    another output (``conformance.paths``)."""
+    another output (``conformance.results.paths``)."""
     inputs: list[Named] = []
     for given in options.cases:
         path = Path(given)
@@ -820,7 +795,7 @@ class _Worker:
         with tempfile.NamedTemporaryFile("w", suffix=".keys", delete=False) as handle:
             handle.write("\n".join(sorted(skip)))
             self.skip_path = handle.name
-        command = [sys.executable, "-m", "conformance.worker", *mode,
+        command = [sys.executable, "-m", "conformance.run.worker", *mode,
                    "--cases", *options.cases, "--skip-file", self.skip_path,
                    "--environment-id", environment_id]
         if options.dtypes:

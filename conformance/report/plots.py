@@ -8,7 +8,7 @@ failing records stack in red on top.  Dashed guides mark 0.5 ULP (correct roundi
 1 ULP; a black tick marks the median and a red one the maximum.
 
 The functions return SVG markup; every text they embed passes through
-``conformance.report_html.escape``.
+``conformance.report.html.escape``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from conformance.report_html import Safe, escape
+from conformance.report.html import Safe, escape
 
 PLOT_WIDTH = 460
 ROW_HEIGHT = 26

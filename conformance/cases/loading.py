@@ -1,7 +1,7 @@
 """Case files: loading YAML with line numbers, validating it, and the frozen ``Case`` record.
 
-A case file is ``{defaults: {...}, cases: [{...}, ...]}`` (schema: ``case_schema.json`` beside
-this module).  Loading is safe (plain YAML scalars, lists and mappings with string keys only;
+A case file is ``{defaults: {...}, cases: [{...}, ...]}`` (schema: ``schema.json`` beside this
+module).  Loading is safe (plain YAML scalars, lists and mappings with string keys only;
 no tags that build objects, no merge keys) and remembers the line of every node, so each
 error names the file, the line and the field: ``cases/seeds.yaml:14: cases[2].target: ...``.
 
@@ -32,11 +32,11 @@ from typing import Any
 import jsonschema
 import yaml
 
-from conformance import generate
+from conformance.cases import generate
 from reference.formats import DTYPES
 from reference.oracle import OracleDomainError, check_inputs
 
-SCHEMA_PATH = Path(__file__).with_name("case_schema.json")
+SCHEMA_PATH = Path(__file__).with_name("schema.json")
 REQUIRED_AFTER_DEFAULTS = ("source", "op", "input")
 CASE_FILE_SUFFIXES = (".yaml", ".yml")
 # PyYAML (YAML 1.1) reads 1e-4 as a string; a user writing it means a number.
@@ -75,7 +75,7 @@ class Case:
     documented: Any = None
     documented_grad: Any = None
     documented_tolerance: float = 1e-4
-    # the comparison's tolerance override (conformance/compare.py): a number (a scale) or a
+    # the comparison's tolerance override (conformance/judge/compare.py): a number (a scale) or a
     # mapping {scale, k, reason}; not part of the case's identity
     tolerance: Any = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -419,7 +419,7 @@ def _dotted(path: Iterable[Any]) -> str:
 
 @cache
 def case_schema() -> dict[str, Any]:
-    """The closed JSON Schema of case files (``conformance/case_schema.json``)."""
+    """The closed JSON Schema of case files (``conformance/cases/schema.json``)."""
     return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from conformance.cases import Case
-from conformance.generate import materialize, round_array
+from conformance.cases.generate import materialize, round_array
+from conformance.cases.loading import Case
 from reference.formats import round_to_float
 from reference.oracle import OracleResult, evaluate
 
@@ -54,7 +54,7 @@ class Problem:
 
 def make_problem(case: Case, dtype: str) -> Problem:
     """Round ``case``'s inputs to ``dtype`` (generated ones are generated first, in float64,
-    identically for every dtype and framework: ``conformance.generate``)."""
+    identically for every dtype and framework: ``conformance.cases.generate``)."""
     values = materialize(case.input, case.target, case.weight, case.ignore_index)
     target = None
     if values.target is not None:

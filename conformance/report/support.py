@@ -1,6 +1,6 @@
 """The report's support matrix: API x option, dtype and device, from the ``adapter`` lines.
 
-The matrix is ``conformance.support.from_declarations`` of the results' adapter lines (one
+The matrix is ``conformance.adapters.support.from_declarations`` of the results' adapter lines (one
 framework version's declarations from several environments are united); compiled twins
 (``torch.compile(f)`` with the same options as ``f``) share their API's row.  A cell is
 
@@ -19,9 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from conformance.adapters.base import OPTIONS
-from conformance.report_html import Safe, h, join
-from conformance.support import (
+from conformance.adapters.support import (
     HEADERS,
     NOT_APPLICABLE,
     ApiSupport,
@@ -29,10 +27,12 @@ from conformance.support import (
     compiled_twins,
     from_declarations,
 )
+from conformance.cases.options import OPTIONS
+from conformance.report.html import Safe, h, join
 from reference.formats import DTYPES
 
 if TYPE_CHECKING:
-    from conformance.merge import Merged
+    from conformance.results.merge import Merged
 
 
 def support_section(merged: Merged) -> Safe:

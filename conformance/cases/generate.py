@@ -28,7 +28,7 @@ Generators (``numpy.random.default_rng(seed)``, float64):
     ``(1 - noise) * onehot + noise * Dirichlet(1, ..., 1)``, times ``total``.
 
 The values are generated once, in float64, before the per-dtype rounding of
-``conformance.problem``; every framework and the oracle are handed the same numbers.  They
+``conformance.cases.problem``; every framework and the oracle are handed the same numbers.  They
 depend only on the spec, numpy's PCG64 bit generator and numpy's distribution code
 (``tests/test_generate.py`` pins fingerprints of them, so a numpy release that changed a
 stream would be noticed).

@@ -2,7 +2,7 @@
 
 This module is the tolerance policy, in one place: what is measured for each element, the
 error bound a verdict uses, its constants per dtype, op and quantity, and how a case or a
-run overrides them.  ``conformance/check.py`` applies it; the oracle (``reference/oracle.py``,
+run overrides them.  ``conformance/judge/check.py`` applies it; the oracle (``reference/oracle.py``,
 ``error_bounds``) evaluates the bound's ingredients in high precision.
 
 What each element gets
@@ -114,7 +114,7 @@ Constants and overrides
 ``K`` is ``POLICY[(op, quantity)][dtype]`` (``DEFAULT_K`` = 4 unless listed): a factor 2
 for exp/log/division that are faithful rather than correctly rounded, and 2 for second-order
 terms and evaluation orders that differ from the model's (e.g. ``exp(s) / S`` instead of
-``exp(log p)``).  A case overrides it with ``tolerance:`` (``conformance/case_schema.json``)::
+``exp(log p)``).  A case overrides it with ``tolerance:`` (``conformance/cases/schema.json``)::
 
     tolerance: {scale: 4, reason: "..."}              # K times 4, output and grad
     tolerance: {k: {output: 8, grad: 16}, reason: "..."}  # K replaced per quantity

@@ -45,7 +45,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from conformance.results import Record, jsonable, read_results
+from conformance.results.jsonl import read_results
+from conformance.results.records import Record, jsonable
 from reference.formats import get_format, ulp_distance_array
 
 COMPARED_STATUSES = ("pass", "fail")

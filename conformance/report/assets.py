@@ -1,7 +1,7 @@
 """The report's inline stylesheet and script (no external fonts, scripts or requests).
 
 The script reads only ``data-*`` attributes and ``<template>`` elements written by
-``conformance.report`` and inserts text with ``textContent`` or cloned templates, never with
+``conformance.report.page`` and inserts text with ``textContent`` or cloned templates, never with
 ``innerHTML``, so nothing in the results can become markup.
 """
 
@@ -24,7 +24,7 @@ table { border-collapse: collapse; }
 th, td { border: 1px solid var(--line); padding: 3px 7px; text-align: left;
   vertical-align: top; }
 /* Wide tables scroll in their own box, never the page; a long word wraps where the report
-   put a <wbr> in it (report_html.breakable), and blocks of text wrap anywhere. */
+   put a <wbr> in it (conformance.report.html.breakable), and blocks of text wrap anywhere. */
 .scroll { overflow-x: auto; max-width: 100%; }
 /* the discrepancy table's box scrolls both ways, so its header stays sticky inside it */
 .scroll.tall { overflow: auto; max-height: 85vh; }

@@ -1,6 +1,6 @@
 """``conformance report RESULTS... -o report.html``: one self-contained HTML page.
 
-The page is built from results files alone (merged by ``conformance.merge``: one report,
+The page is built from results files alone (merged by ``conformance.results.merge``: one report,
 keyed by environment) and works offline: its stylesheet, script and SVG charts are inline,
 and it fetches nothing.  Sections, in order:
 
@@ -12,16 +12,16 @@ and it fetches nothing.  Sections, in order:
 * **accuracy**: per framework, API, dtype (and device/environment when there are several),
   a histogram of each record's maximum ULP error against the oracle, with median and max;
 * **support**: API x option/dtype/device, native / composed / unsupported, from the
-  ``adapter`` lines (``conformance.report_support``);
+  ``adapter`` lines (``conformance.report.support``);
 * **discrepancies**: every record that is not a pass (and every conflicting duplicate),
-  sortable and filterable, each opening a detail (``conformance.report_discrepancies``).
+  sortable and filterable, each opening a detail (``conformance.report.discrepancies``).
 
 Every string taken from results or case files reaches the page through
-``conformance.report_html`` (escaped, control and bidirectional-override characters shown as
+``conformance.report.html`` (escaped, control and bidirectional-override characters shown as
 ``\\uXXXX``, long words given places to wrap); the script inserts text only as text.  Wide
 tables scroll in boxes of their own, so no content widens the page.  The results files are
-read through ``conformance.results.read_lines``, which checks every line against
-``results_schema.json`` first.
+read through ``conformance.results.records.read_lines``, which checks every line against
+``conformance/results/schema.json`` first.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conformance.merge import Merged, merge_results
-from conformance.report_assets import CSS, JS
-from conformance.report_discrepancies import discrepancy_section
-from conformance.report_html import Safe, escape, h, join, json_attribute
-from conformance.report_plots import UlpAxis, format_ulp, median, ulp_axis_svg, ulp_histogram
-from conformance.report_support import support_section
-from conformance.results import STATUSES, Record
+from conformance.report.assets import CSS, JS
+from conformance.report.discrepancies import discrepancy_section
+from conformance.report.html import Safe, escape, h, join, json_attribute
+from conformance.report.plots import UlpAxis, format_ulp, median, ulp_axis_svg, ulp_histogram
+from conformance.report.support import support_section
+from conformance.results.merge import Merged, merge_results
+from conformance.results.records import STATUSES, Record
 from reference.formats import DTYPES
 
 DEFAULT_TITLE = "Softmax cross-entropy conformance report"
@@ -62,10 +62,11 @@ class ReportInfo:
 def write_report(paths: Sequence[Path | str], out: Path | str, *,
                  cases_root: Path | str | None = None, title: str = DEFAULT_TITLE) -> ReportInfo:
     """Merge ``paths`` and write the report to ``out``.  The first results line that is not
-    valid (not strict JSON, nested too deep, or against ``results_schema.json``) stops it with
-    a ``ValueError`` naming its file, line and field, and nothing is written: a report never
-    leaves a record out without a word.  Case files are optional, and read only from inside
-    ``cases_root`` (default: the current directory; see ``report_discrepancies.CaseIndex``)."""
+    valid (not strict JSON, nested too deep, or against ``conformance/results/schema.json``)
+    stops it with a ``ValueError`` naming its file, line and field, and nothing is written: a
+    report never leaves a record out without a word.  Case files are optional, and read only
+    from inside ``cases_root`` (default: the current directory; see
+    ``conformance.report.discrepancies.CaseIndex``)."""
     started = time.perf_counter()
     merged = merge_results(paths)
     page = render_report(merged, cases_root=cases_root, title=title)

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from conformance.cases import Case, CaseError, load_file
-from conformance.report_html import Safe, h, join
-from conformance.report_plots import format_ulp
+from conformance.cases.loading import Case, CaseError, load_file
+from conformance.report.html import Safe, h, join
+from conformance.report.plots import format_ulp
 
 if TYPE_CHECKING:
-    from conformance.merge import Merged
-    from conformance.results import Record
+    from conformance.results.merge import Merged
+    from conformance.results.records import Record
 
 SEVERITY = {"fail": 0, "error": 1, "unsupported": 2, "skip": 3, "pass": 4}
 NUMERIC_COLUMNS = ("x bound", "max ULP", "max abs")

@@ -1,6 +1,6 @@
 """What ``conformance run`` shows on the terminal: progress while it runs, a summary at the end.
 
-``Progress`` is the observer ``conformance.runner.run`` calls: ``start(cases)`` once the cases
+``Progress`` is the observer ``conformance.run.runner.run`` calls: ``start(cases)`` once the cases
 are loaded, ``adapter(declaration)`` when a framework's worker declares itself (which tells how
 many jobs that framework has), and ``record(record)`` for every record written.  On a terminal
 it redraws one bar line (at most ten times a second); elsewhere (CI, a pipe, ``TERM=dumb``) it
@@ -24,11 +24,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from conformance.results import Record
+from conformance.results.records import Record
 
 if TYPE_CHECKING:
-    from conformance.cases import Case
-    from conformance.runner import RunSummary
+    from conformance.cases.loading import Case
+    from conformance.run.summary import RunSummary
 
 BAR_REDRAW_SECONDS = 0.1
 PLAIN_INTERVAL_SECONDS = 10.0
@@ -36,7 +36,7 @@ PLAIN_INTERVAL_SECONDS = 10.0
 
 def count_jobs(declaration: dict[str, Any], cases: Iterable[Case], dtypes: list[str] | None,
                devices: list[str] | None) -> int:
-    """How many jobs a worker with this declaration runs (``conformance.worker.jobs``)."""
+    """How many jobs a worker with this declaration runs (``conformance.run.worker.jobs``)."""
     ops = Counter(str(api.get("op")) for api in declaration.get("apis", []))
     kept = [d for d in declaration.get("devices", []) if isinstance(d, dict) and (
         not devices or d.get("id") in devices or d.get("kind") in devices)]

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.adapters.base import OPTIONS
+from conformance.cases.options import OPTIONS
 
 # Options that mean something for each op (a case of that op can require them).
 APPLICABLE: dict[str, frozenset[str]] = {
@@ -125,7 +125,7 @@ def _add(entry: FrameworkSupport, declaration: dict[str, Any]) -> None:
 
 def from_results(paths: Iterable[Path | str]) -> SupportMatrix:
     """The matrix of the ``adapter`` lines of results files."""
-    from conformance.results import read_results
+    from conformance.results.jsonl import read_results
 
     return from_declarations(read_results(paths).adapters)
 
@@ -146,7 +146,7 @@ def from_adapters(names: Iterable[str] | None = None) -> SupportMatrix:
 
 
 def _declare_in_subprocess(name: str) -> tuple[dict[str, Any] | None, str]:
-    done = subprocess.run([sys.executable, "-m", "conformance.support", "--declare", name],
+    done = subprocess.run([sys.executable, "-m", "conformance.adapters.support", "--declare", name],
                           capture_output=True, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
@@ -281,8 +281,9 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m conformance.support --declare NAME``: one framework's declaration as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m conformance.support")
+    """``python -m conformance.adapters.support --declare NAME``: one framework's declaration,
+    as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m conformance.adapters.support")
     parser.add_argument("--declare", required=True, metavar="NAME")
     args = parser.parse_args(argv)
     print(json.dumps(_declare(args.declare)))

@@ -3,7 +3,7 @@
 Cases are shown by group (``seeds``, ``semantics``, ``edge``, ``half``, ``invalid``,
 ``large``, and any group of the user's own), with their op and the options they exercise
 (``Case.options()``, the names the adapters' support matrix uses) plus three tags:
-``generated`` (an input made by ``conformance.generate``), ``expect-error`` and ``no-grad``.
+``generated`` (an input made by ``conformance.cases.generate``), ``expect-error`` and ``no-grad``.
 
 Selecting works on groups, ops and options, and ``--files`` prints the case files of the
 selection, so a run can leave a group out::
@@ -18,9 +18,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from conformance.adapters.base import OPTIONS
-from conformance.cases import Case
-from conformance.generate import Spec
+from conformance.cases.generate import Spec
+from conformance.cases.loading import Case
+from conformance.cases.options import OPTIONS
 from reference.formats import DTYPES
 from reference.oracle import OPS
 

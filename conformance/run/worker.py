@@ -1,12 +1,12 @@
 """A worker process: every job of one framework, streamed to the runner as JSON lines.
 
-``python -m conformance.worker --framework torch --cases cases/ [--dtype ...] [--device ...]
-[--skip-file FILE]`` runs a framework's jobs; ``python -m conformance.worker --oracle --cases
-cases/ [--dtype ...]`` instead fills the oracle cache (``conformance.cache``) for the cases, in
-parallel with its siblings.
+``python -m conformance.run.worker --framework torch --cases cases/ [--dtype ...] [--device ...]
+[--skip-file FILE]`` runs a framework's jobs; ``python -m conformance.run.worker --oracle --cases
+cases/ [--dtype ...]`` instead fills the oracle cache (``conformance.oracle.cache``) for the
+cases, in parallel with its siblings.
 
 Running each framework in its own process keeps one that is missing, fails to import,
-crashes or hangs from touching the others (``conformance.runner`` restarts a worker that
+crashes or hangs from touching the others (``conformance.run.runner`` restarts a worker that
 dies).  The framework is imported once per worker.  The protocol, one JSON object per line
 on the worker's *original* standard output (file descriptor 1 is pointed at stderr before
 any framework is imported, so whatever a framework prints cannot corrupt the protocol):
@@ -38,12 +38,12 @@ from typing import IO, Any
 
 import numpy as np
 
-from conformance import cache as oracle_cache
 from conformance.adapters import AdapterUnavailable, load_adapter
 from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
-from conformance.cases import Case, load_cases
-from conformance.check import check_case, problem_for
-from conformance.results import Record, jsonable
+from conformance.cases.loading import Case, load_cases
+from conformance.judge.check import check_case, problem_for
+from conformance.oracle import cache as oracle_cache
+from conformance.results.records import Record, jsonable
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def case_size(case: Case) -> int:
     """The number of input elements, without generating anything (for ordering work)."""
     value = case.input
     shape = value.get("shape") if callable(getattr(value, "get", None)) else None
-    if shape is not None:  # a generated input: conformance.generate.Spec
+    if shape is not None:  # a generated input: conformance.cases.generate.Spec
         return int(np.prod([int(n) for n in shape], dtype=np.int64))
     return int(np.size(np.asarray(value, dtype=object)))
 
@@ -123,7 +123,7 @@ class _Channel:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conformance.worker")
+    parser = argparse.ArgumentParser(prog="python -m conformance.run.worker")
     parser.add_argument("--framework")
     parser.add_argument("--oracle", action="store_true",
                         help="fill the oracle cache instead of running a framework")

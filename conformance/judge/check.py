@@ -15,10 +15,10 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from conformance import cache as oracle_cache
 from conformance.adapters.base import Adapter, Api, Device, Outcome
-from conformance.cases import Case
-from conformance.compare import (
+from conformance.cases.loading import Case
+from conformance.cases.problem import Problem, make_problem
+from conformance.judge.compare import (
     BEHAVIOUR,
     NUMERIC,
     SEMANTIC,
@@ -30,8 +30,8 @@ from conformance.compare import (
     run_scale,
     tolerance_for,
 )
-from conformance.problem import Problem, make_problem
-from conformance.results import Record, values_for_record
+from conformance.oracle import cache as oracle_cache
+from conformance.results.records import Record, values_for_record
 from reference.formats import get_format
 from reference.oracle import OracleResult, error_bounds
 
@@ -44,7 +44,8 @@ def problem_for(case: Case, dtype: str) -> Problem:
 @lru_cache(maxsize=256)
 def reference_for(case: Case, dtype: str) -> OracleResult:
     """The oracle's result for ``case`` in ``dtype``: from the on-disk cache when it holds it
-    (``conformance.cache``), else computed (and stored there); once per process either way."""
+    (``conformance.oracle.cache``), else computed (and stored there); once per process either
+    way."""
     return oracle_cache.reference(case, dtype, lambda: problem_for(case, dtype).reference())
 
 
@@ -273,7 +274,7 @@ def check_documented(case: Case, environment_id: str = "") -> list[Record]:
 
 def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
                        tolerance: float) -> Record:
-    """The verdict on a printed value, by ``conformance.compare``'s element-wise rules with
+    """The verdict on a printed value, by ``conformance.judge.compare``'s element-wise rules with
     ``tolerance`` as every element's absolute bound: NaN matches NaN, an infinity only
     itself, a special value facing a finite one is a ``special-value`` mismatch wherever it
     lies, and the tolerance applies where both are finite (never ``max`` over errors, which

@@ -28,7 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.results import Record, jsonable, read_lines, record_from_json
+from conformance.results.jsonl import read_lines
+
+from conformance.results.records import Record, jsonable, record_from_json
 
 Key = tuple[str, ...]
 

@@ -1,0 +1,9 @@
+"""Running: ``conformance run`` as processes.
+
+Owns the runner (``runner``: the oracle phase, the framework phase, resume, the results file's
+lock), the worker processes that run one framework's jobs or fill the oracle cache
+(``worker``), what a run counted (``summary``) and what the terminal shows (``progress``).
+
+May import: ``conformance.judge`` and everything below it (``adapters``, ``oracle``,
+``results``, ``cases``, ``reference``).
+"""
