@@ -2,22 +2,14 @@
 command, start time, the run's settings) and its ``environment_id``."""
 
 from __future__ import annotations
-import difflib
+
 import hashlib
 import json
-import math
-import os
 import platform
-import stat
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
-from functools import cache
 from pathlib import Path
-from typing import IO, Any
-from conformance.results.line_schema import Check, Failure, compile_def
+from typing import Any
 
 
 def environment(settings: dict[str, Any] | None = None,

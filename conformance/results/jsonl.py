@@ -13,26 +13,23 @@ A results file holds one JSON object per line, of three types:
 
 Writing appends and flushes record by record, so a run that is killed keeps every record it
 completed; reading skips a final line cut short by such a kill, and checks every other line
-against the closed schema ``conformance/results/schema.json`` (``read_lines``): a forged or mistyped field
-is an error naming the file, the line and the field, before anything uses the line.
+against the closed schema ``schema.json`` beside this module (``read_lines``): a forged or
+mistyped field is an error naming the file, the line and the field, before anything uses the line.
 """
 
 from __future__ import annotations
+
 import difflib
-import hashlib
 import json
-import math
 import os
-import platform
 import stat
-import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
+
 from conformance.results.line_schema import Check, Failure, compile_def
 from conformance.results.records import LINE_TYPES, Record, jsonable, record_from_json
 
@@ -125,7 +122,7 @@ def read_lines(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
     Only a regular file is read (a FIFO or device would block or never end).  A last line
     without its newline that does not parse is a line torn by a killed run, and skipped; any
     other line that is not strict JSON, nests deeper than ``MAX_NESTING``, or is not valid
-    against ``conformance/results/schema.json`` raises ``ValueError`` naming the file, the line and the
+    against ``schema.json`` raises ``ValueError`` naming the file, the line and the
     field (``results.jsonl:3: not a result record: worst_index[0]: expected ...``).  The
     first such line stops the reading: a report or merge is never silently short of one."""
     path = Path(path)

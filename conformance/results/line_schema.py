@@ -1,8 +1,8 @@
-"""The closed schema of results lines (``conformance/results/schema.json``) compiled into a fast checker.
+"""The closed schema of results lines (``schema.json`` here) compiled into a fast checker.
 
 ``jsonschema`` takes about 0.4 ms to check one result line and 8 ms for one with 256 values,
 so a full audit's 40,000 lines took over two minutes to read (against 2.5 s to parse them).
-``compile_def`` turns the subset of JSON Schema (draft 2020-12) that ``conformance/results/schema.json``
+``compile_def`` turns the subset of JSON Schema (draft 2020-12) that ``schema.json``
 uses into nested Python closures (about 2 s for those 40,000 lines), with the same verdict:
 ``type``, ``enum``, ``const``, ``properties``,
 ``required``, ``additionalProperties``, ``items``, ``anyOf``, ``$ref`` to ``#/$defs/...``,

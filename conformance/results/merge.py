@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from conformance.results.jsonl import read_lines
-
 from conformance.results.records import Record, jsonable, record_from_json
 
 Key = tuple[str, ...]

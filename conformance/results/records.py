@@ -2,23 +2,10 @@
 ``"inf"``, ``"-inf"``, ``"nan"``, so every line of a results file is strict JSON)."""
 
 from __future__ import annotations
-import difflib
-import hashlib
-import json
-import math
-import os
-import platform
-import stat
-import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
-from functools import cache
-from pathlib import Path
-from typing import IO, Any
-from conformance.results.line_schema import Check, Failure, compile_def
 
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 LINE_TYPES = ("environment", "adapter", "result")
 
