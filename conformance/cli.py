@@ -219,6 +219,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="the HTML file to write (default: results/report.html)")
     p.add_argument("--cases-root", type=Path, metavar="DIR",
                    help="where the records' case files are (default: the current directory); "
+                        "only regular files inside it are read, whatever a results file names; "
                         "without them the report lacks only inputs and YAML")
 
 
