@@ -129,17 +129,30 @@ def read_lines(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
     with _open_regular(path) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
-                obj = _parse(raw)
+                obj = parse_line(raw)
             except _Unparsable as error:
                 if not raw.endswith(b"\n"):
                     continue  # the run was killed while writing its last line
                 raise ValueError(f"{path}:{number}: {error}") from None
-            if obj is _BLANK:
-                continue
-            problem = check_line(obj)
-            if problem is not None:
-                raise ValueError(f"{path}:{number}: {problem}")
-            yield number, obj
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
+            if obj is not None:
+                yield number, obj
+
+
+def parse_line(raw: bytes) -> dict[str, Any] | None:
+    """One line of a results file, parsed (strict JSON, nesting bounded) and checked against
+    the schema; None for a blank line.  Raises ``ValueError`` saying why, without the file and
+    line, which the caller adds (``read_lines``, and ``--resume`` reading the file it
+    continues)."""
+    obj = _parse(raw)
+    if obj is _BLANK:
+        return None
+    problem = check_line(obj)
+    if problem is not None:
+        raise ValueError(problem)
+    result: dict[str, Any] = obj
+    return result
 
 
 def check_line(obj: Any) -> str | None:
@@ -158,7 +171,7 @@ def check_line(obj: Any) -> str | None:
     return None if problem is None else f"{_NOUNS[obj['type']]}: {problem}"
 
 
-class _Unparsable(Exception):
+class _Unparsable(ValueError):
     """A line that is not strict JSON (its message says why, without quoting the line)."""
 
 

@@ -67,7 +67,7 @@ from conformance.cases.loading import Case, find_case_files, load_cases
 from conformance.judge.check import check_documented
 from conformance.oracle import cache as oracle_cache
 from conformance.results.environment import environment
-from conformance.results.jsonl import ResultsWriter, check_line
+from conformance.results.jsonl import ResultsWriter, parse_line
 from conformance.results.paths import Named, check_outputs
 from conformance.results.records import Record, jsonable, record_from_json
 from conformance.run.summary import RunSummary
@@ -497,15 +497,11 @@ def _parse_lines(path: Path, data: bytes) -> Iterator[tuple[int, int, int, dict[
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}:{number}: not a JSON object: {error}") from None
-        except RecursionError:
-            raise ValueError(f"{path}:{number}: not a JSON object: nested too deeply") from None
-        problem = check_line(obj)  # the schema every reader of results files applies
-        if problem is not None:
-            raise ValueError(f"{path}:{number}: {problem}")
-        yield number, start, min(offset, len(data)), obj
+            obj = parse_line(raw)  # as every reader of results files does
+        except ValueError as error:
+            raise ValueError(f"{path}:{number}: {error}") from None
+        if obj is not None:
+            yield number, start, min(offset, len(data)), obj
 
 
 @dataclass
