@@ -11,6 +11,7 @@ The pipeline, one folder a step; imports run one way, from the doors down to ``r
 * ``oracle``: the cache of the oracle's certified results;
 * ``results``: records and the JSON Lines file, the only meeting point of running and reporting;
 * ``cases``: case files, their schema, generators, options and the per-dtype problem;
+* ``files``: opening a user's file as a regular file only (case files and results files);
 * ``reference`` (beside this package, importing nothing from it): the mpmath oracle.
 """
 

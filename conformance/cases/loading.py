@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,6 +32,7 @@ import jsonschema
 import yaml
 
 from conformance.cases import generate
+from conformance.files import NotARegularFile, open_regular
 from reference.formats import DTYPES
 from reference.oracle import OracleDomainError, check_inputs
 
@@ -134,9 +134,6 @@ _SCALAR_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", 
 _SEQ_TAG, _MAP_TAG = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a float", type(None): "null"}
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
 
 
 @dataclass
@@ -170,33 +167,25 @@ def _read_bytes(path: Path) -> bytes:
     """The bytes of ``path``, a regular file of at most ``MAX_FILE_BYTES``.  Opened without
     blocking and checked before anything is read: a FIFO without a writer, a device such as
     /dev/zero, a directory or an oversized file is refused at once."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        fd = os.open(path, flags)
+        with open_regular(path) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            chunks, total = [], 0
+            while size <= MAX_FILE_BYTES and (chunk := handle.read(1 << 20)):
+                chunks.append(chunk)
+                total += len(chunk)
+                size = max(size, total)  # a file growing while it is read
+    except NotARegularFile as error:
+        raise CaseError(path, None, "", f"not a regular file ({error.kind}); case files are "
+                                        "read from regular files only") from None
     except OSError as error:
         raise CaseError(path, None, "", f"cannot read file: {_os_reason(path, error)}") from None
-    try:
-        info = os.fstat(fd)
-        mode, size = info.st_mode, info.st_size
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
-            raise CaseError(path, None, "", f"not a regular file ({kind}); case files are "
-                                            "read from regular files only")
-        chunks, total = [], 0
-        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, 1 << 20)):
-            chunks.append(chunk)
-            total += len(chunk)
-            size = max(size, total)  # a file growing while it is read
-        if size > MAX_FILE_BYTES:
-            raise CaseError(path, None, "", f"the file has {size:,} bytes: at most "
-                                            f"{MAX_FILE_BYTES:,} bytes (MAX_FILE_BYTES); "
-                                            "describe large inputs with a generator "
-                                            "(input: {generate: normal, shape: ...})")
-        return b"".join(chunks)
-    except OSError as error:
-        raise CaseError(path, None, "", f"cannot read file: {_os_reason(path, error)}") from None
-    finally:
-        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        raise CaseError(path, None, "", f"the file has {size:,} bytes: at most "
+                                        f"{MAX_FILE_BYTES:,} bytes (MAX_FILE_BYTES); "
+                                        "describe large inputs with a generator "
+                                        "(input: {generate: normal, shape: ...})")
+    return b"".join(chunks)
 
 
 def _os_reason(path: Path, error: OSError) -> str:

@@ -22,14 +22,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import stat
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
+from conformance.files import open_regular
 from conformance.results.line_schema import Check, Failure, compile_def
 from conformance.results.records import LINE_TYPES, Record, jsonable, record_from_json
 
@@ -126,7 +125,7 @@ def read_lines(path: Path | str) -> Iterator[tuple[int, dict[str, Any]]]:
     field (``results.jsonl:3: not a result record: worst_index[0]: expected ...``).  The
     first such line stops the reading: a report or merge is never silently short of one."""
     path = Path(path)
-    with _open_regular(path) as handle:
+    with open_regular(path) as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 obj = parse_line(raw)
@@ -176,25 +175,6 @@ class _Unparsable(ValueError):
 
 
 _BLANK: Any = object()
-
-
-@contextmanager
-def _open_regular(path: Path) -> Iterator[IO[bytes]]:
-    """``path`` opened for reading bytes, if it is a regular file (checked on the open file
-    descriptor: opening a FIFO with O_NONBLOCK does not wait for a writer)."""
-    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX; elsewhere FIFOs are no such trap
-    descriptor = os.open(path, os.O_RDONLY | nonblocking)
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise ValueError(f"{path}: not a regular file")
-        if nonblocking:
-            os.set_blocking(descriptor, True)
-        handle = os.fdopen(descriptor, "rb")
-    except BaseException:
-        os.close(descriptor)
-        raise
-    with handle:
-        yield handle
 
 
 def _parse(raw: bytes) -> Any:
