@@ -7,3 +7,20 @@ OPTIONS = (
     "index_target", "probability_target", "weight", "ignore_index", "label_smoothing",
     "reduction_none", "reduction_mean", "reduction_sum", "k_dim",
 )
+
+# Options an API supports only where its adapter names them one by one (issue 20).  They are
+# kept out of OPTIONS on purpose: an adapter that declares ``frozenset(OPTIONS)`` ("every
+# option") was written before they existed and does not pass a class axis, sample weights
+# or a class mask on, so a case using one is ``unsupported`` there (with a reason), never
+# run with the key silently dropped.
+#
+# * class_axis: the class axis is not the default one (1, or 0 for an input of shape (C,));
+# * sample_weight: one weight per example (row);
+# * where: a boolean mask over the classes;
+# * reduction_<name>: Keras' and TF v1's named reductions (reference/SPEC.md, Reductions).
+NAMED_REDUCTIONS = ("sum_over_batch_size", "mean_with_sample_weight", "sum_by_nonzero_weights")
+OPT_IN_OPTIONS = (
+    "class_axis", "sample_weight", "where",
+    *(f"reduction_{name}" for name in NAMED_REDUCTIONS),
+)
+ALL_OPTIONS = OPTIONS + OPT_IN_OPTIONS
