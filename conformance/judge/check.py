@@ -16,7 +16,7 @@ import mpmath
 import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
-from conformance.cases.loading import Case
+from conformance.cases.loading import Case, documented_array
 from conformance.cases.problem import Problem, make_problem
 from conformance.judge.compare import (
     BEHAVIOUR,
@@ -148,7 +148,8 @@ def _computed_bounds(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray | N
     weight = None if problem.weight is None else [float(w) for w in problem.weight]
     return error_bounds(case.op, problem.input, target=target, weight=weight,
                         ignore_index=case.ignore_index, reduction=case.reduction,
-                        label_smoothing=case.label_smoothing, grad=case.grad, dtype=dtype)
+                        label_smoothing=case.label_smoothing, grad=case.grad, dtype=dtype,
+                        **problem.oracle_options())
 
 
 # Conditions on a case's data, beyond ``Case.options()``, that an API's ``semantics`` may name
@@ -282,7 +283,7 @@ def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
     if exact is None:
         return replace(base, status="fail", kind=NUMERIC,
                        message="the case documents a value the oracle does not compute")
-    printed = np.asarray(documented, dtype=np.float64)
+    printed = documented_array(documented)
     if printed.shape != np.shape(exact):
         return replace(base, status="fail", kind=NUMERIC, message=(
             f"documented value has shape {printed.shape}, the oracle's {np.shape(exact)}"))
