@@ -137,7 +137,7 @@ def divisor_share(problem: Problem, r: int) -> mpf:
         return ZERO
     reduction = problem.reduction
     if reduction == "mean":
-        if problem.prob_target is not None:
+        if problem.index_target is None:
             return ONE  # probability targets: the number of rows
         return ONE if problem.weight is None else problem.weight[problem.index_target[r]]
     s = ONE if problem.sample_weight is None else problem.sample_weight[r]

@@ -23,11 +23,11 @@ from typing import Any
 import mpmath
 import numpy as np
 
+from reference import probabilities
 from reference.compute import first_precision
+from reference.definitions import divisor_share
 from reference.formats import FloatFormat, exact
 from reference.mpfr import Floats, row_exponentials
-from reference import probabilities
-from reference.definitions import divisor_share
 from reference.problem import PROBS_OP, Problem, divides, float_row, restore
 
 INFLATION = 1 + 2.0 ** -40

@@ -34,12 +34,20 @@ class Api:
     # option (or "*") -> the framework's own definition it follows for that option; a failing
     # record of a case using the option is then "semantic" (conformance/judge/check.py)
     semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # a variant that exists for some options only (e.g. a class axis moved for an API that
+    # has no axis argument): it runs a case only when the case uses one of them, the others
+    # run on the API itself; empty: every case it supports
+    only_for: frozenset[str] = field(default_factory=frozenset, hash=False, compare=False)
 
     def unsupported_reason(self, options: list[str]) -> str | None:
-        """Why this API cannot run a case needing ``options``, or None if it can."""
+        """Why this API cannot run a case needing ``options``, or None if it can.  An option
+        it does not name in ``supports`` is never assumed (conformance/cases/options.py)."""
         for option in options:
             if option not in self.supports:
                 return self.reasons.get(option, f"{self.name} does not support {option}")
+        if self.only_for and not self.only_for & set(options):
+            return (f"{self.name} runs only cases with {' or '.join(sorted(self.only_for))}; "
+                    "the others run on the API without this glue")
         return None
 
 

@@ -43,6 +43,8 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
+    NAMED,
+    NO_WHERE,
     exception_chain,
     one_line,
     twin,
@@ -57,17 +59,37 @@ ALL = frozenset(OPTIONS)
 INDEX_ONLY = ALL - {"probability_target", "label_smoothing"}
 NO_SMOOTHING = "nll_loss has no label_smoothing argument"
 NO_PROBABILITIES = "nll_loss takes class-index targets only"
+# Issue 20: torch's losses take the classes on axis 1 and have no per-example weights.
+AXIS_ONE = ("takes the classes on axis 1 and has no axis argument (see the composed "
+            "x.movedim(axis, 1) variant)")
+NO_SAMPLE_WEIGHT = ("has no per-example weights: reduction='none', times the weights, then the "
+                    "named reduction (see the composed variant)")
+TORCH_REASONS = {"class_axis": AXIS_ONE, "sample_weight": NO_SAMPLE_WEIGHT, "where": NO_WHERE,
+                 **{name: NO_SAMPLE_WEIGHT for name in NAMED}}
+WEIGHTED = ("torch.nn.functional.cross_entropy(x.movedim(axis, 1), t, weight, "
+            "reduction='none') * sample_weight + the named reduction")
 
 EAGER_APIS = (
-    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"})),
-    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax", frozenset({"k_dim"})),
-    Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL),
-    Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL),
+    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim", "class_axis"}),
+        reasons={"where": NO_WHERE}),
+    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax",
+        frozenset({"k_dim", "class_axis"}), reasons={"where": NO_WHERE}),
+    Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL,
+        reasons=TORCH_REASONS),
+    Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL,
+        reasons=TORCH_REASONS),
     Api("nll_loss-log_softmax", "torch.nn.functional.nll_loss(log_softmax(x))",
         "cross_entropy", INDEX_ONLY, kind="composed",
-        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES}),
-    Api("nll_loss", "torch.nn.functional.nll_loss", "nll_loss", INDEX_ONLY),
-    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY),
+        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES,
+                 **TORCH_REASONS}),
+    Api("nll_loss", "torch.nn.functional.nll_loss", "nll_loss", INDEX_ONLY,
+        reasons=TORCH_REASONS),
+    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY, reasons=TORCH_REASONS),
+    # issue 20: the class axis moved to 1 (exact) and per-example weights, as a user writes
+    # them; only for the cases that need it (the others run on cross_entropy itself)
+    Api("cross_entropy-weighted", WEIGHTED, "cross_entropy",
+        ALL | {"class_axis", "sample_weight"} | NAMED, kind="composed",
+        reasons={"where": NO_WHERE}, only_for=frozenset({"class_axis", "sample_weight"}) | NAMED),
 )
 COMPILE_PREFIX = "compile"
 COMPILED = ("softmax", "log_softmax", "cross_entropy", "nll_loss")
@@ -197,6 +219,10 @@ class TorchAdapter(Adapter):
             weight = torch.tensor(problem.weight, dtype=dtype, device=device.id)
         arguments = (x, target, weight, problem.class_axis, case.ignore_index, case.reduction,
                      case.label_smoothing)
+        if api.id == "cross_entropy-weighted":
+            sample_weight = None if problem.sample_weight is None else torch.tensor(
+                problem.sample_weight, dtype=dtype, device=device.id)
+            return _weighted_cross_entropy(torch, *arguments, sample_weight)
         if not api.id.startswith(COMPILE_PREFIX + "-"):
             return self._functions[api.id](*arguments)
         base_id = api.id.removeprefix(COMPILE_PREFIX + "-")
@@ -358,6 +384,36 @@ def _functions(torch: Any) -> dict[str, Callable[..., Any]]:
         "CrossEntropyLoss": cross_entropy_loss, "nll_loss-log_softmax": nll_of_log_softmax,
         "nll_loss": nll_loss, "NLLLoss": nll_loss_module,
     }
+
+
+def _weighted_cross_entropy(torch: Any, x: Any, t: Any, w: Any, dim: int, ii: int, red: str,
+                            eps: float, sample_weight: Any) -> Any:
+    """cross_entropy with the class axis moved to 1 and per-example weights, reduced as
+    ``red`` names (reference/SPEC.md, Reduction): what a user writes around torch's loss."""
+    functional = torch.nn.functional
+    moved = x.movedim(dim, 1) if x.ndim > 1 else x
+    if red == "mean" and sample_weight is None:  # torch's own mean: no glue
+        return functional.cross_entropy(moved, t, weight=w, ignore_index=ii, reduction="mean",
+                                        label_smoothing=eps)
+    rows = functional.cross_entropy(moved, t, weight=w, ignore_index=ii, reduction="none",
+                                    label_smoothing=eps)
+    if sample_weight is not None:
+        rows = rows * sample_weight
+    if red == "none":
+        return rows
+    total = rows.sum()
+    if red == "sum":
+        return total
+    kept = (t != ii) if t.dtype == torch.int64 else torch.ones(rows.shape, dtype=torch.bool,
+                                                                device=rows.device)
+    weights = torch.ones_like(rows) if sample_weight is None else sample_weight
+    if red == "mean_with_sample_weight":
+        divisor = torch.where(kept, weights, torch.zeros_like(weights)).sum()
+    elif red == "sum_by_nonzero_weights":
+        divisor = (kept & (weights != 0)).sum().to(rows.dtype)
+    else:  # sum_over_batch_size: the kept rows
+        divisor = kept.sum().to(rows.dtype)
+    return total / divisor
 
 
 def _numpy(tensor: Any) -> np.ndarray:

@@ -32,6 +32,7 @@ from conformance.judge.compare import (
 )
 from conformance.oracle import cache as oracle_cache
 from conformance.results.records import Record, values_for_record
+from reference.conventions import documented_gradient
 from reference.formats import get_format
 from reference.oracle import OracleResult, error_bounds
 
@@ -206,8 +207,62 @@ def _labels_not_a_distribution(problem: Problem) -> bool:
     return any(abs(math.fsum(row) - 1.0) > slack for row in rows.tolist())
 
 
+# Issue 20's conditions (reference/SPEC.md): an index target on a class ``where`` masks; a
+# reduction whose divisor D is 0; probabilities that Keras' renormalisation or clip changes.
+TARGET_MASKED = "target_masked"
+ZERO_DIVISOR = "zero_divisor"
+PROBS_CLIPPED = "probs_clipped"
+
+
+def _target_masked(problem: Problem) -> bool:
+    if problem.where is None or not problem.index_target or problem.target is None:
+        return False
+    mask = np.moveaxis(problem.where, problem.class_axis, -1).reshape(-1, problem.classes)
+    targets = problem.target.reshape(-1)
+    ignore = problem.case.ignore_index
+    return any(t != ignore and 0 <= t < problem.classes and not mask[r, t]
+               for r, t in enumerate(targets.tolist()))
+
+
+def _zero_divisor(problem: Problem) -> bool:
+    reduction = problem.case.reduction
+    if reduction in ("none", "sum") or not problem.case.is_loss:
+        return False
+    from reference.definitions import mean_divisor
+    from reference.problem import prepare
+
+    case = problem.case
+    target: Any = problem.target
+    if target is not None and target.dtype.kind == "i":
+        target = np.asarray([int(t) for t in target.reshape(-1)],
+                            dtype=object).reshape(target.shape)
+    prepared = prepare(case.op, problem.input, target,
+                       None if problem.weight is None else [float(w) for w in problem.weight],
+                       case.ignore_index, reduction, case.label_smoothing,
+                       **problem.oracle_options(), dtype=problem.dtype)
+    return bool(mean_divisor(prepared) == 0)
+
+
+def _probs_clipped(problem: Problem) -> bool:
+    """Probabilities whose row does not sum to 1 exactly, or with a value outside Keras'
+    clip [epsilon, 1 - epsilon] in the dtype: where Keras' definition and -sum y log p part."""
+    if problem.case.op != "categorical_crossentropy_probs":
+        return False
+    from reference.formats import round_to_float
+    from reference.problem import KERAS_EPSILON
+
+    lo = round_to_float(KERAS_EPSILON, problem.dtype)
+    hi = round_to_float(1.0 - KERAS_EPSILON, problem.dtype)
+    rows = np.moveaxis(problem.input, problem.class_axis, -1).reshape(-1, problem.classes)
+    return any(math.fsum(row) != 1.0 or min(row) < lo or max(row) > hi
+               for row in rows.tolist())
+
+
 CONDITIONS: dict[str, Callable[[Problem], bool]] = {
     LABELS_NOT_A_DISTRIBUTION: _labels_not_a_distribution,
+    TARGET_MASKED: _target_masked,
+    ZERO_DIVISOR: _zero_divisor,
+    PROBS_CLIPPED: _probs_clipped,
 }
 
 
@@ -268,9 +323,27 @@ def check_documented(case: Case, environment_id: str = "") -> list[Record]:
     for quantity, documented in wanted:
         exact = None if reference is None else (
             reference.output if quantity == "documented" else reference.grad)
+        convention = getattr(case, "documented_grad_convention", None)
+        if quantity == "documented_grad" and convention is not None and exact is not None:
+            exact = _conventional_gradient(case, convention)
         records.append(_documented_record(replace(base, quantity=quantity), exact, documented,
                                           case.documented_tolerance))
     return records
+
+
+def _conventional_gradient(case: Case, convention: str) -> np.ndarray:
+    """The float64 oracle's gradient under the convention the case's source documents
+    (``reference/conventions.py``)."""
+    problem = problem_for(case, "float64")
+    target: Any = problem.target
+    if target is not None and target.dtype.kind == "i":
+        target = np.asarray([int(t) for t in target.reshape(-1)],
+                            dtype=object).reshape(target.shape)
+    return documented_gradient(
+        convention, case.op, problem.input, target=target,
+        weight=None if problem.weight is None else [float(w) for w in problem.weight],
+        ignore_index=case.ignore_index, reduction=case.reduction,
+        label_smoothing=case.label_smoothing, **problem.oracle_options())
 
 
 def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
