@@ -131,6 +131,9 @@ V1_MEAN = ("TF v1's MEAN is the sample-weighted mean (case reduction "
 PROBS_CLIPPED = "probs_clipped"
 PLAIN_PROBS = ("-sum y log p as written: no renormalisation of p and no clip to "
                "[epsilon, 1 - epsilon] (Keras' from_logits=False does both)")
+PLAIN_PROBS_GRAD = ("the gradient of -sum y log p is -y / p: it lacks the renormalisation's "
+                    "term sum(y) / sum(p) that Keras' p / sum(p) adds, even where the row "
+                    "sums to 1")
 PROBS = "categorical_crossentropy_probs"
 GLUE = "class weights, ignore mask, mean/sum"
 KERAS_SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
@@ -168,7 +171,7 @@ EAGER_APIS = (
         f"tf.nn.sparse_softmax_cross_entropy_with_logits (class axis moved last) + {GLUE}",
         "cross_entropy", NLL_OPTIONS | AXIS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
-                 "label_smoothing": NO_SMOOTHING, "where": NO_WHERE}),
+                 "label_smoothing": NO_SMOOTHING, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT}),
     Api("CategoricalCrossentropy",
         "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=x.dtype)", "cross_entropy",
         frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS | AXIS
@@ -236,7 +239,7 @@ EAGER_APIS = (
         PROBS, frozenset({"probability_target", "k_dim"}) | REDUCTIONS | AXIS, kind="composed",
         reasons={"index_target": "takes probability labels", "weight": "not written here",
                  "label_smoothing": "not written here"},
-        semantics={PROBS_CLIPPED: PLAIN_PROBS}),
+        semantics={PROBS_CLIPPED: PLAIN_PROBS, "grad:*": PLAIN_PROBS_GRAD}),
 )
 FUNCTION_PREFIX = "function"
 APIS = EAGER_APIS + tuple(twin(api, FUNCTION_PREFIX, "tf.function") for api in EAGER_APIS)
