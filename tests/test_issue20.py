@@ -236,15 +236,20 @@ def test_an_api_declaring_every_option_still_refuses_the_opt_in_ones(tmp_path: P
   - {id: d, source: s, op: cross_entropy, input: [[1.0, 2.0]], target: [1],
      reduction: sum_over_batch_size}
   - {id: e, source: s, op: softmax, axis: -1, input: [[1.0, 2.0]]}
+  - {id: f, source: s, op: softmax, axis: 2, input: [[[[1.0], [2.0]]]]}
 """)
     every = Api("f", "standin.f", "softmax", frozenset(OPTIONS))
-    a, b, c, d, e = load_file(path)
-    assert "class_axis" in (every.unsupported_reason(a.options()) or "")
+    a, b, c, d, e, f = load_file(path)
+    assert a.options() == ["k_dim_class_last"]
+    assert f.options() == ["k_dim", "class_axis"]  # (1, 1, 2, 1): classes neither at 1 nor last
+    assert "class_axis" in (every.unsupported_reason(f.options()) or "")
+    assert "k_dim_class_last" in (every.unsupported_reason(a.options()) or "")
     assert "sample_weight" in (every.unsupported_reason(b.options()) or "")
     assert "where" in (every.unsupported_reason(c.options()) or "")
     assert "sum_over_batch_size" in (every.unsupported_reason(d.options()) or "")
     assert every.unsupported_reason(e.options()) is None  # -1 of (N, C) is the default axis
-    only = Api("g", "standin.g", "softmax", frozenset(OPTIONS) | {"class_axis"},
-               only_for=frozenset({"class_axis"}))
+    only = Api("g", "standin.g", "softmax", frozenset(OPTIONS) | {"k_dim_class_last"},
+               only_for=frozenset({"k_dim_class_last"}))
     assert only.unsupported_reason(a.options()) is None
-    assert "runs only cases with class_axis" in (only.unsupported_reason(e.options()) or "")
+    assert "runs only cases with k_dim_class_last" in (only.unsupported_reason(e.options())
+                                                       or "")

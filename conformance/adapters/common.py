@@ -27,6 +27,8 @@ PROBABILITY_OPTIONS = (frozenset({"probability_target", "weight", "label_smoothi
 
 UNREDUCED = "returns one loss per example, unreduced (see the composed variant for mean/sum)"
 # Issue 20's opt-in options (conformance/cases/options.py), for the APIs that name them.
+# An axis argument takes any class axis; a class-last API takes (N, d1, ..., dk, C) only.
+AXES = frozenset({"class_axis", "k_dim_class_last"})
 NAMED = frozenset(f"reduction_{name}" for name in NAMED_REDUCTIONS)
 SAMPLE_WEIGHTS = frozenset({"sample_weight"}) | NAMED
 NO_WHERE = ("has no where= argument; a -inf fill of the masked logits, the composed "

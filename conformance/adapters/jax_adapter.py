@@ -39,6 +39,7 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
+    AXES,
     NAMED,
     NLL_OPTIONS,
     PROBABILITY_OPTIONS,
@@ -67,7 +68,7 @@ SMOOTHING_NEEDS_ONE_HOT = ("smoothing integer labels means one-hot encoding them
 NLL_NO_SMOOTHING = "NLL of one picked log-probability has no label smoothing"
 
 # Issue 20: every JAX and optax call here takes an axis; jax.nn and optax take where=.
-AXIS = frozenset({"class_axis"})
+AXIS = AXES
 NATIVE_WHERE = AXIS | {"where"}
 UNWEIGHTED = ("optax losses return one loss per example: per-example weights and their "
               "reductions are a user's glue (see the composed variants)")

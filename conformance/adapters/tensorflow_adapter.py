@@ -42,6 +42,7 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
+    AXES,
     NAMED,
     NLL_OPTIONS,
     NO_WHERE,
@@ -109,7 +110,8 @@ LABELS_MUST_SUM_TO_ONE = ("class weights would scale the labels off a probabilit
 ZERO_DIVISOR = "zero_divisor"
 KERAS_NO_NAN_DIVISOR = ("Keras divides with divide_no_nan: a zero divisor (no kept example, "
                         "or sample weights that sum to 0) gives 0, not 0/0 = NaN or x/0 = inf")
-AXIS = frozenset({"class_axis"})
+AXIS = AXES
+CLASSES_LAST = frozenset({"k_dim_class_last"})  # (N, d1, ..., dk, C): what class-last APIs take
 KERAS_SAMPLE_WEIGHTS = frozenset({"sample_weight", "reduction_sum_over_batch_size",
                                   "reduction_mean_with_sample_weight"})
 KERAS_NO_NONZERO = ("Keras has no SUM_BY_NONZERO_WEIGHTS reduction (TF v1's: see "
@@ -150,7 +152,7 @@ EAGER_APIS = (
         semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT}),
     Api("sparse_softmax_cross_entropy_with_logits",
         "tf.nn.sparse_softmax_cross_entropy_with_logits", "cross_entropy",
-        frozenset({"index_target", "reduction_none"}),
+        frozenset({"index_target", "reduction_none"}) | CLASSES_LAST,
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
                  "ignore_index": NO_IGNORE, "label_smoothing": NO_SMOOTHING,
                  "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, "k_dim": CLASS_LAST,
@@ -183,7 +185,8 @@ EAGER_APIS = (
         semantics={LABELS_OFF_A_DISTRIBUTION: KERAS_SOFTMAX_XENT_GRADIENT,
                    ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR}),
     Api("SparseCategoricalCrossentropy", KERAS_SPARSE, "cross_entropy",
-        frozenset({"index_target", "ignore_index"}) | REDUCTIONS | KERAS_SAMPLE_WEIGHTS,
+        frozenset({"index_target", "ignore_index"}) | REDUCTIONS | KERAS_SAMPLE_WEIGHTS
+        | CLASSES_LAST,
         reasons={"probability_target": "takes index labels; probability labels go to "
                                        "CategoricalCrossentropy",
                  "weight": KERAS_WEIGHTS, "label_smoothing": KERAS_NO_SMOOTHING,
@@ -194,7 +197,7 @@ EAGER_APIS = (
         f"{KERAS_SPARSE[:-1]}, reduction='mean_with_sample_weight')"
         "(t, x, sample_weight=tf.gather(w, t))",
         "cross_entropy", frozenset({"index_target", "weight", "ignore_index"}) | REDUCTIONS
-        | KERAS_SAMPLE_WEIGHTS,
+        | KERAS_SAMPLE_WEIGHTS | CLASSES_LAST,
         kind="composed",
         reasons={"probability_target": "takes index labels", "label_smoothing": KERAS_NO_SMOOTHING,
                  "k_dim": KERAS_AXIS, "class_axis": KERAS_AXIS, "where": NO_WHERE,
@@ -207,7 +210,7 @@ EAGER_APIS = (
     Api("v1-sparse_softmax_cross_entropy", V1_SPARSE, "cross_entropy",
         frozenset({"index_target", "reduction_none", "reduction_sum", "sample_weight",
                    "reduction_sum_over_batch_size", "reduction_mean_with_sample_weight",
-                   "reduction_sum_by_nonzero_weights"}),
+                   "reduction_sum_by_nonzero_weights"}) | CLASSES_LAST,
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
                  "ignore_index": NO_IGNORE, "label_smoothing": NO_SMOOTHING,
                  "reduction_mean": V1_MEAN, "k_dim": CLASS_LAST, "class_axis": CLASS_LAST,
@@ -225,7 +228,8 @@ EAGER_APIS = (
         semantics={ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR}),
     Api("SparseCategoricalCrossentropy-probs",
         "keras.losses.SparseCategoricalCrossentropy(from_logits=False, dtype=x.dtype)", PROBS,
-        frozenset({"index_target", "ignore_index"}) | REDUCTIONS | KERAS_SAMPLE_WEIGHTS,
+        frozenset({"index_target", "ignore_index"}) | REDUCTIONS | KERAS_SAMPLE_WEIGHTS
+        | CLASSES_LAST,
         reasons={"probability_target": "takes index labels", "weight": KERAS_WEIGHTS,
                  "label_smoothing": KERAS_NO_SMOOTHING, "k_dim": KERAS_AXIS,
                  "class_axis": KERAS_AXIS,

@@ -43,6 +43,7 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
+    AXES,
     NAMED,
     NO_WHERE,
     exception_chain,
@@ -64,16 +65,17 @@ AXIS_ONE = ("takes the classes on axis 1 and has no axis argument (see the compo
             "x.movedim(axis, 1) variant)")
 NO_SAMPLE_WEIGHT = ("has no per-example weights: reduction='none', times the weights, then the "
                     "named reduction (see the composed variant)")
-TORCH_REASONS = {"class_axis": AXIS_ONE, "sample_weight": NO_SAMPLE_WEIGHT, "where": NO_WHERE,
+TORCH_REASONS = {"class_axis": AXIS_ONE, "k_dim_class_last": AXIS_ONE,
+                 "sample_weight": NO_SAMPLE_WEIGHT, "where": NO_WHERE,
                  **{name: NO_SAMPLE_WEIGHT for name in NAMED}}
 WEIGHTED = ("torch.nn.functional.cross_entropy(x.movedim(axis, 1), t, weight, "
             "reduction='none') * sample_weight + the named reduction")
 
 EAGER_APIS = (
-    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim", "class_axis"}),
+    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"}) | AXES,
         reasons={"where": NO_WHERE}),
     Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax",
-        frozenset({"k_dim", "class_axis"}), reasons={"where": NO_WHERE}),
+        frozenset({"k_dim"}) | AXES, reasons={"where": NO_WHERE}),
     Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL,
         reasons=TORCH_REASONS),
     Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL,
@@ -88,8 +90,8 @@ EAGER_APIS = (
     # issue 20: the class axis moved to 1 (exact) and per-example weights, as a user writes
     # them; only for the cases that need it (the others run on cross_entropy itself)
     Api("cross_entropy-weighted", WEIGHTED, "cross_entropy",
-        ALL | {"class_axis", "sample_weight"} | NAMED, kind="composed",
-        reasons={"where": NO_WHERE}, only_for=frozenset({"class_axis", "sample_weight"}) | NAMED),
+        ALL | AXES | {"sample_weight"} | NAMED, kind="composed",
+        reasons={"where": NO_WHERE}, only_for=AXES | {"sample_weight"} | NAMED),
 )
 COMPILE_PREFIX = "compile"
 COMPILED = ("softmax", "log_softmax", "cross_entropy", "nll_loss")

@@ -115,12 +115,15 @@ class Case:
             names.append("label_smoothing")
         if self.is_loss:
             names.append(f"reduction_{self.reduction}")
-        if _ndim(self.input) > 2:
+        ndim = _ndim(self.input)
+        # k_dim_class_last and class_axis are opt-in (conformance/cases/options.py): an
+        # (N, C) or (C,) input has its classes last whatever the axis says
+        if ndim > 2 and self.class_axis == ndim - 1:
+            names.append("k_dim_class_last")
+        elif ndim > 2:
             names.append("k_dim")
-        # opt-in options (conformance/cases/options.py): only where the case uses them
-        if self.axis is not None and self.class_axis != class_axis_of(
-                max(_ndim(self.input), 1), None):
-            names.append("class_axis")
+            if self.class_axis != 1:
+                names.append("class_axis")
         if self.sample_weight is not None:
             names.append("sample_weight")
         if self.where is not None:
