@@ -300,6 +300,12 @@ cases:
     target: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
     label_smoothing: 0.1
     reduction: sum
+  - id: probs-smoothed-none
+    op: categorical_crossentropy_probs
+    input: [[0.9, 0.05, 0.05], [0.05, 0.89, 0.06]]
+    target: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    label_smoothing: 0.1
+    reduction: none
   - id: probs-k-dim-none
     op: categorical_crossentropy_probs
     input: [[[0.5, 0.25], [0.25, 0.5], [0.25, 0.25]]]
