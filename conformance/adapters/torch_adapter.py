@@ -394,6 +394,8 @@ def _weighted_cross_entropy(torch: Any, x: Any, t: Any, w: Any, dim: int, ii: in
     ``red`` names (reference/SPEC.md, Reduction): what a user writes around torch's loss."""
     functional = torch.nn.functional
     moved = x.movedim(dim, 1) if x.ndim > 1 else x
+    if t.is_floating_point() and t.ndim > 1:  # probability targets are shaped like x
+        t = t.movedim(dim, 1)
     if red == "mean" and sample_weight is None:  # torch's own mean: no glue
         return functional.cross_entropy(moved, t, weight=w, ignore_index=ii, reduction="mean",
                                         label_smoothing=eps)
