@@ -236,6 +236,13 @@ cases:
     weight: [0.5, 1.0, 2.0, 4.0]
     sample_weight: [0.5, 2.0, 0.25]
     reduction: sum_over_batch_size
+  - id: index-sample-weight-smoothed
+    op: cross_entropy
+    input: [[2.5, -1.0, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    target: [3, 0]
+    sample_weight: [0.5, 2.0]
+    label_smoothing: 0.1
+    reduction: sum_over_batch_size
   - id: probability-sample-weight-mean-with-sample-weight
     op: cross_entropy
     input: [[1.0, 2.0, -2.0], [0.0, 0.0, 5.0]]
