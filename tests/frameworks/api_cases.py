@@ -7,7 +7,8 @@ declared reason.  It also checks that every option each API declares was exercis
 least one passing case, so a declaration cannot claim what no test has checked.
 
 A framework's known discrepancy is passed in ``known`` (API id and case id, or API id, case
-id and dtype -> why); such a run must still fail (like a strict xfail), so the test notices when the framework is fixed.
+id and dtype -> why); such a run must still fail (like a strict xfail), so the test notices
+when the framework is fixed.
 """
 
 from __future__ import annotations
