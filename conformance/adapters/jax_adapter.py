@@ -14,6 +14,10 @@ jitted function as a whole where eager mode dispatches one primitive at a time):
   written on ``jax.nn.log_softmax`` with ``jnp.take_along_axis``; and that NLL alone for the
   ``nll_loss`` op.
 
+Issue 20: every call takes the case's ``axis`` as it is; ``jax.nn`` and the optax losses take
+its ``where`` mask natively (the composed reductions do not pass it on); the composed variants
+weigh examples by ``sample_weight`` with the named reductions (``jnp.sum(w * loss) / D``).
+
 Gradients are those of the sum of the outputs (``reference/SPEC.md``), through ``jax.vjp``,
 which gives the outputs too (``_with_grad``).  float64 runs
 inside ``jax.enable_x64(True)``, a context manager (thread-local, JAX >= 0.4.x), so the

@@ -21,6 +21,17 @@ optimised by Grappler and may fuse or reorder what eager mode runs op by op):
   ``SparseCategoricalCrossentropy`` through ``sample_weight`` and Keras'
   ``"mean_with_sample_weight"`` reduction; NLL written with ``tf.gather`` for ``nll_loss``.
 
+Issue 20: ``axis`` reaches every API with an axis argument as it is; the class-last APIs
+(``tf.nn.sparse_softmax_cross_entropy_with_logits``, Keras' ``SparseCategoricalCrossentropy``,
+``tf.compat.v1.losses.sparse_softmax_cross_entropy``) take ``(N, d1, ..., dk, C)`` inputs
+natively and no other layout; the composed sparse variant moves the class axis last (an exact
+transpose, named in its API).  Keras' losses take ``sample_weight`` with Keras' reductions
+(``sum_over_batch_size``, ``mean_with_sample_weight``), ``tf.compat.v1.losses`` with TF v1's
+(``SUM_BY_NONZERO_WEIGHTS`` ...; it reduces in float32 whatever the dtype,
+``compute_weighted_loss``).  ``categorical_crossentropy_probs`` (probabilities in) runs on
+Keras' ``from_logits=False`` losses and on the plain ``-sum y log p``, whose differences are
+declared ``semantic``.  No API here has ``where=``.
+
 Gradients are ``tf.GradientTape`` gradients of the sum of the outputs (``reference/SPEC.md``).
 ``softmax_cross_entropy_with_logits`` documents its gradient (``softmax - labels``) as
 incorrect unless each label row is a probability distribution; the APIs whose gradient is that

@@ -1,5 +1,10 @@
 """PyTorch adapter: torch.nn.functional and torch.nn losses, on CPU and every CUDA device.
 
+``softmax`` and ``log_softmax`` take the case's class axis (``dim``); the losses take the
+classes on axis 1 only, so a case with another class axis or with per-example weights runs on
+a composed variant, ``cross_entropy(x.movedim(axis, 1), ...)`` times the weights and reduced
+as the case names (issue 20), and only such cases do (``Api.only_for``).  No API has ``where=``.
+
 ``softmax``, ``log_softmax``, ``cross_entropy`` and ``nll_loss`` also run through
 ``torch.compile`` (TorchInductor; on CPU it generates C++ and needs a working C++ compiler).
 
