@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conformance.adapters import frameworks, support
 from conformance.cases.loading import CaseError, load_cases
@@ -58,6 +59,27 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="exit 0 even when discrepancies are found (audits that only want records)")
     p.add_argument("--report", type=Path, metavar="HTML",
                    help="also write the HTML report of the results file here at the end")
+    _add_implementation_options(p)
+
+
+def _add_implementation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--impl", action="append", default=[], metavar="[NAME=]MODULE:FUNCTION",
+                   help="audit your own function (repeatable): called exactly as the --like "
+                        "API is, on that API's framework, devices and dtypes, eagerly; its "
+                        "records' api is NAME (default MODULE:FUNCTION). Without --framework "
+                        "only the implementations and the APIs they mimic run")
+    p.add_argument("--like", action="append", default=[], metavar="API",
+                   help="the API (a name of the API column of 'conformance support') whose "
+                        "calling convention and options --impl follows: one for all --impl, "
+                        "or one per --impl in order")
+
+
+def _implementations(args: argparse.Namespace, names: list[str]) -> tuple[Any, ...]:
+    """``--impl``/``--like`` resolved (``ImplementationError``, exit 2, if one is bad)."""
+    from conformance.adapters.implementation import pair_likes, resolve
+
+    pairs = pair_likes(getattr(args, "impl", []), getattr(args, "like", []))
+    return tuple(resolve(pairs, names)) if pairs else ()
 
 
 def _with_tolerance_scale(args: argparse.Namespace) -> int:
@@ -98,11 +120,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: --jobs must be >= 0, --timeout and --oracle-timeout > 0",
               file=sys.stderr)
         return 2
+    implementations = _implementations(args, list(frameworks()))
+    chosen = args.framework or ([] if implementations else list(frameworks()))
     options = RunOptions(
-        cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
+        cases=args.cases, frameworks=chosen, dtypes=args.dtype,
         devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
         resume=args.resume, overwrite=args.overwrite,
         cache="off" if args.no_cache else args.cache, oracle_timeout=args.oracle_timeout,
+        implementations=implementations,
     )
     # Before anything is read or written: no output may be an input or the other output.
     check_run_paths(options, [("--report", args.report)] if args.report is not None else [])

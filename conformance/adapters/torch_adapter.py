@@ -45,6 +45,7 @@ from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
     exception_chain,
     one_line,
+    stand_in_roots,
     twin,
     unwritable,
     warn_once,
@@ -59,15 +60,21 @@ NO_SMOOTHING = "nll_loss has no label_smoothing argument"
 NO_PROBABILITIES = "nll_loss takes class-index targets only"
 
 EAGER_APIS = (
-    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"})),
-    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax", frozenset({"k_dim"})),
-    Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL),
-    Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL),
+    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"}),
+        callee="torch.nn.functional.softmax"),
+    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax", frozenset({"k_dim"}),
+        callee="torch.nn.functional.log_softmax"),
+    Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL,
+        callee="torch.nn.functional.cross_entropy"),
+    Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL,
+        callee="torch.nn.CrossEntropyLoss"),
     Api("nll_loss-log_softmax", "torch.nn.functional.nll_loss(log_softmax(x))",
         "cross_entropy", INDEX_ONLY, kind="composed",
-        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES}),
-    Api("nll_loss", "torch.nn.functional.nll_loss", "nll_loss", INDEX_ONLY),
-    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY),
+        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES},
+        callee="torch.nn.functional.nll_loss"),
+    Api("nll_loss", "torch.nn.functional.nll_loss", "nll_loss", INDEX_ONLY,
+        callee="torch.nn.functional.nll_loss"),
+    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY, callee="torch.nn.NLLLoss"),
 )
 COMPILE_PREFIX = "compile"
 COMPILED = ("softmax", "log_softmax", "cross_entropy", "nll_loss")
@@ -122,6 +129,12 @@ class TorchAdapter(Adapter):
             for i in range(self.torch.cuda.device_count()):
                 devices.append(Device(f"cuda:{i}", "gpu", self.torch.cuda.get_device_name(i)))
         return tuple(devices)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe eagerly, with ``like.callee`` replaced."""
+        roots = stand_in_roots({"torch": self.torch}, like.callee, replacement)
+        self._functions[api.id] = _functions(roots["torch"])[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         try:
