@@ -13,9 +13,10 @@ the default is ``-1``) is left out, which changes nothing for the public functio
 a function that takes fewer options still runs the cases that do not need them.  For a class
 (``torch.nn.CrossEntropyLoss``) the user's class is constructed and called as that one is.
 
-Verdicts.  ``NotImplementedError``, or a ``TypeError`` for an unexpected keyword raised by the
-call itself (Python's binding of the arguments, or the function's own first frame), makes the
-job ``unsupported`` with the message: the function does not offer that option.  Any other
+Verdicts.  ``NotImplementedError``, or a ``TypeError`` for an unexpected keyword that we
+passed, raised by the call itself (Python's binding of the arguments, or the function naming
+itself in its own frame), makes the job ``unsupported`` with the message: the function does
+not offer that option.  Any other
 exception is the function's verdict on the inputs, recorded as a framework's own errors are.
 
 Records carry the API's ``framework``, ``api`` = NAME (default ``MODULE:FUNCTION``),
@@ -284,7 +285,7 @@ def _guarded(function: Callable[..., Any], refusal: Refusal, defaults: dict[str,
             refusal.error_type, refusal.message = "NotImplementedError", str(error)
             raise
         except TypeError as error:
-            if _unexpected_keyword(error):
+            if _unexpected_keyword(error, function, kept):
                 refusal.error_type, refusal.message = "TypeError", str(error)
             raise
         if constructs and callable(result):  # a loss object: its call is the function's too
@@ -312,16 +313,23 @@ def _is_default(key: str, value: Any, defaults: dict[str, Any], arrays: list[Any
     return isinstance(value, str) and isinstance(default, str) and value == default
 
 
-def _unexpected_keyword(error: TypeError) -> bool:
-    """Python's binding of a call's keywords failed, at the call or in the function's own
-    first frame (``_guarded``'s frame is the traceback's first)."""
-    if "unexpected keyword argument" not in str(error):
+_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
+
+
+def _unexpected_keyword(error: TypeError, function: Callable[..., Any],
+                        passed: dict[str, Any]) -> bool:
+    """The function refused a keyword we passed it: Python's binding of this very call failed
+    (``_guarded``'s frame is the traceback's only one), or the function raised it itself,
+    naming itself, as Python would.  A keyword of some inner call is a bug, not a refusal."""
+    found = _UNEXPECTED.search(str(error))
+    if found is None or found.group(1) not in passed:
         return False
     trace: TracebackType | None = error.__traceback__
     depth = 0
     while trace is not None:
         depth, trace = depth + 1, trace.tb_next
-    return depth <= 2
+    names = {getattr(function, "__name__", ""), getattr(function, "__qualname__", "")} - {""}
+    return depth == 1 or (depth == 2 and any(str(error).startswith(f"{n}(") for n in names))
 
 
 class WithImplementations(Adapter):
