@@ -335,10 +335,13 @@ def _unexpected_keyword(error: TypeError, function: Callable[..., Any],
 class WithImplementations(Adapter):
     """``base`` with implementations added to its APIs (``apis_for``) and, when ``only`` is
     given, its own APIs cut to those ids (the APIs mimicked, for a run of implementations
-    alone).  ``declaration`` stays the base adapter's (``adapter_declaration(base)``)."""
+    alone).  Each function is imported from its ``target``, or taken from ``functions`` (by
+    name: ``conformance.audit``).  The results file's adapter line stays the base adapter's
+    declaration."""
 
     def __init__(self, base: Adapter, implementations: Iterable[Implementation],
-                 only: Iterable[str] | None = None) -> None:
+                 only: Iterable[str] | None = None,
+                 functions: dict[str, Callable[..., Any]] | None = None) -> None:
         self.base = base
         self.name = base.name
         self._refusals: dict[str, Refusal] = {}
@@ -353,7 +356,8 @@ class WithImplementations(Adapter):
                 raise ImplementationError(f"--like {impl.like}: {base.name} has no such API")
             api = implementation_api(impl, like)
             refusal = self._refusals[api.id] = Refusal()
-            base.stand_in(like, api, replacement_for(load_function(impl.target), refusal))
+            function = (functions or {}).get(impl.name) or load_function(impl.target)
+            base.stand_in(like, api, replacement_for(function, refusal))
             added.append(api)
         self.added = tuple(added)
 

@@ -39,7 +39,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .s-skip { background: var(--skip); color: var(--ink); }
 .s-conflict { background: #6a1b9a; }
 .k-native { background: var(--native); } .k-composed { background: var(--composed); }
-.k-reference { background: #6d4c41; }
+.k-reference { background: #6d4c41; } .k-implementation { background: #6a1b9a; }
 td.cell { text-align: center; min-width: 72px; cursor: pointer; color: #fff;
   font-variant-numeric: tabular-nums; }
 td.cell.s-skip { color: var(--ink); } td.cell.empty { background: #fff; color: var(--muted);

@@ -197,9 +197,12 @@ def _overview(merged: Merged) -> Safe:
     cells: dict[tuple[str, str], dict[str, dict[str, list[int]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: [0] * len(STATUSES))))
     rows: dict[tuple[str, str], str] = {}
+    likes: dict[tuple[str, str], str] = {}  # an implementation's row -> the API it mimics
     for record in merged.records:
         row = (framework_label(record), record.api)
         rows.setdefault(row, record.api_kind)
+        if record.api_kind == "implementation" and record.extra.get("like"):
+            likes.setdefault(row, str(record.extra["like"]))
         combo = f"{record.dtype}|{record.device}|{record.environment_id}"
         if record.status in STATUSES:
             cells[row][record.group][combo][STATUSES.index(record.status)] += 1
@@ -207,6 +210,7 @@ def _overview(merged: Merged) -> Safe:
              h("th", "all groups"))
     frameworks = _first_seen(fw for fw, _ in rows)
     ordered = sorted(rows, key=lambda row: frameworks.index(row[0]))  # stable: APIs keep order
+    ordered = _beside_what_they_mimic(ordered, likes)
     body = []
     for n, row in enumerate(ordered):
         row_cells = [_overview_cell(row, group, cells[row].get(group, {})) for group in groups]
@@ -217,7 +221,8 @@ def _overview(merged: Merged) -> Safe:
         span = sum(1 for other in ordered if other[0] == row[0])
         first = n == 0 or ordered[n - 1][0] != row[0]
         body.append(h("tr", h("th", row[0], rowspan=str(span)) if first else None,
-                      h("td", row[1], " ", kind_badge(rows[row])),
+                      h("td", row[1], " ", kind_badge(rows[row]),
+                        h("div", f"like {likes[row]}", class_="muted") if row in likes else None),
                       *row_cells, _overview_cell(row, "", total)))
     return join([
         h("h2", "Overview"),
@@ -227,6 +232,20 @@ def _overview(merged: Merged) -> Safe:
         h("div", _selectors(merged), class_="controls"),
         _scroll(h("table", h("thead", head), h("tbody", body), class_="overview")),
     ])
+
+
+def _beside_what_they_mimic(rows: list[tuple[str, str]],
+                            likes: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """``rows`` with each implementation's row moved right after its framework's row of the
+    API it mimics (``extra.like``), where that row is there."""
+    moved = [row for row in rows if (row[0], likes.get(row)) in rows]
+    ordered = [row for row in rows if row not in moved]
+    for row in moved:  # after the API and the implementations of it placed before
+        at = ordered.index((row[0], likes[row])) + 1
+        while at < len(ordered) and ordered[at] in moved and likes[ordered[at]] == likes[row]:
+            at += 1
+        ordered.insert(at, row)
+    return ordered
 
 
 def _overview_cell(row: tuple[str, str], group: str, counts: dict[str, list[int]]) -> Safe:
