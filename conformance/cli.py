@@ -308,6 +308,62 @@ def cmd_pairwise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_oracle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("oracle", help="write the oracle's values (inputs, exact and correctly "
+                                      "rounded outputs and gradients, error bounds) of whole "
+                                      "cases, at any size, as .npz files")
+    p.add_argument("cases", nargs="+", metavar="CASES", help="case files or directories")
+    p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
+                   help=f"only these dtypes ({', '.join(DTYPES)}; default: each case's own)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="a .npz file (keys CASE/DTYPE/NAME), or a folder (one CASE.npz each, "
+                        "keys DTYPE/NAME)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that exist (never done without it)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="the oracle's cache directory (default: $CONFORMANCE_CACHE or "
+                        ".conformance-cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compute every oracle result afresh, reading and writing no cache")
+
+
+def cmd_oracle(args: argparse.Namespace) -> int:
+    import os
+
+    from conformance.cases.loading import find_case_files
+    from conformance.judge.references import planned_files, write_references
+    from conformance.oracle import cache as oracle_cache
+    from conformance.results.paths import check_outputs
+
+    cases = load_cases(args.cases)
+    setting = "off" if args.no_cache else args.cache
+    cache = oracle_cache.cache_directory() if setting is None else (
+        None if setting.strip().lower() in oracle_cache.DISABLED else Path(setting))
+    inputs = [("CASES", Path(p)) for p in args.cases] + [
+        ("a case file:", f) for f in find_case_files([Path(p) for p in args.cases])]
+    planned = planned_files(args.out, cases, args.dtype)
+    check_outputs([("--out", path) for path in planned], inputs,
+                  [("the oracle cache", cache)] if cache is not None else [])
+    before = os.environ.get(oracle_cache.CACHE_VARIABLE)
+    if setting is not None:
+        os.environ[oracle_cache.CACHE_VARIABLE] = setting
+    try:
+        written = write_references(args.out, cases, args.dtype, overwrite=args.overwrite)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if setting is not None:
+            if before is None:
+                os.environ.pop(oracle_cache.CACHE_VARIABLE, None)
+            else:
+                os.environ[oracle_cache.CACHE_VARIABLE] = before
+    total = sum(w.entries for w in written)
+    where = written[0].path if len(written) == 1 else f"{len(written)} files in {args.out}"
+    print(f"oracle: {total} case x dtype reference(s) written to {where}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
                           Callable[[argparse.Namespace], int]]] = {
     "run": (_add_run, cmd_run),
@@ -317,6 +373,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
     "support": (support.add_parser, support.command),
     "report": (_add_report, cmd_report),
     "merge": (_add_merge, cmd_merge),
+    "oracle": (_add_oracle, cmd_oracle),
 }
 
 
