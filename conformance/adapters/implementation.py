@@ -168,7 +168,10 @@ def declared_apis(frameworks: Iterable[str]) -> tuple[list[LikeApi], dict[str, s
         module_name, class_name = table[framework]
         declared = None
         if framework in FRAMEWORKS and FRAMEWORKS[framework] == (module_name, class_name):
-            declared = getattr(importlib.import_module(module_name), "APIS", None)
+            try:  # a module that imports its framework at once is declared in a subprocess
+                declared = getattr(importlib.import_module(module_name), "APIS", None)
+            except ImportError:
+                declared = None
         if declared is not None:
             found += [LikeApi(framework, a.id, a.name, a.callee, _eager(a, declared))
                       for a in declared]

@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("jax", reason="JAX is not installed (tox -e jax installs it)")
 pytest.importorskip("optax", reason="optax is not installed (tox -e jax installs it)")
 
-from conformance import cli  # noqa: E402
-from conformance.results.jsonl import read_results  # noqa: E402
-from tests.conftest import ROOT, write  # noqa: E402
+from conformance import cli
+from conformance.results.jsonl import read_results
+from tests.conftest import ROOT, write
 
 COMPOSED = ("optax.softmax_cross_entropy_with_integer_labels(x, t) + class weights, "
             "ignore mask, mean/sum")
