@@ -1,6 +1,8 @@
-"""Framework adapters: one module per framework (``*_adapter``), loaded lazily by name, the
-interface they implement (``base``), their shared glue (``common``), and the support matrix
-built from their declarations (``support``).
+"""Framework adapters: one module per framework (``*_adapter``), loaded lazily by name (the
+built-in ones, those installed packages register under the ``conformance.adapters`` entry
+point, and ``$CONFORMANCE_ADAPTERS``), the interface they implement (``base``), their shared
+glue (``common``), the support matrix built from their declarations (``support``), and a
+user's function run in place of an API (``implementation``).
 
 May import: ``conformance.results`` (the environment's CPU name, results files for the support
 matrix), ``conformance.cases`` and ``reference``; an adapter never imports another adapter.

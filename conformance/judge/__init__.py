@@ -2,8 +2,9 @@
 
 Owns the comparison rules and the tolerance policy (``compare``), one case on one framework
 API, device and dtype turned into records (``check``, the single place where a case, the
-oracle, an adapter and the rules meet), and framework against framework after a run
-(``pairwise``).
+oracle, an adapter and the rules meet), framework against framework after a run
+(``pairwise``), and the oracle's values of whole cases written for users' own tests
+(``references``, ``conformance oracle``).
 
 May import: ``conformance.adapters``, ``conformance.oracle``, ``conformance.results``,
 ``conformance.cases`` and ``reference``.
