@@ -31,7 +31,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
                    help=f"only these dtypes ({', '.join(DTYPES)})")
     p.add_argument("--device", nargs="+", metavar="DEVICE",
-                   help="only these devices: an id (cpu, cuda:0) or a kind (cpu, gpu)")
+                   help="only these devices: an id (cpu, cuda:0, xpu:0, mps:0, npu:0: what the "
+                        "framework reports) or a kind (cpu, gpu, npu)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"results file (default: {DEFAULT_OUT}); an existing one is kept "
                         "unless --append or --overwrite is given")
