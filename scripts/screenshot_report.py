@@ -8,7 +8,8 @@ The page is loaded from disk in a fresh profile with networking features off; th
 drives it over the DevTools protocol on a pipe (``--remote-debugging-pipe``; Python stdlib
 only), so it can use the page's own controls before the shot: ``--select fw=torch`` picks
 that framework in every framework filter, ``--sections`` hides the other sections,
-``--open-first`` opens the first listed discrepancy.  The whole page is captured (``.png``,
+``--open-first`` opens the first listed discrepancy (its cause's row, then its first
+record).  The whole page is captured (``.png``,
 or ``.jpg`` for a smaller file).  It prints every URL the page requested: a report that
 works offline requests only itself.
 
@@ -202,8 +203,11 @@ SHOW_SECTIONS = """(function (names) {
   return names.length;
 })(%s)"""
 OPEN_FIRST = """(function () {
-  var row = Array.prototype.find.call(document.querySelectorAll('#disc-table tr.row'),
+  var group = Array.prototype.find.call(document.querySelectorAll('#disc-table tr.grow'),
     function (r) { return !r.classList.contains('hidden'); });
+  if (!group) { return null; }
+  if (!group.classList.contains('open')) { group.click(); }
+  var row = group.nextElementSibling.querySelector('tr.row');
   if (!row) { return null; }
   row.click();
   return row.id;

@@ -141,6 +141,13 @@ def test_overview_cells_count_and_colour_by_worst_status(report: tuple[str, Page
     assert options == ["", "float32", "float16", "", "cpu"]
 
 
+def template(text: str, tid: str) -> str:
+    """The markup inside one ``<template>`` of the page."""
+    match = re.search(f'<template id="{tid}">(.*?)</template>', text, re.S)
+    assert match, tid
+    return match.group(1)
+
+
 def section(text: str, name: str) -> str:
     """The markup of one section of the page."""
     start = text.index(f'<section id="{name}">')
@@ -188,21 +195,61 @@ def test_support_matrix_has_a_labelled_column_for_every_declarable_option(
     assert index_cells[TORCH_COMPOSED] == ({"class": "sup composed"}, "composed")
 
 
-def test_discrepancy_table_lists_every_non_pass_record(report: tuple[str, Page]) -> None:
+def test_discrepancies_are_one_row_per_cause_worst_first(report: tuple[str, Page]) -> None:
     text, page = report
-    rows = [a for a, _ in page.find("tr") if a.get("class") == "row"]
-    statuses = [a["data-status"] for a in rows]
-    assert statuses == ["fail", "fail", "fail", "error", "unsupported", "skip"]
-    assert [a["data-kind"] for a in rows][:3] == ["numeric", "numeric", "special-value"]
-    first = rows[0]  # the furthest past its bound comes first
-    assert (first["data-fw"], first["data-api"], first["data-dtype"], first["data-device"]) == (
-        "torch 2.13.0+cpu", TORCH_CE, "float32", "cpu")
+    groups = [a for a, _ in page.find("tr") if a.get("class") == "grow"]
+    # a wrong NaN first, then the numeric fails (furthest past its bound first), the error last
+    assert [(a["data-status"], a["data-kind"], a["data-api"]) for a in groups] == [
+        ("|fail|", "|special-value|", f"|{TORCH_CE}|"),
+        ("|fail|", "|numeric|", f"|{TORCH_CE}|"),
+        ("|fail|", "|numeric|", f"|{TORCH_COMPOSED}|"),
+        ("|error|", "|behaviour|", f"|{TORCH_CE}|")]
+    first = groups[1]
+    assert (first["data-fw"], first["data-dtype"], first["data-device"]) == (
+        "|torch 2.13.0+cpu|", "|float32|", "|cpu|")
     cells = Page(section(text, "discrepancies")).find("td", data_sort="12.5")
-    assert [t for _, t in cells] == ["12.5"]  # x bound
-    detail = page.find("template", id=first["data-detail"])[0][1]
+    assert [t for _, t in cells] == ["12.5", "12.5"]  # x bound: the cause's and its record's
+    records = Page(template(text, first["data-group-id"]))
+    rows = [a for a, _ in records.find("tr") if a.get("class") == "row"]
+    assert [(a["data-status"], a["data-kind"]) for a in rows] == [("fail", "numeric")]
+    detail = page.find("template", id=rows[0]["data-detail"])[0][1]
     assert "K=4 (policy)" in detail and "1.34e+03" in detail
     filters = {a["data-filter"] for a, _ in page.find("select") if "data-filter" in a}
     assert {"status", "fw", "kind", "dtype", "device", "api", "group"} <= filters
+
+
+def test_unsupported_and_skipped_records_are_counted_per_api_and_reason(
+        report: tuple[str, Page]) -> None:
+    text, _ = report
+    rows = [[t for _, t in Page(markup).find("td")]
+            for markup in re.findall(r"<tr>.*?</tr>", section(text, "unsupported"))]
+    assert [r for r in rows if r] == [
+        ["torch 2.13.0+cpu", TORCH_COMPOSED, "unsupported",
+         "nll_loss has no label_smoothing argument", "1", "1"],
+        ["jax", "*", "skip", "jax is not installed (No module named 'jax')", "1", "1"]]
+    assert 'data-status="unsupported"' not in section(text, "discrepancies")
+
+
+def test_the_first_screen_counts_failing_cases_per_framework_and_group(
+        report: tuple[str, Page]) -> None:
+    text, _ = report
+    grid = Page(section(text, "grid"))
+    cells = {(a["data-fw"], a.get("data-group", a.get("data-dtype"))): (a["class"], t)
+             for a, t in grid.find("td")}
+    # edge-values: c-numeric (numeric) and c-nan (special-value): 2 cases, the worst a NaN
+    assert cells[("torch 2.13.0+cpu", "edge-values")] == (
+        "gcell s-fail w-special-value", "2special-value")
+    assert cells[("torch 2.13.0+cpu", "invalid-inputs")] == (
+        "gcell s-error w-behaviour", "1error: behaviour")
+    # seeds: c-pass passes, but the composed API fails c-numeric there
+    assert cells[("torch 2.13.0+cpu", "seeds")] == ("gcell s-fail w-numeric", "1numeric")
+    assert cells[("torch 2.13.0+cpu", "")] == ("gcell s-fail w-special-value",
+                                               "3special-value")
+    assert cells[("torch 2.13.0+cpu", "float16")] == ("gcell s-fail w-special-value",
+                                                      "1special-value")
+    assert ("jax", "seeds") not in cells  # only skipped: it did not run
+    # it is the first section of the page
+    assert re.findall(r'<section id="(\w+)">', text)[0] == "grid"
 
 
 def test_detail_shows_values_side_by_side_and_reproduction(report: tuple[str, Page]) -> None:
@@ -295,7 +342,7 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
     with shot.ReportPage(path.as_uri()) as page:
         # the script ran: the table shows fail + error by default
         assert page.evaluate("document.getElementById('disc-count').textContent") \
-            == "4 of 6 shown"
+            == "4 of 4 shown"
         # the overview cells (and the table) follow a dtype chosen in the page's selectors
         assert page.evaluate(shot.SELECT % ('"dtype"', '"float16"')) == 2
         cells = page.evaluate(
@@ -304,7 +351,7 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
         assert f"{TORCH_CE}/edge-values=0/11 fail" in cells
         assert f"{TORCH_CE}/seeds=–" in cells and "*/seeds=0/11 skip" in cells
         assert page.evaluate("document.getElementById('disc-count').textContent") \
-            == "1 of 6 shown"
+            == "1 of 4 shown"
         assert page.evaluate(shot.OPEN_FIRST).startswith("rec-")
         detail = page.evaluate("document.querySelector('tr.detail').textContent")
         assert "oracle (113 bits" in detail and HOSTILE_DESCRIPTION in detail

@@ -76,6 +76,24 @@ div.detail { max-width: min(1440px, calc(100vw - 80px)); position: sticky; left:
   font-size: 12px; }
 .detail td.worst { background: #ffe0e0; font-weight: 600; }
 .detail tr.this > td { background: #fff3c4; }
+table.grid td.gcell { text-align: center; min-width: 76px; cursor: pointer; color: #fff;
+  font-variant-numeric: tabular-nums; font-size: 15px; font-weight: 600; }
+table.grid td.gcell .sub { font-size: 11px; font-weight: 400; display: block; opacity: .95; }
+table.grid td.gcell.ok { background: #e8f5e9; color: var(--ok); cursor: default;
+  font-weight: 400; }
+table.grid td.gcell.empty { color: var(--muted); cursor: default; font-weight: 400; }
+table.grid td.gcell.w-special-value { background: #8e0000; }
+table.grid td.gcell.w-semantic { background: #7b5ea7; }
+table.grid td.gcell.w-behaviour { background: #d84315; }
+table.disc tr.grow { cursor: pointer; } table.disc tr.grow:hover { background: #f6f9fc; }
+table.disc tr.grow.open { background: #fff8e1; }
+table.disc td.off { min-width: 16em; max-width: 30em; overflow-wrap: anywhere; }
+table.disc td { overflow-wrap: anywhere; }
+table.disc td:nth-child(3) { min-width: 14em; }
+table.records th { position: static; }
+.kind { font-size: 12px; color: var(--muted); }
+tr.gdetail > td { background: #fbfcfd; padding: 6px 10px; }
+div.gdetail { max-width: min(1320px, calc(100vw - 80px)); position: sticky; left: 0; }
 .env-table td { font-size: 13px; }
 .legend span { margin-right: 10px; }
 .hidden { display: none; }
@@ -137,38 +155,80 @@ JS = """
     s.addEventListener('change', refreshAccuracy);
   });
 
-  // --- discrepancy table: filters, sorting, details ------------------------------------
+  // --- discrepancy table: one row per cause; filters, sorting, records on demand ---------
+  // Filters match a row's data-* list ("|a|b|"): a new filter is one <select data-filter>.
   var table = document.getElementById('disc-table');
+  function listed(tr, name, value) {
+    return (tr.dataset[name] || '').indexOf('|' + value + '|') >= 0;
+  }
+  function clone(id, into) {
+    var tpl = document.getElementById(id);
+    if (tpl) { into.appendChild(tpl.content.cloneNode(true)); }
+  }
+  // a row's detail: a new table row right after it, spanning the table, holding templates
+  function toggleBelow(tr, css, fill) {
+    var next = tr.nextElementSibling;
+    var wasOpen = tr.classList.contains('open');
+    if (next && next.classList.contains(css)) { next.parentNode.removeChild(next); }
+    tr.classList.remove('open');
+    if (wasOpen) { return null; }
+    var detail = document.createElement('tr');
+    detail.className = css;
+    var td = document.createElement('td');
+    td.colSpan = tr.cells.length;
+    var box = document.createElement('div');
+    box.className = css;
+    fill(box);
+    td.appendChild(box);
+    detail.appendChild(td);
+    tr.parentNode.insertBefore(detail, tr.nextSibling);
+    tr.classList.add('open');
+    return box;
+  }
+  function openRecord(tr) {
+    toggleBelow(tr, 'detail', function (box) {
+      ['detail', 'case'].forEach(function (name) { clone(tr.dataset[name], box); });
+      $('tr[data-record="' + tr.dataset.record + '"]', box).forEach(function (r) {
+        r.classList.add('this');
+      });
+    });
+  }
+  function openGroup(tr) {
+    return toggleBelow(tr, 'gdetail', function (box) {
+      clone(tr.dataset.groupId, box);
+      $('tr.row', box).forEach(function (r) {
+        r.addEventListener('click', function () { openRecord(r); });
+      });
+    });
+  }
   if (table) {
     var tbody = table.tBodies[0];
-    var rows = $('tr.row', tbody);
+    var rows = $('tr.grow', tbody);
     var counter = document.getElementById('disc-count');
-    function closeAll() {
-      $('tr.detail', tbody).forEach(function (tr) { tr.parentNode.removeChild(tr); });
+    var closeAll = function () {
+      $('tr.gdetail', tbody).forEach(function (tr) { tr.parentNode.removeChild(tr); });
       rows.forEach(function (r) { r.classList.remove('open'); });
-    }
-    function applyFilters() {
+    };
+    var applyFilters = function () {
       closeAll();
-      var filters = $('#discrepancies select[data-filter]');
+      var filters = $('#discrepancies select[data-filter]').filter(function (s) {
+        return s.value !== '';
+      });
       var text = (document.getElementById('disc-search').value || '').toLowerCase();
       var shown = 0;
       rows.forEach(function (tr) {
         var ok = filters.every(function (s) {
-          if (s.value === '') { return true; }
-          if (s.dataset.filter === 'status') {
-            if (s.value === 'discrepancy') {
-              return tr.dataset.status === 'fail' || tr.dataset.status === 'error';
-            }
-            if (s.value === 'conflict') { return tr.dataset.conflict === '1'; }
+          if (s.dataset.filter === 'status' && s.value === 'conflict') {
+            return tr.dataset.conflict === '1';
           }
-          return tr.dataset[s.dataset.filter] === s.value;
+          return listed(tr, s.dataset.filter, s.value);
         });
         if (ok && text) { ok = tr.textContent.toLowerCase().indexOf(text) >= 0; }
         tr.classList.toggle('hidden', !ok);
         if (ok) { shown += 1; }
       });
       if (counter) { counter.textContent = shown + ' of ' + rows.length + ' shown'; }
-    }
+    };
     $('#discrepancies select[data-filter]').forEach(function (s) {
       s.addEventListener('change', applyFilters);
     });
@@ -182,65 +242,68 @@ JS = """
           h.classList.remove('sorted-asc', 'sorted-desc');
         });
         th.classList.add(asc ? 'sorted-asc' : 'sorted-desc');
-        var numeric = th.dataset.type === 'num';
-        rows.sort(function (a, b) {
-          var x = a.cells[column].dataset.sort || a.cells[column].textContent;
-          var y = b.cells[column].dataset.sort || b.cells[column].textContent;
-          var d = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+        var numeric = th.dataset.type === 'num' || column === 0;
+        var keyed = rows.map(function (r) {
+          var c = r.cells[column];
+          var k = c.dataset.sort || c.textContent;
+          return [numeric ? parseFloat(k) : k, r];
+        });
+        keyed.sort(function (a, b) {
+          var d = numeric ? a[0] - b[0] : (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
           return asc ? d : -d;
         });
-        rows.forEach(function (r) { tbody.appendChild(r); });
+        rows = keyed.map(function (p) { return p[1]; });
+        var fragment = document.createDocumentFragment();
+        rows.forEach(function (r) { fragment.appendChild(r); });
+        tbody.appendChild(fragment);
       });
     });
-
-    function openDetail(tr) {
-      var next = tr.nextElementSibling;
-      var wasOpen = tr.classList.contains('open');
-      if (next && next.classList.contains('detail')) { next.parentNode.removeChild(next); }
-      tr.classList.remove('open');
-      if (wasOpen) { return; }
-      var detail = document.createElement('tr');
-      detail.className = 'detail';
-      var td = document.createElement('td');
-      td.colSpan = tr.cells.length;
-      var box = document.createElement('div');
-      box.className = 'detail';
-      ['detail', 'case'].forEach(function (name) {
-        var tpl = document.getElementById(tr.dataset[name]);
-        if (tpl) { box.appendChild(tpl.content.cloneNode(true)); }
-      });
-      $('tr[data-record="' + tr.dataset.record + '"]', box).forEach(function (r) {
-        r.classList.add('this');
-      });
-      td.appendChild(box);
-      detail.appendChild(td);
-      tr.parentNode.insertBefore(detail, tr.nextSibling);
-      tr.classList.add('open');
-    }
-    rows.forEach(function (tr) { tr.addEventListener('click', function () { openDetail(tr); }); });
+    rows.forEach(function (tr) { tr.addEventListener('click', function () { openGroup(tr); }); });
+    // #open-N (and conformanceOpen(N)) opens record N: its cause's row, then the record
     window.conformanceOpen = function (n) {
+      var group = rows.filter(function (r) {
+        return (' ' + r.dataset.records + ' ').indexOf(' ' + n + ' ') >= 0;
+      })[0];
+      if (!group) { return null; }
+      group.classList.remove('hidden');
+      if (!group.classList.contains('open')) { openGroup(group); }
       var tr = document.getElementById('rec-' + n);
-      if (tr) { tr.classList.remove('hidden'); openDetail(tr); tr.scrollIntoView(); }
+      if (tr && !tr.classList.contains('open')) { openRecord(tr); }
+      if (tr) { tr.scrollIntoView(); }
+      return tr ? tr.id : null;
     };
 
-    // clicking an overview cell filters the table to that framework, API and group
-    $('#overview td.cell').forEach(function (td) {
-      td.addEventListener('click', function () {
-        var set = { fw: td.dataset.fw, api: td.dataset.api, group: td.dataset.group, status: '' };
-        $('#overview select[data-dim]').forEach(function (s) { set[s.dataset.dim] = s.value; });
-        $('#discrepancies select[data-filter]').forEach(function (s) {
-          var v = set[s.dataset.filter];
-          if (v === undefined) { return; }
-          var has = $('option', s).some(function (o) { return o.value === v; });
-          s.value = has ? v : '';
-        });
-        applyFilters();
-        document.getElementById('discrepancies').scrollIntoView();
+    // a cell of the grid or of the per-API table lists its cases: the table, filtered to it
+    var showCases = function (td) {
+      var set = { fw: td.dataset.fw, api: td.dataset.api, group: td.dataset.group,
+                  dtype: td.dataset.dtype, status: '' };
+      $('#overview select[data-dim]').forEach(function (s) {
+        if (s.value) { set[s.dataset.dim] = s.value; }
       });
+      $('#discrepancies select[data-filter]').forEach(function (s) {
+        var v = set[s.dataset.filter];
+        if (v === undefined) { s.value = ''; return; }
+        var has = $('option', s).some(function (o) { return o.value === v; });
+        s.value = has ? v : '';
+      });
+      document.getElementById('disc-search').value = '';
+      applyFilters();
+      document.getElementById('discrepancies').scrollIntoView();
+    };
+    $('#overview td.cell, #grid td.gcell').forEach(function (td) {
+      td.addEventListener('click', function () { showCases(td); });
     });
     applyFilters();
     var opening = /#open-(\\d+)/.exec(window.location.hash);
     if (opening) { window.conformanceOpen(opening[1]); }
+  }
+  var columns = document.getElementById('grid-columns');
+  if (columns) {
+    columns.addEventListener('change', function () {
+      $('#grid div[id^="grid-"]').forEach(function (box) {
+        box.classList.toggle('hidden', box.id !== 'grid-' + columns.value);
+      });
+    });
   }
   refreshOverview();
 })();

@@ -1,18 +1,26 @@
-"""The report's discrepancy table and its details.
+"""The report's discrepancies, grouped by root cause, and their details.
 
-The table lists every record that is not a pass, plus every record of a comparison with
-conflicting duplicates, worst first (fail, error, unsupported, skip; then the largest ULP
-error).  Rows carry ``data-*`` attributes the inline script filters and sorts on.  Clicking a
-row opens two inert ``<template>`` blocks shared by the rows that need them:
+The table has one row per case and API family of a framework (``conformance.judge.
+grouping``): every ``fail`` and ``error`` record of that case on the API and its compiled
+twins, over every dtype, device and quantity, plus every record of a comparison with
+conflicting duplicates; worst group first, in the order the terminal's "worst" list uses.
+Each row says how far off its worst record is in words (``conformance.judge.wording``).
+Rows carry ``data-*`` lists (``|a|b|``) the inline script filters on, and ``data-sort`` keys.
+Nothing is rendered per record until asked: clicking a row clones its inert ``<template>``,
+the table of its records, worst first; clicking a record clones two more templates shared
+by the records that need them:
 
 * a **comparison** block per (case, dtype, quantity): the oracle's value and every
-  framework's, side by side (abbreviated to the first elements and each record's worst
-  element when large), each record's verdict, errors and message, and the commands that
-  reproduce it;
+  framework's that ran, side by side (abbreviated to the first elements and each record's
+  worst element when large), each record's verdict, errors and message, and the commands
+  that reproduce it;
 * a **case** block per case: its description, inputs (abbreviated) and the exact YAML,
   read from the case file named in the records when that file is present at report time.
   When it is not (or no longer holds the case), the block says so; everything else in the
   report comes from the results alone.
+
+``unsupported`` and ``skip`` records are not rows: ``conformance.report.unsupported`` counts
+them per API and reason.
 """
 
 from __future__ import annotations
@@ -27,14 +35,23 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from conformance.cases.loading import Case, CaseError, load_file
+from conformance.judge.grouping import (
+    DISCREPANCY,
+    Group,
+    api_family,
+    framework_label,
+    group_discrepancies,
+    status_rank,
+)
+from conformance.judge.wording import how_far_off
 from conformance.report.html import Safe, h, join
 from conformance.report.plots import format_ulp
+from reference.formats import DTYPES
 
 if TYPE_CHECKING:
     from conformance.results.merge import Merged
     from conformance.results.records import Record
 
-SEVERITY = {"fail": 0, "error": 1, "unsupported": 2, "skip": 3, "pass": 4}
 NUMERIC_COLUMNS = ("x bound", "max ULP", "max abs")
 COLUMN_TITLES = {"x bound": "the largest error over the allowed one (K x bound): above 1 fails",
                  "max ULP": "the largest error in ULPs of the dtype under test"}
@@ -111,41 +128,48 @@ class CaseIndex:
 
 
 def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
-    """The ``Discrepancies`` section: filters, the table, and the detail templates."""
-    listed = [i for i, r in enumerate(merged.records)
-              if r.status != "pass" or merged.in_conflict(i)]
-    listed.sort(key=lambda i: _severity(merged.records[i]))
+    """The ``Discrepancies`` section: one row per case and API family (``conformance.judge.
+    grouping``), the filters, and the inert templates a row opens: its records, and each
+    record's comparison and case blocks."""
+    listed = {i for i, r in enumerate(merged.records)
+              if r.status in DISCREPANCY or merged.in_conflict(i)}
+    groups = group_discrepancies(merged.records, include=listed.__contains__)
     title = h("h2", "Discrepancies")
-    if not listed:
-        return join([title, h("p", "Every record passes.", class_="muted")])
+    if not groups:
+        return join([title, h("p", "No discrepancy: every record that ran passes.",
+                              class_="muted")])
     details: dict[tuple[str, str, str], str] = {}
     cases: dict[tuple[str, str], str] = {}
-    for i in listed:
-        r = merged.records[i]
-        details.setdefault((r.case_id, r.dtype, r.quantity), f"d-{len(details)}")
-        cases.setdefault((r.case_file, r.case_id), f"c-{len(cases)}")
+    for group in groups:
+        for i in group.members:
+            r = merged.records[i]
+            details.setdefault((r.case_id, r.dtype, r.quantity), f"d-{len(details)}")
+            cases.setdefault((r.case_file, r.case_id), f"c-{len(cases)}")
     show_env = len(merged.environments) > 1
-    rows = [_row(merged, i, details, cases, show_env) for i in listed]
-    heads = ["status", "kind", "framework", "API", "case", "group", "quantity", "dtype",
-             "device"] + (["environment"] if show_env else []) + [
-                 "x bound", "max ULP", "max abs", "message"]
+    rows = [_group_row(merged, n, group) for n, group in enumerate(groups)]
     head = h("tr", *(h("th", c, data_type="num" if c in NUMERIC_COLUMNS else None,
-                       title=COLUMN_TITLES.get(c)) for c in heads))
+                       title=COLUMN_TITLES.get(c)) for c in GROUP_COLUMNS))
     index = CaseIndex(cases_root)
     members: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(merged.records):
-        if (r.case_id, r.dtype, r.quantity) in details:
+        if (r.case_id, r.dtype, r.quantity) in details and (
+                r.status not in ("unsupported", "skip") or i in listed):
             members[(r.case_id, r.dtype, r.quantity)].append(i)
-    templates = [_comparison_template(merged, key, members[key], tid)
-                 for key, tid in details.items()]
+    templates = [_group_template(merged, n, group, details, cases, show_env)
+                 for n, group in enumerate(groups)]
+    templates += [_comparison_template(merged, key, members[key], tid)
+                  for key, tid in details.items()]
     templates += [_case_template(index, file, case_id, tid)
                   for (file, case_id), tid in cases.items()]
+    n_records = sum(len(g.members) for g in groups)
     return join([
         title,
-        h("p", "Every record that is not a pass, worst first. Click a row for the inputs, the "
-               "oracle's and each framework's values side by side, and how to reproduce it; "
-               "click a column title to sort.", class_="note"),
-        h("div", _filters(merged, listed, show_env), class_="controls"),
+        h("p", f"{len(groups)} causes behind {n_records} records, worst first: one row per "
+               "case and API family (an API and its compiled twins), over every dtype, device "
+               "and quantity it fails in. Click a row for its records, and a record for the "
+               "oracle's and each framework's values side by side, the case and how to "
+               "reproduce it; click a column title to sort.", class_="note"),
+        h("div", _filters(merged, groups, show_env), class_="controls"),
         # a box of its own (scrolling both ways, so the sticky header still sticks): a
         # record of long names cannot widen the page
         h("div", h("table", h("thead", head), h("tbody", rows), id="disc-table",
@@ -154,20 +178,19 @@ def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
     ])
 
 
-def _severity(record: Record) -> tuple[int, float, float, str]:
-    """Worst first: by status, then how far past its bound, then the ULP error."""
-    def figure(value: float | None) -> float:
-        return -1.0 if value is None or math.isnan(value) else value
-
-    return (SEVERITY.get(record.status, 5), -figure(record.bound_use),
-            -figure(record.max_ulp_error), record.case_id)
+GROUP_COLUMNS = ("status", "framework", "API family", "case", "group", "dtypes", "devices",
+                 "records", "how far off (worst record)", "x bound")
+RECORD_COLUMNS = ("status", "kind", "API", "quantity", "dtype", "device", "how far off",
+                  "x bound", "max ULP", "max abs", "message")
 
 
-# --- table and filters --------------------------------------------------------------------
+def _tokens(values: Iterable[str]) -> str:
+    """A ``data-*`` list the script matches a filter's value against: ``|a|b|``."""
+    return "|" + "|".join(dict.fromkeys(values)) + "|"
 
 
 def _fw(record: Record) -> str:
-    return f"{record.framework} {record.framework_version}".strip()
+    return framework_label(record)
 
 
 def _env(merged: Merged, record: Record) -> str:
@@ -175,30 +198,81 @@ def _env(merged: Merged, record: Record) -> str:
     return env.label if env else record.environment_id
 
 
-def _row(merged: Merged, i: int, details: dict[tuple[str, str, str], str],
-         cases: dict[tuple[str, str], str], show_env: bool) -> Safe:
-    r = merged.records[i]
-    conflict = merged.in_conflict(i)
-    status: list[str] = [h("span", r.status, class_=f"badge s-{r.status}")]
+def _status_cell(status: str, kind: str | None, conflict: bool, sort: str) -> Safe:
+    badges: list[str] = [h("span", status, class_=f"badge s-{status}")]
+    if kind:
+        badges += [" ", h("span", kind, class_="kind")]
     if conflict:
-        status += [" ", h("span", "conflict", class_="badge s-conflict",
+        badges += [" ", h("span", "conflict", class_="badge s-conflict",
                           title="another record of this comparison disagrees")]
-    cells = [h("td", status, data_sort=str(SEVERITY.get(r.status, 5))), h("td", r.kind or ""),
-             h("td", _fw(r)), h("td", r.api), h("td", h("code", r.case_id)), h("td", r.group),
-             h("td", r.quantity), h("td", r.dtype), h("td", r.device)]
-    if show_env:
-        cells.append(h("td", _env(merged, r)))
-    ulp = None if r.kind == "special-value" else r.max_ulp_error  # it covers other elements
-    cells += [_number_cell(r.bound_use, _short(r.bound_use)),
-              _number_cell(ulp, format_ulp(ulp)),
-              _number_cell(r.max_abs_error, _short(r.max_abs_error)),
-              h("td", h("div", r.message, class_="clip"), class_="msg", title=r.message)]
-    return h("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,
-             data_kind=r.kind or "", data_fw=_fw(r), data_api=r.api, data_dtype=r.dtype,
-             data_device=r.device, data_env=r.environment_id, data_group=r.group,
-             data_conflict="1" if conflict else "0", data_record=str(i),
-             data_detail=details[(r.case_id, r.dtype, r.quantity)],
-             data_case=cases[(r.case_file, r.case_id)])
+    return h("td", badges, data_sort=sort)
+
+
+def _group_row(merged: Merged, n: int, group: Group) -> Safe:
+    records = group.records(merged.records)
+    worst = records[0]
+    conflict = any(merged.in_conflict(i) for i in group.members)
+    apis = list(dict.fromkeys(r.api for r in records))
+    twins = [a for a in apis if a != group.family]
+    dtypes = sorted({r.dtype for r in records}, key=_dtype_order)
+    devices = sorted({r.device for r in records})
+    use = max((r.bound_use for r in records if r.bound_use is not None
+               and not math.isnan(r.bound_use)), default=None)
+    family = [h("div", group.family)]
+    if twins:
+        family.append(h("div", "also " + ", ".join(_wrapper(a) for a in twins),
+                        class_="muted"))
+    cells = [_status_cell(group.status, group.kind, conflict, str(n)), h("td", group.framework),
+             h("td", family), h("td", h("code", group.case_id)), h("td", worst.group),
+             h("td", " ".join(dtypes)), h("td", " ".join(devices)),
+             h("td", str(len(records)), class_="num", data_sort=str(len(records))),
+             h("td", how_far_off(worst), class_="off"), _number_cell(use, _short(use))]
+    return h("tr", *cells, id=f"grp-{n}", class_="grow", data_group_id=f"g-{n}",
+             data_status=_tokens(r.status for r in records),
+             data_kind=_tokens(r.kind or "" for r in records), data_fw=_tokens([group.framework]),
+             data_api=_tokens(apis), data_dtype=_tokens(dtypes), data_device=_tokens(devices),
+             data_env=_tokens(r.environment_id for r in records),
+             data_group=_tokens(r.group for r in records),
+             data_conflict="1" if conflict else "0",
+             data_records=" ".join(map(str, group.members)))
+
+
+def _wrapper(api: str) -> str:
+    """``torch.compile(…)`` for a compiled twin, the API's name otherwise."""
+    family = api_family(api)
+    return api[: len(api) - len(family) - 1] + "(…)" if family != api else api
+
+
+def _dtype_order(dtype: str) -> int:
+    return DTYPES.index(dtype) if dtype in DTYPES else len(DTYPES)
+
+
+def _group_template(merged: Merged, n: int, group: Group,
+                    details: dict[tuple[str, str, str], str],
+                    cases: dict[tuple[str, str], str], show_env: bool) -> Safe:
+    """The records of one group, worst first; each opens its comparison and case blocks."""
+    columns = [*RECORD_COLUMNS[:6], *(["environment"] if show_env else []), *RECORD_COLUMNS[6:]]
+    head = h("tr", *(h("th", c) for c in columns))
+    rows = []
+    for i in group.members:
+        r = merged.records[i]
+        ulp = None if r.kind == "special-value" else r.max_ulp_error  # it covers other elements
+        cells = [_status_cell(r.status, None, merged.in_conflict(i),
+                              str(status_rank(r.status))), h("td", r.kind or ""),
+                 h("td", r.api), h("td", r.quantity), h("td", r.dtype), h("td", r.device)]
+        if show_env:
+            cells.append(h("td", _env(merged, r)))
+        cells += [h("td", how_far_off(r), class_="off"),
+                  _number_cell(r.bound_use, _short(r.bound_use)),
+                  _number_cell(ulp, format_ulp(ulp)),
+                  _number_cell(r.max_abs_error, _short(r.max_abs_error)),
+                  h("td", h("div", r.message, class_="clip"), class_="msg", title=r.message)]
+        rows.append(h("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,
+                      data_kind=r.kind or "", data_record=str(i),
+                      data_detail=details[(r.case_id, r.dtype, r.quantity)],
+                      data_case=cases[(r.case_file, r.case_id)]))
+    table = h("table", h("thead", head), h("tbody", rows), class_="disc records")
+    return h("template", h("div", table, class_="scroll"), id=f"g-{n}")
 
 
 def _number_cell(value: float | None, text: str) -> Safe:
@@ -215,12 +289,10 @@ def _short(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def _filters(merged: Merged, listed: list[int], show_env: bool) -> Safe:
-    records = [merged.records[i] for i in listed]
-    statuses = sorted({r.status for r in records}, key=lambda s: SEVERITY.get(s, 5))
-    any_bad = any(r.status in ("fail", "error") for r in records)
-    status_options = ([("discrepancy", "fail + error")] if any_bad else []) + [
-        ("", "every listed record")] + [(s, s) for s in statuses]
+def _filters(merged: Merged, groups: list[Group], show_env: bool) -> Safe:
+    records = [merged.records[i] for g in groups for i in g.members]
+    statuses = sorted({r.status for r in records}, key=status_rank)
+    status_options = [("", "every listed record"), *((s, s) for s in statuses)]
     if merged.conflicts:
         status_options.append(("conflict", "conflicting duplicates"))
     parts = [_filter("status", "status", status_options)]
@@ -234,8 +306,8 @@ def _filters(merged: Merged, listed: list[int], show_env: bool) -> Safe:
         envs = {r.environment_id: _env(merged, r) for r in records}
         parts.append(_filter("environment", "env", [("", "all"), *envs.items()]))
     parts.append(h("label", "search ", h("input", type="search", id="disc-search",
-                                         placeholder="case, message...")))
-    parts.append(h("span", f"{len(listed)} listed", id="disc-count", class_="muted"))
+                                         placeholder="case, API, message...")))
+    parts.append(h("span", f"{len(groups)} listed", id="disc-count", class_="muted"))
     return join(parts)
 
 
