@@ -10,8 +10,9 @@ rows.
 Order (``record_severity``, ``group_severity``): status first (``fail``, then ``error``, then
 the rest as in ``STATUS_ORDER``), then the kind (``KIND_ORDER``: a wrong special value before a
 numeric error before a behaviour before an API's own definition), then how far past its
-bound (``bound_use``, largest first; none counts as unknown, below any figure), then the ULP
-error, then more records first, then names, so the order is total and reproducible.
+bound (``bound_use``, largest first; none counts as unknown, below any figure; a special
+value's figures, which cover only its other elements, count as none), then the ULP error,
+then more records first, then names, so the order is total and reproducible.
 
 A new status or kind is one entry in ``STATUS_ORDER`` / ``KIND_ORDER``; unknown ones sort
 after the known ones, never raise.
@@ -29,6 +30,7 @@ from conformance.results.records import Record
 STATUS_ORDER = ("fail", "error", "unsupported", "skip", "pass")
 KIND_ORDER = ("special-value", "numeric", "behaviour", "crash", "timeout", "semantic")
 DISCREPANCY = ("fail", "error")
+UNMEASURED = ("special-value",)  # kinds whose error figures do not describe the verdict
 
 # a compiler wrapping an API as a separate API: ``torch.compile(name)`` (as in
 # conformance.adapters.support.compiled_twins, which also checks the declarations)
@@ -57,9 +59,12 @@ def _figure(value: float | None) -> float:
 
 def record_severity(record: Record) -> tuple[int, int, float, float, str, str, str, str]:
     """Sort key of one record, worst first (see the module doc)."""
-    return (status_rank(record.status), kind_rank(record.kind), -_figure(record.bound_use),
-            -_figure(record.max_ulp_error), record.case_id, record.api, record.dtype,
-            record.quantity)
+    # a special-value mismatch's figures cover only its other elements: they do not rank it
+    measured = record.kind not in UNMEASURED
+    return (status_rank(record.status), kind_rank(record.kind),
+            -_figure(record.bound_use if measured else None),
+            -_figure(record.max_ulp_error if measured else None), record.case_id, record.api,
+            record.dtype, record.quantity)
 
 
 def framework_label(record: Record) -> str:

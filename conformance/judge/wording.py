@@ -8,7 +8,9 @@ values at ``worst_index`` when the record kept them, else its message and figure
 * near zero, where the bound is absolute (the allowed error ``K * bound`` at the worst element
   is at least the exact value itself, so a relative figure means nothing):
   ``exact 1.9e-22, returned 0: within the absolute bound near zero`` (or ``40x ...``);
-* an exact zero: ``returns 0.5 where the exact value is 0, 2.5e14x its bound``;
+* an exact zero, or an error of half the value or more (not a rounding error): ``returns 0.5
+  where the exact value is 0, 2.5e14x its bound``, ``returns 0 where the exact value is
+  2.773, 37x its bound``;
 * a raise: ``raises IndexError: ... where the exact value is 0``; a value where an error is
   expected: ``returns nan where an error is expected``.
 
@@ -146,6 +148,8 @@ def _numeric(record: Record) -> str:
             near = ("within the absolute bound near zero" if use <= 1
                     else f"{factor(use)} the absolute bound near zero")
             return f"exact {number(exact)}, returned {number(got)}: {near}"
+        if abs(got - exact) >= abs(exact) / 2:  # not a rounding error: say what it returned
+            return f"returns {number(got)} where the exact value is {number(exact)}, {against}"
     rel = record.max_rel_error  # the largest over the elements, when the values are not kept
     if exact is not None and got is not None and math.isfinite(got) and exact != 0:
         rel = abs(got - exact) / abs(exact)  # at the element furthest past its bound
@@ -156,8 +160,8 @@ def _numeric(record: Record) -> str:
     elif exact is not None and got is not None:
         parts.append(f"returns {number(got)} where the exact value is {number(exact)}")
     if ulp is not None and not math.isnan(ulp):
-        figure = "inf" if math.isinf(ulp) else _compact(f"{ulp:.2g}") if ulp >= 1e5 else \
-            f"{ulp:.3g}"
+        figure = ("inf" if math.isinf(ulp) else _compact(f"{ulp:.2g}") if ulp >= 1e5
+                  else f"{ulp:.0f}" if ulp >= 10 else f"{ulp:.2g}")
         parts.append(f"({figure} ULP of {record.dtype})" if parts else
                      f"{figure} ULP of {record.dtype}")
     if not parts:

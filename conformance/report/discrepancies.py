@@ -37,6 +37,7 @@ import yaml
 from conformance.cases.loading import Case, CaseError, load_file
 from conformance.judge.grouping import (
     DISCREPANCY,
+    UNMEASURED,
     Group,
     api_family,
     framework_label,
@@ -217,7 +218,7 @@ def _group_row(merged: Merged, n: int, group: Group) -> Safe:
     dtypes = sorted({r.dtype for r in records}, key=_dtype_order)
     devices = sorted({r.device for r in records})
     use = max((r.bound_use for r in records if r.bound_use is not None
-               and not math.isnan(r.bound_use)), default=None)
+               and not math.isnan(r.bound_use) and r.kind not in UNMEASURED), default=None)
     family = [h("div", group.family)]
     if twins:
         family.append(h("div", "also " + ", ".join(_wrapper(a) for a in twins),
@@ -240,7 +241,7 @@ def _group_row(merged: Merged, n: int, group: Group) -> Safe:
 def _wrapper(api: str) -> str:
     """``torch.compile(…)`` for a compiled twin, the API's name otherwise."""
     family = api_family(api)
-    return api[: len(api) - len(family) - 1] + "(…)" if family != api else api
+    return api[: len(api) - len(family) - 2] + "(…)" if family != api else api
 
 
 def _dtype_order(dtype: str) -> int:
@@ -256,15 +257,15 @@ def _group_template(merged: Merged, n: int, group: Group,
     rows = []
     for i in group.members:
         r = merged.records[i]
-        ulp = None if r.kind == "special-value" else r.max_ulp_error  # it covers other elements
+        # a special value's figures cover only its other elements: not shown as its own
+        use, ulp = (None, None) if r.kind in UNMEASURED else (r.bound_use, r.max_ulp_error)
         cells = [_status_cell(r.status, None, merged.in_conflict(i),
                               str(status_rank(r.status))), h("td", r.kind or ""),
                  h("td", r.api), h("td", r.quantity), h("td", r.dtype), h("td", r.device)]
         if show_env:
             cells.append(h("td", _env(merged, r)))
         cells += [h("td", how_far_off(r), class_="off"),
-                  _number_cell(r.bound_use, _short(r.bound_use)),
-                  _number_cell(ulp, format_ulp(ulp)),
+                  _number_cell(use, _short(use)), _number_cell(ulp, format_ulp(ulp)),
                   _number_cell(r.max_abs_error, _short(r.max_abs_error)),
                   h("td", h("div", r.message, class_="clip"), class_="msg", title=r.message)]
         rows.append(h("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,
