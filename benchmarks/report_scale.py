@@ -17,7 +17,10 @@ DevTools protocol on a pipe, a 1400 x 1000 window) and measures, ``--runs`` time
   follows is done (``performance.now()`` around the dispatch and a forced reflow);
 * **sort**: clicking a column title of the discrepancy table (the records column: numeric),
   timed the same way;
-* **page width**: ``scrollWidth`` of the page in the 1400 px window (fits if <= 1400).
+* **open**: opening the first discrepancy (``--open-first`` of the screenshot script);
+* **page width**: ``scrollWidth`` of the page in the 1400 px window (fits if <= 1400), and
+  how many elements reach past the window's right edge outside a box that scrolls itself,
+  on load and with the first discrepancy open (fits if 0).
 
 Medians and maxima are printed.  Both the old page (one row per record) and the new one
 (one row per cause) have ``#disc-table`` and ``select[data-filter="fw"]``; the old one's row
@@ -57,34 +60,43 @@ TIME_SORT = """(function () {
 })()"""
 LOAD = "performance.getEntriesByType('navigation')[0].loadEventEnd"
 WIDTH = "[document.documentElement.scrollWidth, window.innerWidth]"
+# elements reaching past the window's right edge that are not inside a box scrolling itself
+OUTSIDE = ("Array.prototype.filter.call(document.querySelectorAll('body *'), function (e) {"
+           " return e.getBoundingClientRect().right > window.innerWidth + 1"
+           " && !e.closest('pre, .scroll'); }).length")
 
 
-def _report_page() -> Any:
+def _screenshot_module() -> Any:
     spec = importlib.util.spec_from_file_location("screenshot_report",
                                                   ROOT / "scripts" / "screenshot_report.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.ReportPage
+    return module
 
 
 def measure(path: Path, runs: int) -> dict[str, Any]:
     """Size, load, filter and sort times (ms) and the page width of the report at ``path``."""
-    ReportPage = _report_page()
-    loads, filters, sorts, width = [], [], [], None
+    shot = _screenshot_module()
+    loads, filters, sorts, width, outside, opened = [], [], [], None, None, None
     for _ in range(runs):
-        with ReportPage(path.resolve().as_uri(), width=1400, height=1000,
+        with shot.ReportPage(path.resolve().as_uri(), width=1400, height=1000,
                         timeout=300.0) as page:
             loads.append(float(page.evaluate(LOAD)))
             width = page.evaluate(WIDTH)
+            outside = [page.evaluate(OUTSIDE)]
             options = page.evaluate("document.querySelector('#discrepancies select"
                                     "[data-filter=\"fw\"]').options.length")
             for index in [*range(1, options), 0]:
                 filters.append(float(page.evaluate(TIME_FILTER % index)[0]))
             sorts.append(float(page.evaluate(TIME_SORT)[0]))
             sorts.append(float(page.evaluate(TIME_SORT)[0]))  # and back
+            started = time.perf_counter()
+            page.evaluate(shot.OPEN_FIRST)
+            opened = 1000 * (time.perf_counter() - started)  # over the protocol: an upper bound
+            outside.append(page.evaluate(OUTSIDE))
     return {"size": path.stat().st_size, "load": loads, "filter": filters, "sort": sorts,
-            "width": width}
+            "width": width, "outside": outside, "opened": opened}
 
 
 def _ms(values: list[float]) -> str:
@@ -117,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
              f"- load (navigation start to the end of `load`): {_ms(figures['load'])}",
              f"- filter by framework (change to layout): {_ms(figures['filter'])}",
              f"- sort by a numeric column (click to layout): {_ms(figures['sort'])}",
-             f"- page width in a {window} px window: {scroll} px"]
+             f"- opening the first discrepancy (its records, then its first record's "
+             f"details), timed from Python: {figures['opened']:.0f} ms",
+             f"- page width in a {window} px window: {scroll} px; elements past its right edge "
+             f"outside a scrolling box: {figures['outside'][0]} on load, "
+             f"{figures['outside'][1]} with the first discrepancy open"]
     print("\n".join(lines))
     return 0
 

@@ -202,7 +202,7 @@ SHOW_SECTIONS = """(function (names) {
     s.style.display = names.indexOf(s.id) >= 0 ? '' : 'none'; });
   return names.length;
 })(%s)"""
-OPEN_FIRST = """(function () {
+OPEN_FIRST = """(window.conformanceReady || Promise.resolve()).then(function () {
   var group = Array.prototype.find.call(document.querySelectorAll('#disc-table tr.grow'),
     function (r) { return !r.classList.contains('hidden'); });
   if (!group) { return null; }
@@ -211,7 +211,7 @@ OPEN_FIRST = """(function () {
   if (!row) { return null; }
   row.click();
   return row.id;
-})()"""
+})"""
 
 
 def main(argv: list[str] | None = None) -> int:

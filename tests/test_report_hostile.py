@@ -25,7 +25,15 @@ from conformance.results.jsonl import MAX_NESTING, read_results, results_schema
 from conformance.results.merge import merge_results
 from conformance.results.records import QUANTITIES, STATUSES, Record
 from reference.formats import DTYPES
-from tests.report_samples import ENV_A, adapter, environment, result, small_run, write_results
+from tests.report_samples import (
+    ENV_A,
+    adapter,
+    environment,
+    result,
+    small_run,
+    with_details,
+    write_results,
+)
 
 # --- every line checked against the results schema ---------------------------------------
 
@@ -201,7 +209,9 @@ BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c
 
 def _report(tmp_path: Path, lines: list[dict[str, Any]]) -> str:
     results = write_results(tmp_path / "results.jsonl", lines)
-    return write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    # the page and the (compressed) data its details are built from, decompressed
+    return with_details(write_report([results], tmp_path / "report.html").path.read_text(
+        encoding="utf-8"))
 
 
 def test_bidi_and_control_characters_are_shown_escaped(tmp_path: Path) -> None:

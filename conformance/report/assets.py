@@ -1,8 +1,14 @@
 """The report's inline stylesheet and script (no external fonts, scripts or requests).
 
-The script reads only ``data-*`` attributes and ``<template>`` elements written by
-``conformance.report.page`` and inserts text with ``textContent`` or cloned templates, never with
-``innerHTML``, so nothing in the results can become markup.
+The script reads only ``data-*`` attributes written by ``conformance.report.page``, and the
+compressed data of ``#report-data`` (``conformance.report.discrepancies.pack``: element trees,
+``conformance.report.html.Node``), which it builds with ``createElement`` for a fixed list of
+tags and attributes and text nodes, never with ``innerHTML``, so nothing in the results can
+become markup.
+
+A new status needs a ``.s-<status>`` colour here (and its place in
+``conformance.judge.grouping.STATUS_ORDER``); a new filter is one ``<select data-filter=NAME>``
+matching a ``data-NAME="|a|b|"`` list on the rows.
 """
 
 CSS = """
@@ -87,15 +93,22 @@ table.grid td.gcell.w-semantic { background: #7b5ea7; }
 table.grid td.gcell.w-behaviour { background: #d84315; }
 table.disc tr.grow { cursor: pointer; } table.disc tr.grow:hover { background: #f6f9fc; }
 table.disc tr.grow.open { background: #fff8e1; }
-table.disc td.off { min-width: 16em; max-width: 30em; overflow-wrap: anywhere; }
-table.disc td { overflow-wrap: anywhere; }
-table.disc td:nth-child(3) { min-width: 14em; }
+/* short columns never break inside a word; long text breaks at the <wbr> the report put in
+   long words (html.breakable), or anywhere in the columns meant for prose */
+table.disc th { white-space: nowrap; }
+table.disc td.off { min-width: 14em; max-width: 30em; overflow-wrap: anywhere; }
+table.disc td.api { min-width: 14em; }
+table.disc code { overflow-wrap: normal; }
 table.records th { position: static; }
 .kind { font-size: 12px; color: var(--muted); }
 tr.gdetail > td { background: #fbfcfd; padding: 6px 10px; }
 div.gdetail { max-width: min(1320px, calc(100vw - 80px)); position: sticky; left: 0; }
 .env-table td { font-size: 13px; }
 .legend span { margin-right: 10px; }
+/* sections below the first screen are laid out and painted only when scrolled near: the
+   accuracy plots and the per-API table of a full audit cost most of a load otherwise */
+body > section + section { content-visibility: auto; contain-intrinsic-size: auto 900px; }
+@media print { body > section + section { content-visibility: visible; } }
 .hidden { display: none; }
 """
 
@@ -161,9 +174,45 @@ JS = """
   function listed(tr, name, value) {
     return (tr.dataset[name] || '').indexOf('|' + value + '|') >= 0;
   }
-  function clone(id, into) {
-    var tpl = document.getElementById(id);
-    if (tpl) { into.appendChild(tpl.content.cloneNode(true)); }
+  // --- the data behind the discrepancy rows: gzip + base64 in #report-data, decompressed
+  // by the browser itself (DecompressionStream); elements built from it with createElement
+  // for the tags and attributes below only, text always as text nodes
+  var TAGS = ['div', 'p', 'h4', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'span', 'code',
+              'pre', 'b', 'wbr'];
+  var ATTRIBUTES = ['class', 'title', 'id', 'colspan', 'data-record', 'data-detail',
+                    'data-case', 'data-sort', 'data-status', 'data-kind'];
+  var DATA = null;
+  function unpack() {
+    var holder = document.getElementById('report-data');
+    if (!holder) { return Promise.resolve({}); }
+    if (typeof DecompressionStream === 'undefined') {
+      return Promise.reject(new Error('this browser has no DecompressionStream'));
+    }
+    var raw = atob(holder.dataset.gzip);
+    var bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i += 1) { bytes[i] = raw.charCodeAt(i); }
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Response(stream).text().then(JSON.parse);
+  }
+  var ready = unpack().then(function (data) { DATA = data; return data; }, function (error) {
+    var note = document.getElementById('disc-count');
+    if (note) { note.textContent = 'details unavailable: ' + error.message; }
+    DATA = {};
+    return DATA;
+  });
+  window.conformanceReady = ready;
+  function build(tree) {
+    if (typeof tree === 'string') { return document.createTextNode(tree); }
+    var e = document.createElement(TAGS.indexOf(tree[0]) >= 0 ? tree[0] : 'span');
+    Object.keys(tree[1]).forEach(function (name) {
+      if (ATTRIBUTES.indexOf(name) >= 0) { e.setAttribute(name, tree[1][name]); }
+    });
+    for (var i = 2; i < tree.length; i += 1) { e.appendChild(build(tree[i])); }
+    return e;
+  }
+  function clone(kind, index, into) {
+    var tree = DATA && DATA[kind] ? DATA[kind][Number(index)] : null;
+    if (tree) { into.appendChild(build(tree)); }
   }
   // a row's detail: a new table row right after it, spanning the table, holding templates
   function toggleBelow(tr, css, fill) {
@@ -186,16 +235,19 @@ JS = """
     return box;
   }
   function openRecord(tr) {
+    if (!DATA) { ready.then(function () { openRecord(tr); }); return; }
     toggleBelow(tr, 'detail', function (box) {
-      ['detail', 'case'].forEach(function (name) { clone(tr.dataset[name], box); });
+      clone('comparisons', tr.dataset.detail, box);
+      clone('cases', tr.dataset.case, box);
       $('tr[data-record="' + tr.dataset.record + '"]', box).forEach(function (r) {
         r.classList.add('this');
       });
     });
   }
   function openGroup(tr) {
+    if (!DATA) { ready.then(function () { openGroup(tr); }); return null; }
     return toggleBelow(tr, 'gdetail', function (box) {
-      clone(tr.dataset.groupId, box);
+      clone('groups', tr.dataset.groupId, box);
       $('tr.row', box).forEach(function (r) {
         r.addEventListener('click', function () { openRecord(r); });
       });
@@ -261,6 +313,7 @@ JS = """
     rows.forEach(function (tr) { tr.addEventListener('click', function () { openGroup(tr); }); });
     // #open-N (and conformanceOpen(N)) opens record N: its cause's row, then the record
     window.conformanceOpen = function (n) {
+      if (!DATA) { return ready.then(function () { return window.conformanceOpen(n); }); }
       var group = rows.filter(function (r) {
         return (' ' + r.dataset.records + ' ').indexOf(' ' + n + ' ') >= 0;
       })[0];
