@@ -364,6 +364,39 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
     assert written > 1000 and (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_first_screen_and_causes_in_headless_chromium(report: tuple[str, Page],
+                                                      tmp_path: Path) -> None:
+    shot = _screenshot_module()
+    if shot.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium, or set $CHROMIUM)")
+    path = next(tmp_path.rglob("report.html"))
+    count = "document.getElementById('disc-count').textContent"
+    with shot.ReportPage(path.as_uri()) as page:
+        # one click on a cell of the first screen lists its cases: c-nan and c-numeric
+        listed = page.evaluate(
+            "(function () { document.querySelector('#grid td.gcell[data-group=\"edge-values\"]"
+            "').click(); return Array.prototype.filter.call(document.querySelectorAll("
+            "'#disc-table tr.grow'), function (r) { return !r.classList.contains('hidden'); })"
+            ".map(function (r) { return r.querySelector('code').textContent; }); })()")
+        assert listed == ["c-nan", "c-numeric"] and page.evaluate(count) == "2 of 4 shown"
+        # the columns become dtypes
+        shown = page.evaluate(
+            "(function () { var s = document.getElementById('grid-columns'); s.value = 'dtype';"
+            " s.dispatchEvent(new Event('change')); return Array.prototype.map.call("
+            "document.querySelectorAll('#grid div[id^=\"grid-\"]'), function (d) {"
+            " return d.id + ':' + d.classList.contains('hidden'); }); })()")
+        assert shown == ["grid-group:true", "grid-dtype:false"]
+        # a cause opens into its records, a record into its details, built from the data
+        opened = page.evaluate(shot.OPEN_FIRST)
+        assert opened.startswith("rec-")
+        records = page.evaluate("document.querySelector('tr.gdetail').textContent")
+        assert "returns nan where the exact value is 0.25" in records
+        detail = page.evaluate("document.querySelector('tr.detail').textContent")
+        assert "oracle (113 bits, rounded to float64)" in detail and "id: c-nan" in detail
+        assert page.evaluate("document.querySelectorAll('tr.detail script, tr.detail img,"
+                             " tr.gdetail [onerror], tr.gdetail [onload]').length") == 0
+
+
 LONG = "wrap" * 1250  # 5,000 characters without a space
 
 

@@ -2,10 +2,15 @@
 
 The page is built from results files alone (merged by ``conformance.results.merge``: one report,
 keyed by environment) and works offline: its stylesheet, script and SVG charts are inline,
-and it fetches nothing.  Sections, in order:
+and it fetches nothing.  Sections, in order (``SECTIONS``; a new view is one entry there):
 
-* **header**: counts per status, the files merged, and each environment (Python, OS, CPU,
-  host, framework versions, devices, and every run's date and command);
+* **header**: counts per status, the files merged, links to the sections;
+* **grid** (the first screen, ``conformance.report.grid``): framework x case group or dtype,
+  each cell the number of distinct failing cases and the worst kind among them;
+* **discrepancies**: one row per cause (case x API family), worst first, opening into its
+  records and their details (``conformance.report.discrepancies``);
+* **unsupported**: records that did not run, a count per API and reason
+  (``conformance.report.unsupported``);
 * **overview**: rows framework (with version) x API, columns the case groups; each cell
   shows passes/total and is coloured by its worst status (fail, error, unsupported, skip,
   pass, in that order); dtype, device and environment are selectable;
@@ -13,8 +18,8 @@ and it fetches nothing.  Sections, in order:
   a histogram of each record's maximum ULP error against the oracle, with median and max;
 * **support**: API x option/dtype/device, native / composed / unsupported, from the
   ``adapter`` lines (``conformance.report.support``);
-* **discrepancies**: every record that is not a pass (and every conflicting duplicate),
-  sortable and filterable, each opening a detail (``conformance.report.discrepancies``).
+* **environments**: Python, OS, CPU, host, framework versions, devices, and every run's
+  date and command.
 
 Every string taken from results or case files reaches the page through
 ``conformance.report.html`` (escaped, control and bidirectional-override characters shown as
