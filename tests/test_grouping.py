@@ -179,7 +179,7 @@ def test_the_terminal_worst_list_is_the_reports_first_rows(tmp_path: Path) -> No
         summary.add(record_from_json(line))
     printed = summary_lines(summary, limit=3)
     start = printed.index("worst discrepancies, by cause (1 more in the report):")
-    terminal = [re.match(r"  (\S+) on (.+) \((torch[^)]*)\): ", line).groups()  # type: ignore
+    terminal = [re.match(r"  (\S+) on (.+) \((torch)\): ", line).groups()  # type: ignore
                 for line in printed[start + 1:start + 4]]
     results = write_results(tmp_path / "r.jsonl", [environment(), adapter(), *lines])
     text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
@@ -187,11 +187,11 @@ def test_the_terminal_worst_list_is_the_reports_first_rows(tmp_path: Path) -> No
     for markup in re.findall(r'<tr id="grp-\d+".*?</tr>', section(text, "discrepancies")):
         row = Page(markup)
         rows.append((row.find("tr")[0][1], row.find("tr")[0][0], row.find("code")[0][1]))
-    in_report = [(case, a["data-api"].strip("|").split("|")[0], a["data-fw"].strip("|"))
-                 for _, a, case in rows]
+    in_report = [(case, a["data-api"].strip("|").split("|")[0],
+                  a["data-fw"].strip("|").split()[0]) for _, a, case in rows]
     assert len(in_report) == 4 and terminal == [tuple(r) for r in in_report[:3]]
-    assert "c-num on torch.nn.functional.cross_entropy (torch 2.13.0+cpu): fail numeric, " \
-           "3 record(s) in float16, float32: " in printed[start + 2]
+    assert "c-num on torch.nn.functional.cross_entropy (torch): fail numeric, " \
+           "3 record(s) in float32, float16: " in printed[start + 2]
     # and the row of that cause says it all in one line
     row = next(t for t, a, case in rows if case == "c-num" and TORCH_CE in a["data-api"])
     assert "also torch.compile(…)" in row and "float32 float16" in row and "3" in row

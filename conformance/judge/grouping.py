@@ -26,10 +26,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from conformance.results.records import Record
+from reference.formats import DTYPES
 
 STATUS_ORDER = ("fail", "error", "unsupported", "skip", "pass")
 KIND_ORDER = ("special-value", "numeric", "behaviour", "crash", "timeout", "semantic")
-DISCREPANCY = ("fail", "error")
+DISCREPANCY = ("fail", "error")  # the statuses grouped into causes
+NOT_RUN = ("unsupported", "skip")  # a record of these did not run; every other status ran
 UNMEASURED = ("special-value",)  # kinds whose error figures do not describe the verdict
 
 # a compiler wrapping an API as a separate API: ``torch.compile(name)`` (as in
@@ -86,6 +88,14 @@ class Group:
 
     def records(self, records: Sequence[Record]) -> list[Record]:
         return [records[i] for i in self.members]
+
+    def dtypes(self, records: Sequence[Record]) -> list[str]:
+        """The dtypes of the group's records, widest first (``reference.formats.DTYPES``)."""
+        return sorted({records[i].dtype for i in self.members}, key=dtype_order)
+
+
+def dtype_order(dtype: str) -> int:
+    return DTYPES.index(dtype) if dtype in DTYPES else len(DTYPES)
 
 
 def group_discrepancies(records: Sequence[Record],

@@ -50,7 +50,6 @@ from conformance.judge.grouping import (
 from conformance.judge.wording import how_far_off
 from conformance.report.html import Node, Safe, fragment, h, join, node
 from conformance.report.plots import format_ulp
-from reference.formats import DTYPES
 
 if TYPE_CHECKING:
     from conformance.results.merge import Merged
@@ -236,7 +235,7 @@ def _group_row(merged: Merged, n: int, group: Group) -> Safe:
     conflict = any(merged.in_conflict(i) for i in group.members)
     apis = list(dict.fromkeys(r.api for r in records))
     twins = [a for a in apis if a != group.family]
-    dtypes = sorted({r.dtype for r in records}, key=_dtype_order)
+    dtypes = group.dtypes(merged.records)
     devices = sorted({r.device for r in records})
     use = max((r.bound_use for r in records if r.bound_use is not None
                and not math.isnan(r.bound_use) and r.kind not in UNMEASURED), default=None)
@@ -264,10 +263,6 @@ def _wrapper(api: str) -> str:
     """``torch.compile(…)`` for a compiled twin, the API's name otherwise."""
     family = api_family(api)
     return api[: len(api) - len(family) - 2] + "(…)" if family != api else api
-
-
-def _dtype_order(dtype: str) -> int:
-    return DTYPES.index(dtype) if dtype in DTYPES else len(DTYPES)
 
 
 def _group_template(merged: Merged, n: int, group: Group,

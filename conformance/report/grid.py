@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from conformance.judge.grouping import (
     DISCREPANCY,
+    NOT_RUN,
     framework_label,
     kind_rank,
     record_severity,
@@ -26,12 +27,9 @@ if TYPE_CHECKING:
     from conformance.results.merge import Merged
     from conformance.results.records import Record
 
-RAN = ("pass", "fail", "error")  # statuses of a record that ran
-
-
 def grid_section(merged: Merged) -> Safe:
     """The ``Who is wrong where`` section: one table by case group, one by dtype."""
-    ran = [r for r in merged.records if r.status in RAN]
+    ran = [r for r in merged.records if r.status not in NOT_RUN]
     title = h("h2", "Who is wrong where")
     if not ran:
         return join([title, h("p", "No record ran.", class_="muted")])

@@ -11,14 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
-from conformance.judge.grouping import framework_label
+from conformance.judge.grouping import NOT_RUN, framework_label
 from conformance.report.html import Safe, h, join
 
 if TYPE_CHECKING:
     from conformance.results.merge import Merged
-
-NOT_RUN = ("unsupported", "skip")
-
 
 def unsupported_section(merged: Merged) -> Safe:
     """The ``Not run`` section."""

@@ -210,7 +210,7 @@ def describe_group(group: Group, records: list[Record]) -> str:
     """One line per cause, as the report's row says it: the case, the API family and the
     framework, how many records over which dtypes, and how far off the worst one is."""
     members = group.records(records)
-    dtypes = ", ".join(dict.fromkeys(r.dtype for r in members))
-    return (f"{group.case_id} on {group.family} ({group.framework}): {group.status} "
+    dtypes = ", ".join(group.dtypes(records))
+    return (f"{group.case_id} on {group.family} ({members[0].framework}): {group.status} "
             f"{group.kind or ''}, {len(members)} record(s) in {dtypes}: "
             f"{how_far_off(members[0])[:160]}")
