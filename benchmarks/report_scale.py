@@ -17,7 +17,8 @@ DevTools protocol on a pipe, a 1400 x 1000 window) and measures, ``--runs`` time
   follows is done (``performance.now()`` around the dispatch and a forced reflow);
 * **sort**: clicking a column title of the discrepancy table (the records column: numeric),
   timed the same way;
-* **open**: opening the first discrepancy (``--open-first`` of the screenshot script);
+* **open**: opening the first discrepancy (``--open-first`` of the screenshot script; on a
+  page of one row per record, a click on the first row);
 * **page width**: ``scrollWidth`` of the page in the 1400 px window (fits if <= 1400), and
   how many elements reach past the window's right edge outside a box that scrolls itself,
   on load and with the first discrepancy open (fits if 0).
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import statistics
 import sys
 import time
@@ -57,6 +59,13 @@ TIME_SORT = """(function () {
   th.click();
   void document.body.offsetHeight;
   return [performance.now() - t0, th.textContent];
+})()"""
+# the page before issue 14 had one row per record, opened by a click on it
+OPEN_RECORD_ROW = """(function () {
+  var row = document.querySelector('#disc-table tr.row:not(.hidden)');
+  if (!row) { return null; }
+  row.click();
+  return row.id;
 })()"""
 LOAD = "performance.getEntriesByType('navigation')[0].loadEventEnd"
 WIDTH = "[document.documentElement.scrollWidth, window.innerWidth]"
@@ -92,7 +101,8 @@ def measure(path: Path, runs: int) -> dict[str, Any]:
             sorts.append(float(page.evaluate(TIME_SORT)[0]))
             sorts.append(float(page.evaluate(TIME_SORT)[0]))  # and back
             started = time.perf_counter()
-            page.evaluate(shot.OPEN_FIRST)
+            if page.evaluate(shot.OPEN_FIRST) is None:
+                page.evaluate(OPEN_RECORD_ROW)
             opened = 1000 * (time.perf_counter() - started)  # over the protocol: an upper bound
             outside.append(page.evaluate(OUTSIDE))
     return {"size": path.stat().st_size, "load": loads, "filter": filters, "sort": sorts,
@@ -122,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         built = (f"built in {time.perf_counter() - started:.1f} s from {info.records} records "
                  f"({info.discrepancies} discrepancies)")
         path = info.path
+    load_1min = os.getloadavg()[0]  # before the browser adds its own
     figures = measure(path, args.runs)
     scroll, window = figures["width"]
     lines = [f"- report: `{path.name}`" + (f", {built}" if built else ""),
+             f"- machine: load average {load_1min:.1f} over the minute before, on "
+             f"{os.cpu_count()} CPUs (other work on it slows every figure below)",
              f"- size: {figures['size']:,} bytes ({figures['size'] / 2**20:.2f} MiB)",
              f"- load (navigation start to the end of `load`): {_ms(figures['load'])}",
              f"- filter by framework (change to layout): {_ms(figures['filter'])}",

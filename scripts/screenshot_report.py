@@ -2,7 +2,8 @@
 """Open a conformance report in headless Chromium and save a screenshot of it.
 
     python scripts/screenshot_report.py results/report.html -o report.png \\
-        [--select fw=torch] [--sections overview,accuracy,discrepancies] [--open-first]
+        [--select fw=torch] [--sections overview,accuracy,discrepancies] [--open-first] \
+        [--viewport]
 
 The page is loaded from disk in a fresh profile with networking features off; the script
 drives it over the DevTools protocol on a pipe (``--remote-debugging-pipe``; Python stdlib
@@ -151,9 +152,13 @@ class ReportPage:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result.get("result", {}).get("value")
 
-    def screenshot(self, path: Path) -> int:
-        """Capture the whole page (PNG, or JPEG for .jpg/.jpeg); returns the bytes written."""
-        size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
+    def screenshot(self, path: Path, viewport: bool = False) -> int:
+        """Capture the whole page, or only what the window shows with ``viewport`` (PNG, or
+        JPEG for .jpg/.jpeg); returns the bytes written."""
+        metrics = self.call("Page.getLayoutMetrics", session=True)
+        size = metrics["cssVisualViewport" if viewport else "cssContentSize"]
+        size = {"width": size.get("width", size.get("clientWidth")),
+                "height": size.get("height", size.get("clientHeight"))}
         jpeg = path.suffix.lower() in (".jpg", ".jpeg")
         params: dict[str, Any] = {
             "format": "jpeg" if jpeg else "png", "captureBeyondViewport": True,
@@ -226,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                                            "overview,accuracy,discrepancies")
     parser.add_argument("--open-first", action="store_true",
                         help="open the first listed discrepancy")
+    parser.add_argument("--viewport", action="store_true",
+                        help="capture only what the window shows (the first screen), not the "
+                             "whole page")
     args = parser.parse_args(argv)
     url = args.report.resolve().as_uri()
     with ReportPage(url, width=args.width) as page:
@@ -237,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.open_first:
             opened = page.evaluate(OPEN_FIRST)
             print(f"opened: {opened}")
-        written = page.screenshot(args.output)
+        written = page.screenshot(args.output, viewport=args.viewport)
         print(f"screenshot: {args.output} ({written // 1024} KiB)")
         print("requests: " + ", ".join(page.requests))
     return 0
