@@ -234,10 +234,10 @@ def _overview(merged: Merged) -> Safe:
                       h("td", row[1], " ", kind_badge(rows[row])),
                       *row_cells, _overview_cell(row, "", total)))
     return join([
-        h("h2", "Overview"),
+        h("h2", "Per API"),
         h("p", "Each cell: passes / records for that framework API and case group, coloured by "
                "its worst status (fail, error, unsupported, skip, pass). Click a cell to list its "
-               "records below.", class_="note"),
+               "causes under Discrepancies.", class_="note"),
         h("div", _selectors(merged), class_="controls"),
         _scroll(h("table", h("thead", head), h("tbody", body), class_="overview")),
     ])
