@@ -155,13 +155,16 @@ class ReportPage:
     def screenshot(self, path: Path, viewport: bool = False) -> int:
         """Capture the whole page, or only what the window shows with ``viewport`` (PNG, or
         JPEG for .jpg/.jpeg); returns the bytes written."""
+        # two animation frames: what content-visibility defers is laid out once it shows
+        self.evaluate("new Promise(function (done) { requestAnimationFrame(function () {"
+                      " requestAnimationFrame(done); }); })")
         metrics = self.call("Page.getLayoutMetrics", session=True)
         size = metrics["cssVisualViewport" if viewport else "cssContentSize"]
         size = {"width": size.get("width", size.get("clientWidth")),
                 "height": size.get("height", size.get("clientHeight"))}
         jpeg = path.suffix.lower() in (".jpg", ".jpeg")
         params: dict[str, Any] = {
-            "format": "jpeg" if jpeg else "png", "captureBeyondViewport": True,
+            "format": "jpeg" if jpeg else "png", "captureBeyondViewport": not viewport,
             "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
                      "scale": 1},
         }

@@ -100,6 +100,22 @@ table.disc td.off { min-width: 14em; max-width: 30em; overflow-wrap: anywhere; }
 table.disc td.api { min-width: 14em; }
 table.disc code { overflow-wrap: normal; }
 table.records th { position: static; }
+/* The causes' table is laid out as a grid of rows (the markup stays a table): each row is
+   laid out only when it scrolls into view (content-visibility), so sorting or filtering a
+   full audit's causes costs a few milliseconds, not a layout of every row.  The columns are
+   GROUP_COLUMNS of conformance.report.discrepancies, in order. */
+#disc-table { display: block; min-width: 82em; }
+#disc-table > thead { display: block; position: sticky; top: 0; z-index: 1; }
+#disc-table > tbody { display: block; }
+#disc-table > thead > tr, #disc-table > tbody > tr { display: grid;
+  grid-template-columns: 7.5em 8.5em minmax(13em, 1.4fr) 11em 5em 6.5em 5.5em 5.5em
+    minmax(13em, 1.6fr) 6em; }
+#disc-table > thead > tr > th, #disc-table > tbody > tr > td { display: block;
+  border-width: 0 0 1px 1px; }
+#disc-table > thead th { position: static; }
+#disc-table > tbody > tr.grow { content-visibility: auto; contain-intrinsic-size: auto 84px; }
+#disc-table > tbody > tr.gdetail > td { grid-column: 1 / -1; }
+#disc-table td.off { max-width: none; }
 .kind { font-size: 12px; color: var(--muted); }
 tr.gdetail > td { background: #fbfcfd; padding: 6px 10px; }
 div.gdetail { max-width: min(1320px, calc(100vw - 80px)); position: sticky; left: 0; }
