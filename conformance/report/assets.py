@@ -230,7 +230,7 @@ JS = """
     var tree = DATA && DATA[kind] ? DATA[kind][Number(index)] : null;
     if (tree) { into.appendChild(build(tree)); }
   }
-  // a row's detail: a new table row right after it, spanning the table, holding templates
+  // a row's detail: a new table row right after it, spanning the table, built from the data
   function toggleBelow(tr, css, fill) {
     var next = tr.nextElementSibling;
     var wasOpen = tr.classList.contains('open');

@@ -366,20 +366,21 @@ def _who(merged: Merged, r: Record) -> str:
 
 def _verdicts(merged: Merged, members: list[int]) -> list[Any]:
     head = node("tr", *(node("th", c) for c in ("who", "status", "kind", "x bound", "max ULP",
-                                          "max abs", "max rel", "worst at", "tolerance",
-                                          "message")))
+                                                "max abs", "max rel", "worst at", "tolerance",
+                                                "message")))
     rows = []
     for i in members:
         r = merged.records[i]
         worst = "" if r.worst_index is None else "(" + ", ".join(map(str, r.worst_index)) + ")"
         rows.append(node("tr", node("td", _who(merged, r)),
-                      node("td", node("span", r.status, class_=f"badge s-{r.status}")),
-                      node("td", r.kind or ""), node("td", _short(r.bound_use), class_="num"),
-                      node("td", format_ulp(r.max_ulp_error), class_="num"),
-                      node("td", _short(r.max_abs_error), class_="num"),
-                      node("td", _short(r.max_rel_error), class_="num"), node("td", worst),
-                      node("td", _tolerance(r.tolerance)), node("td", r.message),
-                      data_record=str(i)))
+                         node("td", node("span", r.status, class_=f"badge s-{r.status}")),
+                         node("td", r.kind or ""),
+                         node("td", _short(r.bound_use), class_="num"),
+                         node("td", format_ulp(r.max_ulp_error), class_="num"),
+                         node("td", _short(r.max_abs_error), class_="num"),
+                         node("td", _short(r.max_rel_error), class_="num"), node("td", worst),
+                         node("td", _tolerance(r.tolerance)), node("td", r.message),
+                         data_record=str(i)))
     table = node("table", node("thead", head), node("tbody", rows))
     return fragment([node("h4", "Verdicts"), node("div", table, class_="scroll")])
 
@@ -406,7 +407,7 @@ def _values(merged: Merged, members: list[int]) -> list[Any]:
     worst = {i: _flat_index(merged.records[i].worst_index, shape) for i in members}
     columns = _columns(len(flat), [w for w in worst.values() if w is not None])
     head = node("tr", node("th", "values" + (f" (shape {tuple(shape)})" if shape else "")),
-             *(node("th", _index_label(c, shape) if c >= 0 else "…") for c in columns))
+                *(node("th", _index_label(c, shape) if c >= 0 else "…") for c in columns))
     precision = next((r.oracle_precision for r in records if r.oracle_precision), None)
     oracle = "oracle" + (f" ({precision} bits" if precision else " (") + ", rounded to float64)"
     rows = [_value_row(oracle, _flatten(reference)[1] if reference is not None else None,
