@@ -12,7 +12,8 @@ the rest as in ``STATUS_ORDER``), then the kind (``KIND_ORDER``: a wrong special
 numeric error before a behaviour before an API's own definition), then how far past its
 bound (``bound_use``, largest first; none counts as unknown, below any figure; a special
 value's figures, which cover only its other elements, count as none), then the ULP error,
-then more records first, then names, so the order is total and reproducible.
+then more records first, then names (and dtypes, widest first), so the order is total and
+reproducible.
 
 A new status or kind is one entry in ``STATUS_ORDER`` / ``KIND_ORDER``; unknown ones sort
 after the known ones, never raise.
@@ -59,14 +60,18 @@ def _figure(value: float | None) -> float:
     return -1.0 if value is None or math.isnan(value) else value
 
 
-def record_severity(record: Record) -> tuple[int, int, float, float, str, str, str, str]:
-    """Sort key of one record, worst first (see the module doc)."""
+def record_severity(record: Record) -> tuple[int, int, float, float, str, str, bool, int,
+                                             str]:
+    """Sort key of one record, worst first (see the module doc); between equals, an API before
+    its compiled twin, and the wider dtype first (a float64 record failing says more than a
+    bfloat16 one)."""
     # a special-value mismatch's figures cover only its other elements: they do not rank it
     measured = record.kind not in UNMEASURED
     return (status_rank(record.status), kind_rank(record.kind),
             -_figure(record.bound_use if measured else None),
-            -_figure(record.max_ulp_error if measured else None), record.case_id, record.api,
-            record.dtype, record.quantity)
+            -_figure(record.max_ulp_error if measured else None), record.case_id,
+            api_family(record.api), record.api != api_family(record.api),
+            dtype_order(record.dtype), record.quantity)
 
 
 def framework_label(record: Record) -> str:
