@@ -63,6 +63,7 @@ from conformance.adapters.common import (
     Settings,
     one_line,
     settings_for,
+    stand_in_roots,
     twin,
 )
 from conformance.cases.problem import Problem
@@ -152,22 +153,24 @@ GLUE = "class weights, ignore mask, mean/sum"
 KERAS_SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
 EAGER_APIS = (
     Api("softmax", "tf.nn.softmax", "softmax", frozenset({"k_dim"}) | AXIS,
-        reasons={"where": NO_WHERE}),
+        reasons={"where": NO_WHERE}, callee="tf.nn.softmax"),
     Api("log_softmax", "tf.nn.log_softmax", "log_softmax", frozenset({"k_dim"}) | AXIS,
-        reasons={"where": NO_WHERE}),
+        reasons={"where": NO_WHERE}, callee="tf.nn.log_softmax"),
     Api("softmax_cross_entropy_with_logits", "tf.nn.softmax_cross_entropy_with_logits",
         "cross_entropy", frozenset({"probability_target", "reduction_none", "k_dim"}) | AXIS,
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
                  "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
                  "reduction_sum": UNREDUCED, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT},
-        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT}),
+        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT},
+        callee="tf.nn.softmax_cross_entropy_with_logits"),
     Api("sparse_softmax_cross_entropy_with_logits",
         "tf.nn.sparse_softmax_cross_entropy_with_logits", "cross_entropy",
         frozenset({"index_target", "reduction_none"}) | CLASSES_LAST,
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
                  "ignore_index": NO_IGNORE, "label_smoothing": NO_SMOOTHING,
                  "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, "k_dim": CLASS_LAST,
-                 "class_axis": CLASS_LAST, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT}),
+                 "class_axis": CLASS_LAST, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT},
+        callee="tf.nn.sparse_softmax_cross_entropy_with_logits"),
     Api("softmax_cross_entropy_with_logits-composed",
         "tf.nn.softmax_cross_entropy_with_logits(smoothed y, x) + tf.reduce_mean/tf.reduce_sum",
         "cross_entropy", (PROBABILITY_OPTIONS - {"weight"}) | AXIS, kind="composed",
@@ -175,16 +178,19 @@ EAGER_APIS = (
                  "where": NO_WHERE},
         # smoothing keeps a row's sum (y (1 - eps) + eps / C), so the rows it is given are
         # distributions exactly where the case's are
-        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT}),
+        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT},
+        callee="tf.nn.softmax_cross_entropy_with_logits"),
     Api("log_softmax-composed",
         "-tf.reduce_sum(w * smoothed y * tf.nn.log_softmax(x)) + tf.reduce_mean/tf.reduce_sum",
         "cross_entropy", PROBABILITY_OPTIONS | AXIS, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY, "where": NO_WHERE}),
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "where": NO_WHERE},
+        callee="tf.nn.log_softmax"),
     Api("sparse_softmax_cross_entropy_with_logits-composed",
         f"tf.nn.sparse_softmax_cross_entropy_with_logits (class axis moved last) + {GLUE}",
         "cross_entropy", NLL_OPTIONS | AXIS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
-                 "label_smoothing": NO_SMOOTHING, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT}),
+                 "label_smoothing": NO_SMOOTHING, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT},
+        callee="tf.nn.sparse_softmax_cross_entropy_with_logits"),
     Api("CategoricalCrossentropy",
         "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=x.dtype)", "cross_entropy",
         frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS | AXIS
@@ -194,7 +200,8 @@ EAGER_APIS = (
                  "weight": KERAS_WEIGHTS, "where": NO_WHERE,
                  "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
         semantics={LABELS_OFF_A_DISTRIBUTION: KERAS_SOFTMAX_XENT_GRADIENT,
-                   ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR}),
+                   ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
+        callee="keras.losses.CategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy", KERAS_SPARSE, "cross_entropy",
         frozenset({"index_target", "ignore_index"}) | REDUCTIONS | KERAS_SAMPLE_WEIGHTS
         | CLASSES_LAST,
@@ -203,7 +210,8 @@ EAGER_APIS = (
                  "weight": KERAS_WEIGHTS, "label_smoothing": KERAS_NO_SMOOTHING,
                  "k_dim": KERAS_AXIS, "class_axis": KERAS_AXIS, "where": NO_WHERE,
                  "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
-        semantics={"ignore_index": KERAS_NO_NAN_MEAN, ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR}),
+        semantics={"ignore_index": KERAS_NO_NAN_MEAN, ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
+        callee="keras.losses.SparseCategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy-sample_weight",
         f"{KERAS_SPARSE[:-1]}, reduction='mean_with_sample_weight')"
         "(t, x, sample_weight=tf.gather(w, t))",
@@ -214,7 +222,8 @@ EAGER_APIS = (
                  "k_dim": KERAS_AXIS, "class_axis": KERAS_AXIS, "where": NO_WHERE,
                  "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
         semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN,
-                   ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR}),
+                   ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
+        callee="keras.losses.SparseCategoricalCrossentropy"),
     Api("nll", f"NLL(logp, t) via tf.gather + {GLUE}", "nll_loss", NLL_OPTIONS | AXIS,
         kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}),
     # issue 20: TF v1's weighted losses, with SUM_BY_NONZERO_WEIGHTS (its default)
@@ -295,6 +304,13 @@ class TensorFlowAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return tuple(device for device, _ in self._devices)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe eagerly (no ``tf.function``), ``like.callee``
+        replaced."""
+        roots = stand_in_roots({"tf": self.tf, "keras": self.keras}, like.callee, replacement)
+        self._recipes[api.id] = _recipes(roots["tf"], roots["keras"])[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         tf = self.tf
