@@ -1,0 +1,53 @@
+"""The suite's own arithmetic raises no numpy warning (``RuntimeWarning: invalid value``):
+each computation below once printed one in the oracle workers, on the terminal of an audit.
+They run under ``warnings.simplefilter("error")``, so a warning fails the test."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reference.oracle import error_bounds, evaluate
+
+MAX64 = float(np.finfo(np.float64).max)
+U64 = 2.0 ** -53  # float64's unit roundoff
+
+# Logits of cases/edge/large_logits.yaml: their shifts x_j - m overflow float64 to -inf,
+# where the exponential is 0 (0 * inf was NaN, and the whole row's bound became 0).
+OVERFLOWING_SHIFTS = [
+    ("cross_entropy", [[MAX64, -MAX64]], [1]),
+    ("cross_entropy", [[MAX64, 0.0, -MAX64]], [0]),
+    ("softmax", [[MAX64, 0.0, -MAX64]], None),
+    ("log_softmax", [[MAX64, 0.0, -MAX64]], None),
+]
+
+
+def _strict(call: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return call()
+
+
+@pytest.mark.parametrize(("op", "logits", "target"), OVERFLOWING_SHIFTS)
+def test_bounds_of_overflowing_shifts_raise_no_warning(op: str, logits: list[list[float]],
+                                                       target: list[int] | None) -> None:
+    output_bound, grad_bound = _strict(lambda: error_bounds(op, logits, target=target))
+    assert grad_bound is not None
+    exact = evaluate(op, logits, target=target)
+    grad = np.array([[float(v) for v in row] for row in exact.grad])
+    # A bound covers at least one rounding of each finite element of the gradient: not 0,
+    # as it was when the row's bound was NaN (then read as 0).
+    finite = np.isfinite(grad)
+    assert (grad_bound[finite] >= U64 * np.abs(grad[finite])).all()
+    assert (grad_bound[finite] > 0).all()
+
+
+def test_softmax_bound_of_an_overflowing_shift_is_positive() -> None:
+    """softmax([max, 0, -max]) = [1, tiny, 0]: the first element's bound is at least one
+    rounding of 1 (it was 0)."""
+    output_bound, _ = _strict(lambda: error_bounds("softmax", [[MAX64, 0.0, -MAX64]]))
+    assert output_bound[0, 0] >= U64
+    assert (output_bound > 0).all()
