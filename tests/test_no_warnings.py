@@ -51,3 +51,18 @@ def test_softmax_bound_of_an_overflowing_shift_is_positive() -> None:
     output_bound, _ = _strict(lambda: error_bounds("softmax", [[MAX64, 0.0, -MAX64]]))
     assert output_bound[0, 0] >= U64
     assert (output_bound > 0).all()
+
+
+def test_comparing_at_the_largest_float64_raises_no_warning() -> None:
+    """np.spacing of the largest float64 overflows; the comparison's margin near it does not
+    (cases/edge/large_logits.yaml: a loss that is exactly the float64 maximum)."""
+    from mpmath import mpf
+
+    from conformance.judge.compare import compare
+
+    exact = np.array([mpf(MAX64)], dtype=object)
+    below = float(np.nextafter(MAX64, 0.0))
+    same = _strict(lambda: compare(exact, np.array([MAX64]), "float64", np.array([0.0])))
+    off = _strict(lambda: compare(exact, np.array([below]), "float64", np.array([0.0])))
+    assert same.passed and not off.passed
+    assert off.max_abs_error == MAX64 - below  # one spacing of the top binade, 2**971
