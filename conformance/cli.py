@@ -112,7 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     # --overwrite empties the file in the runner, once it holds the file's lock: unlinking it
     # here would take the file from under a live run writing it.
-    progress = Progress(sys.stderr, dtypes=args.dtype, devices=args.device)
+    progress = Progress(sys.stderr, dtypes=args.dtype, devices=args.device,
+                        frameworks=options.frameworks)
     try:
         summary = run(options, log=progress.log, progress=progress)
     finally:

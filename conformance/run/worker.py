@@ -11,7 +11,8 @@ dies).  The framework is imported once per worker.  The protocol, one JSON objec
 on the worker's *original* standard output (file descriptor 1 is pointed at stderr before
 any framework is imported, so whatever a framework prints cannot corrupt the protocol):
 
-* ``{"event": "adapter", "declaration": {...}}`` once, first (``adapter_declaration``);
+* ``{"event": "adapter", "declaration": {...}}`` once, first (``adapter_declaration``; with
+  ``--declare``, only that, for the progress display's totals);
 * ``{"event": "unavailable", "reason"}`` instead, when the framework cannot be imported;
 * per job: ``{"event": "start", "job"}``, then one ``{"event": "record", "record"}`` per
   record, then ``{"event": "done", "job"}``; or, when the suite's own code raised (a bug, not
@@ -27,6 +28,7 @@ largest cases first and skip entries that are cached or being computed by a sibl
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import re
@@ -138,10 +140,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON lines {case, dtype, reason}: oracle results that the "
                              "oracle phase could not compute; jobs needing them are errors")
     parser.add_argument("--environment-id", default="")
+    parser.add_argument("--declare", action="store_true",
+                        help="(--framework) send the adapter's declaration, run nothing")
     args = parser.parse_args(argv)
     if not args.oracle and not args.framework:
         parser.error("--framework or --oracle is required")
     channel = _Channel()
+    faulthandler.enable()  # a crash's Python stack goes to the worker's log (its stderr)
     skip: set[str] = set()
     if args.skip_file:
         with open(args.skip_file, encoding="utf-8") as handle:
@@ -164,6 +169,8 @@ def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) 
         channel.emit({"event": "unavailable", "reason": str(error)})
         return
     channel.emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
+    if args.declare:
+        return
     cases = load_cases(args.cases)
     if args.oracle_failed:
         _mark_oracle_failures(cases, args.oracle_failed)
