@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conformance.adapters import frameworks, support
 from conformance.cases.loading import CaseError, load_cases
@@ -20,27 +21,77 @@ DEFAULT_CASES = ["cases"]
 DEFAULT_OUT = Path("results/results.jsonl")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default: the one its help names, else
+    ``(default: VALUE)`` added here (``off`` for a flag); descriptions and epilogs keep
+    their line breaks (examples)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            return f"{text} (default: off)"
+        if action.default is None or action.default == []:
+            return text
+        value = action.default
+        shown = " ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+class _Parser(argparse.ArgumentParser):
+    """A subcommand's parser, with ``HelpFormatter`` unless told otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+RUN_DESCRIPTION = """\
+Run every case on every selected framework, API, device and dtype; compare each result
+with the oracle's certified value (computed once, then cached); append the records to a
+JSON Lines results file, optionally also writing the HTML report.
+
+A framework's own warnings and logs go to a log file per worker process, in a folder named
+after the results file (results/results.jsonl -> results/results.logs/); the terminal gets
+one line per framework with their count and path.
+
+exit codes:
+  0  every record passed (or --exit-zero)
+  1  discrepancies: a record failed or errored (see the summary and the results file)
+  2  bad input: a case file, a results file, an option, or a --framework not installed
+"""
+RUN_EXAMPLES = """\
+examples:
+  conformance run --cases cases/seeds.yaml --framework torch
+  conformance run --out results/results.jsonl --overwrite --exit-zero --report results/report.html
+"""
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run cases on frameworks, write records to a JSON Lines file")
+    p = sub.add_parser("run", help="run cases on frameworks, write records to a JSON Lines file",
+                       description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES)
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, metavar="PATH",
                    help="case files or directories (default: cases)")
     p.add_argument("--framework", nargs="+", choices=list(frameworks()), metavar="NAME",
-                   help=f"frameworks to run (default: all of {', '.join(frameworks())}; "
-                        "those not installed are recorded as skipped)")
+                   help=f"frameworks to run, each of which must be installed (default: all "
+                        f"of {', '.join(frameworks())}; those not installed are then "
+                        "recorded as skipped)")
     p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
-                   help=f"only these dtypes ({', '.join(DTYPES)})")
+                   help=f"only these dtypes, of {', '.join(DTYPES)} (default: each case's)")
     p.add_argument("--device", nargs="+", metavar="DEVICE",
-                   help="only these devices: an id (cpu, cuda:0) or a kind (cpu, gpu)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="only these devices: an id (cpu, cuda:0) or a kind (cpu, gpu) "
+                        "(default: every device a framework has)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="FILE",
                    help=f"results file (default: {DEFAULT_OUT}); an existing one is kept "
-                        "unless --append or --overwrite is given")
+                        "unless --append, --resume or --overwrite is given")
     p.add_argument("--append", action="store_true", help="append to an existing results file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing results file")
-    p.add_argument("--timeout", type=float, default=600.0,
-                   help="seconds one job may take before its worker is killed (default 600)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="seconds one job may take before its worker is killed (default: 600)")
     p.add_argument("--oracle-timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="seconds the oracle may take on one case and dtype, computing the "
-                        "results the cache lacks before the frameworks run (default 3600)")
+                        "results the cache lacks before the frameworks run (default: 3600)")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run in --out: jobs already complete there are not "
                         "run again")
@@ -51,13 +102,15 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                         ".conformance-cache)")
     p.add_argument("--no-cache", action="store_true",
                    help="compute every oracle result afresh, reading and writing no cache")
-    p.add_argument("--tolerance-scale", type=float, metavar="X",
-                   help="multiply every tolerance factor K of the comparison rules by X "
-                        "(conformance/judge/compare.py; sets $CONFORMANCE_TOLERANCE_SCALE)")
+    p.add_argument("--tolerance-scale", type=float, metavar="FACTOR",
+                   help="multiply every tolerance factor K of the comparison rules by FACTOR "
+                        "(conformance/judge/compare.py; sets $CONFORMANCE_TOLERANCE_SCALE; "
+                        "default: $CONFORMANCE_TOLERANCE_SCALE, else 1)")
     p.add_argument("--exit-zero", action="store_true",
                    help="exit 0 even when discrepancies are found (audits that only want records)")
-    p.add_argument("--report", type=Path, metavar="HTML",
-                   help="also write the HTML report of the results file here at the end")
+    p.add_argument("--report", type=Path, metavar="FILE",
+                   help="also write the HTML report of the results file here at the end "
+                        "(default: no report)")
 
 
 def _with_tolerance_scale(args: argparse.Namespace) -> int:
@@ -128,7 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check case files without running anything")
-    p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH")
+    p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH",
+                   help="case files or directories")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per valid file")
 
 
@@ -174,22 +228,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="show cases by group, op and options (and select them)")
-    p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH")
-    p.add_argument("--group", nargs="+", metavar="GROUP", help="only these groups")
+    p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH",
+                   help="case files or directories")
+    p.add_argument("--group", nargs="+", metavar="GROUP",
+                   help="only these groups (default: every group)")
     p.add_argument("--exclude-group", nargs="+", metavar="GROUP",
-                   help="leave these groups out (e.g. large)")
-    p.add_argument("--op", nargs="+", metavar="OP", help="only these ops")
+                   help="leave these groups out, e.g. large (default: none)")
+    p.add_argument("--op", nargs="+", metavar="OP", help="only these ops (default: every op)")
     p.add_argument("--option", nargs="+", metavar="OPTION",
                    help="only cases with all these options or tags (probability_target, "
                         "weight, ignore_index, label_smoothing, reduction_none, "
-                        "reduction_mean, reduction_sum, k_dim, generated, expect-error, no-grad)")
+                        "reduction_mean, reduction_sum, k_dim, generated, expect-error, "
+                        "no-grad; default: any)")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--ids", action="store_true", help="print only the case ids")
     shown.add_argument("--files", action="store_true",
                        help="print only the case files, for 'conformance run --cases $(...)'")
     shown.add_argument("--counts", action="store_true", help="print cases per group")
     shown.add_argument("--markdown", action="store_true",
-                       help="print the tables of docs/cases.md")
+                       help="print the tables of docs/cases.md (default, without any of "
+                            "these: a table per group)")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -215,9 +273,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write one offline HTML report from results files "
                                       "(several runs or machines merge into one)")
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
-                   help="JSON Lines results files")
+                   help="JSON Lines results files (required)")
     p.add_argument("-o", "--output", type=Path, default=Path("results/report.html"),
-                   help="the HTML file to write (default: results/report.html)")
+                   metavar="FILE", help="the HTML file to write (default: results/report.html)")
     p.add_argument("--cases-root", type=Path, metavar="DIR",
                    help="where the records' case files are (default: the current directory); "
                         "only regular files inside it are read, whatever a results file names; "
@@ -239,8 +297,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _add_merge(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("merge", help="merge results files into one (idempotent; conflicting "
                                      "duplicates are kept and reported)")
-    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the merged results file")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                   help="JSON Lines results files to merge (required)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                   help="the merged results file (required; no default)")
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -261,11 +321,12 @@ def _add_pairwise(sub: argparse._SubParsersAction) -> None:
                                         "of every pair of frameworks on each case, API kind, "
                                         "device and dtype, from results files")
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
-                   help="results files (JSON Lines) written by 'conformance run'")
+                   help="results files (JSON Lines) written by 'conformance run' (required)")
     p.add_argument("--out", type=Path, metavar="FILE",
-                   help="also write the pairs as JSON Lines ({\"type\": \"pairwise\", ...})")
+                   help="also write the pairs as JSON Lines ({\"type\": \"pairwise\", ...}; "
+                        "default: print only)")
     p.add_argument("--limit", type=int, default=20, metavar="N",
-                   help="pairs to print, largest disagreement first (default 20; 0: all)")
+                   help="pairs to print, largest disagreement first; 0: all (default: 20)")
 
 
 def cmd_pairwise(args: argparse.Namespace) -> int:
@@ -296,14 +357,25 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``conformance`` parser, with a subparser per entry of ``COMMANDS``."""
+    from conformance import __version__
+
     parser = argparse.ArgumentParser(
-        prog="conformance",
+        prog="conformance", formatter_class=HelpFormatter,
         description="Cross-framework conformance suite for softmax cross-entropy and its family.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version",
+                        version=f"conformance {__version__} (crossentropy-conformance)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="COMMAND", help="one of the commands below")
     for add, _ in COMMANDS.values():
         add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][1](args)
