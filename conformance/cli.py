@@ -151,6 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: --jobs must be >= 0, --timeout and --oracle-timeout > 0",
               file=sys.stderr)
         return 2
+    if _named_frameworks_missing(args.framework or []):
+        return 2
     options = RunOptions(
         cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
         devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
@@ -176,7 +178,31 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         write_report([args.out], args.report)
     print("\n".join(summary_lines(summary, report=args.report)))
+    skipped = _skipped(summary, args.framework or [])
+    if skipped:  # named, found installed, yet it could not be imported
+        print(f"error: --framework {' '.join(skipped)}: could not be imported (see the "
+              "skip reason above)", file=sys.stderr)
+        return 2
     return 0 if args.exit_zero or not summary.failed else 1
+
+
+def _named_frameworks_missing(names: list[str]) -> bool:
+    """A framework named with ``--framework`` must be installed: print why not (and how
+    to install it) for each that is not.  Those missing when none is named are skipped."""
+    from conformance.adapters import not_installed
+
+    reasons = [reason for reason in map(not_installed, dict.fromkeys(names)) if reason]
+    for reason in reasons:
+        print(f"error: --framework: {reason}", file=sys.stderr)
+    return bool(reasons)
+
+
+def _skipped(summary: Any, names: list[str]) -> list[str]:
+    """The named frameworks whose records are all ``skip`` (their import failed)."""
+    statuses: dict[str, set[str]] = {}
+    for framework, status in summary.statuses:
+        statuses.setdefault(framework, set()).add(status)
+    return [name for name in dict.fromkeys(names) if statuses.get(name) == {"skip"}]
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
