@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.adapters import frameworks, support
-from conformance.cases.loading import CaseError, load_cases
+from conformance.cases.loading import MAX_ERRORS, CaseError, load_cases
 from reference.formats import DTYPES
 
 DEFAULT_CASES = ["cases"]
@@ -205,19 +205,30 @@ def _skipped(summary: Any, names: list[str]) -> list[str]:
     return [name for name in dict.fromkeys(names) if statuses.get(name) == {"skip"}]
 
 
+VALIDATE_ORACLE_ELEMENTS = 4096  # larger documented cases are left to the run: slow oracle
+
+
 def _add_validate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("validate", help="check case files without running anything")
+    p = sub.add_parser(
+        "validate", help="check case files without running anything",
+        description="Check case files completely, without running any framework: every error "
+                    f"of a file (up to {MAX_ERRORS}, in file order) with its file, line and "
+                    "field; duplicate ids; and each documented value against the float64 "
+                    "oracle (cached). Exit 0 if all is valid, 2 otherwise.")
     p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH",
                    help="case files or directories")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per valid file")
+    p.add_argument("--no-oracle", action="store_true",
+                   help="do not check documented values against the oracle")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Every file is checked (not only up to the first bad one); each error names its file,
-    line and field.  Exit 2 if any file is invalid or an id repeats."""
+    """Every file is checked completely (not only up to its first error, nor up to the
+    first bad file); each error names its file, line and field.  Exit 2 if any file is
+    invalid, an id repeats or a documented value disagrees with the oracle."""
     from collections import Counter
 
-    from conformance.cases.loading import Case, find_case_files, load_file
+    from conformance.cases.loading import Case, check_file, find_case_files
 
     files = find_case_files(args.paths)
     if not files:  # "0 cases valid" would pass a typo'd folder in CI
@@ -225,14 +236,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     seen: dict[str, Case] = {}
+    slow: list[Case] = []
     bad, groups = 0, Counter[str]()
     for file in files:
-        try:
-            cases = load_file(file)
-        except CaseError as error:
+        cases, errors = check_file(file)
+        if len(errors) < MAX_ERRORS and not args.no_oracle:
+            wrong, skipped = _documented_errors(cases)
+            errors = sorted(errors + wrong, key=lambda e: (e.line or 0, e.field))[:MAX_ERRORS]
+            slow += skipped
+        for error in errors:
             print(f"error: {error}", file=sys.stderr)
-            bad += 1
-            continue
+        if len(errors) == MAX_ERRORS:
+            print(f"error: {file}: stopped at {MAX_ERRORS} errors; fix these and validate "
+                  "again", file=sys.stderr)
+        bad += len(errors)
         for case in cases:
             if case.id in seen:
                 first = seen[case.id]
@@ -240,16 +257,45 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                       f"(first at {first.file}:{first.line})")
                 print(f"error: {duplicate}", file=sys.stderr)
                 bad += 1
+                continue
             seen[case.id] = case
             groups[case.group] += 1
-        if args.verbose:
+        if args.verbose and not errors:
             print(f"{file}: {len(cases)} cases")
+    if slow:
+        print(f"note: the documented values of {len(slow)} case(s) with over "
+              f"{VALIDATE_ORACLE_ELEMENTS} input elements were not checked against the oracle "
+              "here (it is slow on them; conformance run checks them): "
+              f"{', '.join(c.id for c in slow[:5])}{' ...' if len(slow) > 5 else ''}")
     if bad:
         print(f"{bad} error(s) in {len(files)} files", file=sys.stderr)
         return 2
     summary = ", ".join(f"{group} {n}" for group, n in sorted(groups.items()))
     print(f"{len(seen)} cases valid in {len(files)} files ({summary})")
     return 0
+
+
+def _documented_errors(cases: list[Any]) -> tuple[list[CaseError], list[Any]]:
+    """Documented values against the float64 oracle (cached), as ``conformance run``
+    checks them: an error at the case for each disagreement.  Cases with more than
+    ``VALIDATE_ORACLE_ELEMENTS`` input elements are left to the run (returned second)."""
+    from conformance.judge.check import check_documented
+    from conformance.run.worker import case_size
+
+    documented = [c for c in cases if c.expect == "value" and (
+        c.documented is not None or c.documented_grad is not None)]
+    slow = [c for c in documented if case_size(c) > VALIDATE_ORACLE_ELEMENTS]
+    errors = []
+    for case in documented:
+        if case in slow:
+            continue
+        for record in check_documented(case):
+            if record.status != "pass":
+                key = "documented" if record.quantity == "documented" else "documented_grad"
+                errors.append(CaseError(case.file, case.line, f"{case.id}: {key}",
+                                        f"{record.status} against the float64 oracle: "
+                                        f"{record.message}"))
+    return errors, slow
 
 
 def _add_list(sub: argparse._SubParsersAction) -> None:
