@@ -66,3 +66,15 @@ def test_comparing_at_the_largest_float64_raises_no_warning() -> None:
     off = _strict(lambda: compare(exact, np.array([below]), "float64", np.array([0.0])))
     assert same.passed and not off.passed
     assert off.max_abs_error == MAX64 - below  # one spacing of the top binade, 2**971
+
+
+def test_keeping_special_values_in_a_record_raises_no_warning() -> None:
+    """A documented or returned NaN kept in a record (np.vectorize warned on each cast)."""
+    from mpmath import mpf
+
+    from conformance.results.records import values_for_record
+
+    values = np.array([[mpf("nan"), mpf("-inf")], [mpf(1) / 3, mpf(0)]], dtype=object)
+    kept = _strict(lambda: values_for_record(values))
+    assert np.isnan(kept[0][0]) and kept[0][1] == -np.inf and kept[1] == [1 / 3, 0.0]
+    assert _strict(lambda: values_for_record(np.zeros((0, 3), dtype=object))) == []
