@@ -703,8 +703,9 @@ def _oracle_phase(cases: list[Case], options: RunOptions, parallel: int, sink: _
     import mpmath
 
     if mpmath.libmp.BACKEND != "gmpy":
-        sink.log("oracle: mpmath runs on its pure-Python integers; installing gmpy2 "
-                 "(pip install gmpy2, or the 'fast' extra) makes the oracle several times faster")
+        sink.log("the oracle's mpmath runs on its pure-Python integers; installing gmpy2 "
+                 "(pip install -c constraints.txt gmpy2, or the 'fast' extra) makes it several "
+                 "times faster")
     with tempfile.TemporaryDirectory(prefix="conformance-oracle-") as attempts:
         _in_parallel(count, [functools.partial(_run_oracle_worker, options, sink, stop,
                                                failures, attempts)
