@@ -245,14 +245,16 @@ class _Bars:
             console=console, refresh_per_second=4, redirect_stdout=False,
             redirect_stderr=False)
         self._tasks: dict[str, Any] = {}
-        for framework in frameworks:
-            self.update(framework, 0, None, "")
+        for name in [ORACLE, *frameworks, ALL]:  # shown from their first update, in this order
+            self._tasks[name] = self._progress.add_task(name, total=None, counts="",
+                                                        visible=False)
         self._progress.start()
 
     def update(self, name: str, done: int, total: int | None, counts: str) -> None:
         if name not in self._tasks:
             self._tasks[name] = self._progress.add_task(name, total=total, counts=counts)
-        self._progress.update(self._tasks[name], completed=done, total=total, counts=counts)
+        self._progress.update(self._tasks[name], completed=done, total=total, counts=counts,
+                              visible=True)
 
     def print(self, line: str) -> None:
         self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)

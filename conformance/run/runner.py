@@ -770,20 +770,15 @@ def _declare_waiting(options: RunOptions, parallel: int,
 
 
 def _declare(framework: str, options: RunOptions, sink: _Sink) -> None:
-    log = sink.new_log(framework)
+    # Its standard error is dropped: the framework's real worker prints the same on import,
+    # into its log.
     command = [sys.executable, "-m", "conformance.run.worker", "--framework", framework,
                "--declare", "--cases", *options.cases]
-    stderr = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr,
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               env=worker_environment(), timeout=STARTUP_TIMEOUT, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return  # the framework's worker will tell
-    finally:
-        if log is not None:
-            stderr.close()  # type: ignore[union-attr]
-            if sink.logs is not None:
-                sink.logs.finished(log)
     for line in done.stdout.splitlines():
         try:
             event = json.loads(line)
