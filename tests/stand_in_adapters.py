@@ -15,6 +15,8 @@ Faulty frameworks, exact everywhere except on the case whose id is ``$STANDIN_FA
 * ``ImportCrashAdapter`` dies of SIGSEGV as it is created (a framework crashing on import);
 * ``MissingAdapter`` raises ImportError as it is created (a framework not installed);
 * ``ZerosAdapter`` answers zeros without computing anything (a fast, wrong framework);
+* ``RaisingAdapter`` raises ``AssertionError`` there, through the suite's check (what a bug
+  of the suite's own code looks like to the runner);
 * ``TracingAdapter`` is ``OffsetAdapter`` logging as TorchDynamo does: many empty DEBUG
   records on ``torch.__trace`` per run, and one WARNING of its own.
 """
@@ -162,3 +164,10 @@ class TracingAdapter(OffsetAdapter):
             trace.debug("")
         logging.getLogger("standin").warning("tracing: a warning worth reading")
         return super().run(api, problem, device)
+
+
+class RaisingAdapter(_Faulty):
+    name = "raising"
+
+    def fault(self) -> None:
+        raise AssertionError("a bug of the suite's own code")

@@ -91,3 +91,20 @@ def test_a_worker_crash_is_told_with_its_log(stand_ins: None, tmp_path: Path,
     log = tmp_path / "r.logs" / "import-crash-worker-2.log"
     assert crashes[-1].endswith(f"(see {log})")
     assert "Segmentation fault" in log.read_text(encoding="utf-8")  # faulthandler's stack
+
+
+def test_a_crash_of_the_suites_own_code_is_on_the_terminal(
+        stand_ins: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose check raised is said on the terminal, with where its traceback is."""
+    monkeypatch.setenv("STANDIN_FAULT_CASE", "log-a")
+    cases = write(tmp_path / "cases.yaml", CASES)
+    lines: list[str] = []
+    run(RunOptions(cases=[str(cases)], frameworks=["raising"], out=tmp_path / "r.jsonl"),
+        log=lines.append)
+    log = tmp_path / "r.logs" / "raising-worker-1.log"
+    raised = [line for line in lines if "the suite's own code raised" in line]
+    assert len(raised) == 2  # log-a in float64 and float32
+    assert raised[0].startswith("raising: job log-a|cross_entropy|cpu|float64: the suite's own "
+                                "code raised AssertionError: a bug of the suite's own code; "
+                                f"traceback in {log}")
+    assert "Traceback (most recent call last)" in log.read_text(encoding="utf-8")
