@@ -10,7 +10,8 @@ messages, and where.
 
 Only files named ``NAME-worker-N.log`` in that folder are written or removed: a run that
 starts a results file afresh (a new file, ``--overwrite``) removes those of the run before;
-one that continues a file (``--append``, ``--resume``) keeps them and numbers on.
+one that continues a file (``--append``, ``--resume``) keeps them and numbers on.  An empty
+log is removed when its worker ends, and the folder when it is left empty.
 """
 
 from __future__ import annotations
@@ -36,12 +37,11 @@ class WorkerLogs:
         if directory.exists() and not directory.is_dir():
             raise ValueError(f"{directory}: the workers' log folder of this results file is "
                              "a file; move it, or write the results elsewhere")
-        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self._numbers: Counter[str] = Counter()
         self._paths: dict[str, list[Path]] = {}
         self._lock = threading.Lock()
-        for path in directory.iterdir():
+        for path in directory.iterdir() if directory.is_dir() else ():
             match = LOG_NAME.match(path.name)
             if match is None or not path.is_file():
                 continue
@@ -54,18 +54,23 @@ class WorkerLogs:
     def new_path(self, name: str) -> Path:
         """The log file of the next worker process of ``name`` (a framework, or oracle)."""
         with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
             self._numbers[name] += 1
             path = self.directory / f"{name}-worker-{self._numbers[name]}.log"
+            path.write_bytes(b"")  # now, under the lock: the folder is never left empty here
             self._paths.setdefault(name, []).append(path)
         return path
 
     def finished(self, path: Path) -> None:
-        """A worker is over: an empty log is removed (nothing to look at)."""
-        try:
-            if path.stat().st_size == 0:
-                path.unlink()
-        except FileNotFoundError:
-            pass
+        """A worker is over: an empty log is removed (nothing to look at), and the folder
+        too once it holds nothing."""
+        with self._lock:
+            try:
+                if path.stat().st_size == 0:
+                    path.unlink()
+                    self.directory.rmdir()  # only if empty
+            except OSError:  # gone already, or the folder holds other logs
+                pass
 
     def lines(self) -> list[str]:
         """One line per name whose workers wrote anything: the count of messages, where."""
