@@ -58,7 +58,9 @@ def test_an_overwrite_replaces_the_logs_and_an_append_numbers_on(tmp_path: Path)
     assert WorkerLogs(directory, fresh=False).new_path("torch").name == "torch-worker-2.log"
     assert first.exists()
     assert WorkerLogs(directory, fresh=True).new_path("torch").name == "torch-worker-1.log"
-    assert not first.exists() and mine.read_text(encoding="utf-8") == "mine"
+    assert first.read_bytes() == b""  # the earlier run's log is gone, this one is new
+    assert not (directory / "torch-worker-2.log").exists()
+    assert mine.read_text(encoding="utf-8") == "mine"
 
 
 def test_a_log_folder_that_is_a_file_is_refused(tmp_path: Path) -> None:
