@@ -78,3 +78,10 @@ def test_keeping_special_values_in_a_record_raises_no_warning() -> None:
     kept = _strict(lambda: values_for_record(values))
     assert np.isnan(kept[0][0]) and kept[0][1] == -np.inf and kept[1] == [1 / 3, 0.0]
     assert _strict(lambda: values_for_record(np.zeros((0, 3), dtype=object))) == []
+
+
+def test_evaluating_an_undefined_row_raises_no_warning() -> None:
+    """NaN inputs are read into mpf one by one (np.vectorize warned on each NaN)."""
+    result = _strict(lambda: evaluate("softmax", [[float("nan"), 1.0], [0.0, 0.0]]))
+    values = np.array([[float(v) for v in row] for row in result.output])
+    assert np.isnan(values[0]).all() and values[1].tolist() == [0.5, 0.5]
