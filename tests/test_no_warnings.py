@@ -85,3 +85,5 @@ def test_evaluating_an_undefined_row_raises_no_warning() -> None:
     result = _strict(lambda: evaluate("softmax", [[float("nan"), 1.0], [0.0, 0.0]]))
     values = np.array([[float(v) for v in row] for row in result.output])
     assert np.isnan(values[0]).all() and values[1].tolist() == [0.5, 0.5]
+    loss = _strict(lambda: evaluate("cross_entropy", [[float("nan"), 0.0]], target=[0]))
+    assert np.isnan(float(loss.output))
