@@ -67,7 +67,7 @@ def test_run_help_says_what_it_does_its_exit_codes_and_examples(
 
 def test_metavariables_are_consistent() -> None:
     """A time is SECONDS, a file FILE, a folder DIR, a count N, wherever they appear."""
-    wanted = {"--timeout": "SECONDS", "--oracle-timeout": "SECONDS", "--out": "FILE",
+    wanted = {"--timeout": "SECONDS", "--oracle-timeout": "SECONDS",
               "--report": "FILE", "--output": "FILE", "--cache": "DIR", "--jobs": "N",
               "--limit": "N", "--cases-root": "DIR"}
     found = {}
@@ -77,3 +77,7 @@ def test_metavariables_are_consistent() -> None:
                 if option in wanted:
                     found.setdefault(option, set()).add(action.metavar)
     assert found == {option: {metavar} for option, metavar in wanted.items()}
+    # --out is a FILE, except `conformance oracle --out`, a file or a folder
+    outs = {a.metavar for p in _subparsers().values() for a in p._actions
+            if "--out" in a.option_strings}
+    assert outs <= {"FILE", "PATH"}

@@ -153,10 +153,11 @@ def test_summary_lines() -> None:
     assert lines[0] == "summary:"
     assert lines[1].split() == ["jax", "1", "skip"]
     assert lines[2].split() == ["torch", "1", "error,", "2", "fail,", "1", "pass"]
-    assert lines[3] == "worst discrepancies (1 more in the results):"
-    assert lines[4].startswith("  c[torch-torch.nn.functional.cross_entropy-cpu-float32] "
-                               "output: fail numeric 300 ULP")
-    assert lines[5].startswith("  b[")
+    # by cause, in the report's order: the larger ULP error first, the error after the fails
+    assert lines[3] == "worst discrepancies, by cause (1 more in the report):"
+    assert lines[4].startswith("  c on torch.nn.functional.cross_entropy (torch): "
+                               "fail numeric, 1 record(s) in float32: ")
+    assert lines[5].startswith("  b on ")
     assert lines[-2:] == ["results: results/r.jsonl", "report:  results/report.html"]
     assert not any(line.startswith("report") for line in summary_lines(summary))
 
@@ -184,3 +185,18 @@ def test_run_exit_codes_and_report(stand_ins: None, case_file: Path, tmp_path: P
     assert statuses["fail"] == 3 and report.is_file()
     assert "p-softmax" in report.read_text(encoding="utf-8")
     assert main([*argv, "--exit-zero"]) == 0  # audits that only want the report
+
+
+def test_a_workers_job_count_sets_the_total(case_file: Path) -> None:
+    """A worker's count of the jobs it will run replaces the declaration's estimate; a
+    restarted worker counts only those left, so the jobs done before are added."""
+    progress = Progress(io.StringIO(), interactive=False, frameworks=["torch"])
+    progress.start(load_file(case_file))
+    progress.adapter(adapter())
+    assert progress.total() == 4
+    progress.jobs("torch", 3)  # e.g. --impl left three
+    assert progress.total() == 3
+    for record in _job_records("torch", JOBS[0], 1):
+        progress.record(record)
+    progress.jobs("torch", 2)  # a fresh worker, after the first died
+    assert progress.total() == 3 and progress.done["torch"] == 1

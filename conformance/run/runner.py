@@ -63,6 +63,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from conformance.adapters.implementation import Implementation
 from conformance.cases.loading import Case, find_case_files, load_cases
 from conformance.judge.check import check_documented
 from conformance.oracle import cache as oracle_cache
@@ -101,6 +102,14 @@ class RunOptions:
     overwrite: bool = False  # empty the file (once its lock is held) instead of appending
     cache: str | None = None  # a directory, or "off"; None: $CONFORMANCE_CACHE or the default
     oracle_timeout: float = DEFAULT_ORACLE_TIMEOUT  # per oracle result, in the oracle phase
+    # users' functions run like an API (--impl/--like), on that API's framework; a framework
+    # they need that is not in ``frameworks`` runs only the APIs they mimic
+    implementations: tuple[Implementation, ...] = ()
+
+    def worker_frameworks(self) -> list[str]:
+        """Every framework a worker runs: ``frameworks``, then the implementations'."""
+        return list(dict.fromkeys([*self.frameworks,
+                                   *(impl.framework for impl in self.implementations)]))
 
 
 def available_cores() -> int:
@@ -152,7 +161,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
                 _in_parallel(parallel, [
                     functools.partial(_run_framework, framework, cases, options,
                                       environment_id, sink, stop, failed_file)
-                    for framework in options.frameworks], stop)
+                    for framework in options.worker_frameworks()], stop)
             finally:
                 oracle_cache.clear_unavailable()
                 if failed_file is not None:
@@ -235,6 +244,7 @@ SETTING_NAMES = {
     "devices": "--device", "timeout": "--timeout", "oracle_timeout": "--oracle-timeout",
     "tolerance_scale": "--tolerance-scale ($CONFORMANCE_TOLERANCE_SCALE)",
     "oracle_version": "the oracle's version (its code, mpmath and numpy)",
+    "implementations": "--impl/--like",
 }
 # The settings that decide verdicts rather than which jobs exist: an append must share them.
 JUDGING_SETTINGS = ("tolerance_scale", "oracle_version")
@@ -254,7 +264,7 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
     def chosen(values: list[str] | None) -> list[str] | None:
         return sorted(set(values)) if values else None
 
-    return {
+    settings: dict[str, Any] = {
         "cases": sorted(str(Path(p)) for p in options.cases),
         "frameworks": sorted(set(options.frameworks)),
         "dtypes": chosen(options.dtypes),
@@ -264,6 +274,9 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
         "tolerance_scale": run_scale(),
         "oracle_version": oracle_cache.oracle_version(),
     }
+    if options.implementations:  # absent otherwise: the settings of older runs still match
+        settings["implementations"] = sorted(impl.spec() for impl in options.implementations)
+    return settings
 
 
 def case_digest(case: Case) -> str:
@@ -436,12 +449,14 @@ class _Sink:
                 if self.progress is not None:
                     self.progress.record(record)
 
-    def declare(self, declaration: dict[str, Any]) -> None:
-        """Write an adapter line, once per framework and version in this environment."""
+    def declare(self, declaration: dict[str, Any],
+                running: dict[str, Any] | None = None) -> None:
+        """Write an adapter line, once per framework and version in this environment
+        (``running``: the declaration with the APIs the worker runs, for the progress)."""
         key = (declaration["framework"], declaration["version"])
         with self.lock:
             if self.progress is not None:
-                self.progress.adapter(declaration)
+                self.progress.adapter(running or declaration)
             if key not in self.declared:
                 self.declared.add(key)
                 self.writer.write_adapter(declaration)
@@ -464,6 +479,13 @@ class _Sink:
 
     def new_log(self, name: str) -> Path | None:
         return None if self.logs is None else self.logs.new_path(name)
+
+    def job_total(self, framework: str, total: int) -> None:
+        """A framework's worker will run ``total`` jobs (more exact than its declaration:
+        --impl changes its APIs, a resumed run skips jobs already complete)."""
+        with self.lock:
+            if self.progress is not None:
+                self.progress.jobs(framework, total)
 
     def estimate(self, declaration: dict[str, Any]) -> None:
         """A framework's declaration known before its worker runs: its jobs' total."""
@@ -773,7 +795,10 @@ def _declare(framework: str, options: RunOptions, sink: _Sink) -> None:
     # Its standard error is dropped: the framework's real worker prints the same on import,
     # into its log.
     command = [sys.executable, "-m", "conformance.run.worker", "--framework", framework,
-               "--declare", "--cases", *options.cases]
+               *_implementation_arguments(options, framework), "--declare",
+               "--cases", *options.cases]
+    command += ["--dtype", *options.dtypes] if options.dtypes else []
+    command += ["--device", *options.devices] if options.devices else []
     try:
         done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               env=worker_environment(), timeout=STARTUP_TIMEOUT, check=False)
@@ -786,6 +811,8 @@ def _declare(framework: str, options: RunOptions, sink: _Sink) -> None:
             continue
         if isinstance(event, dict) and event.get("event") == "adapter":
             sink.estimate(event["declaration"])
+        elif isinstance(event, dict) and event.get("event") == "jobs":
+            sink.job_total(framework, int(event["total"]))
 
 
 def _run_framework(framework: str, cases: list[Case], options: RunOptions,
@@ -805,7 +832,7 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
 
     stalled = False
     while not stop.is_set():
-        mode = ["--framework", framework]
+        mode = ["--framework", framework, *_implementation_arguments(options, framework)]
         if oracle_failed is not None:
             mode += ["--oracle-failed", oracle_failed]
         worker = _Worker(mode, options, environment_id, done, by_id, stop,
@@ -843,6 +870,35 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
         on_done(FRAMEWORK_JOB, [worker.error_record(
             FRAMEWORK_JOB, outcome.kind, f"the worker could not run any job: {outcome.failure}")])
         return
+
+
+def _implementation_arguments(options: RunOptions, framework: str) -> list[str]:
+    """The worker's ``--implementations`` (and ``--only-apis``, the APIs mimicked, where the
+    framework runs only for implementations)."""
+    mine = [impl for impl in options.implementations if impl.framework == framework]
+    if not mine:
+        return []
+    arguments = ["--implementations", json.dumps([impl.as_json() for impl in mine])]
+    if framework not in options.frameworks:
+        arguments += ["--only-apis", *dict.fromkeys(impl.like_id for impl in mine)]
+    return arguments
+
+
+def running_declaration(declaration: dict[str, Any], options: RunOptions) -> dict[str, Any]:
+    """``declaration`` with the APIs a worker of ``options`` runs (for counting its jobs):
+    the framework's own (only those mimicked, where it runs only for implementations), then
+    its implementations."""
+    framework = declaration.get("framework")
+    mine = [impl for impl in options.implementations if impl.framework == framework]
+    if not mine:
+        return declaration
+    apis: list[dict[str, Any]] = list(declaration.get("apis", []))
+    by_id = {api.get("id"): api for api in apis}
+    if framework not in options.frameworks:
+        apis = [api for api in apis if any(api.get("id") == i.like_id for i in mine)]
+    added = [{**by_id.get(impl.like_id, {}), "id": impl.api_id, "name": impl.name,
+              "kind": "implementation"} for impl in mine]
+    return {**declaration, "apis": apis + added}
 
 
 @dataclass
@@ -906,6 +962,9 @@ class _Worker:
         apis: list[dict[str, Any]] = self.declaration.get("apis", [])
         devices: list[dict[str, Any]] = self.declaration.get("devices", [])
         api = next((a for a in apis if a.get("id") == api_id), {})
+        impl = next((i for i in self.options.implementations if i.api_id == api_id), None)
+        if impl is not None:
+            api = {"name": impl.name, "kind": "implementation"}
         device = next((d for d in devices if d.get("id") == device_id), {})
         return Record(
             case_id=case_id, op=case.op if case else "", group=case.group if case else "",
@@ -914,6 +973,7 @@ class _Worker:
             device=device_id, device_name=device.get("name", ""), dtype=dtype,
             quantity="output", status="error", kind=kind, message=message,
             case_file=case.file if case else "", environment_id=self.environment_id,
+            extra={"like": impl.like} if impl is not None else {},
         )
 
     @classmethod
@@ -951,7 +1011,8 @@ class _Worker:
                     if kind == "adapter":
                         self.declaration = event["declaration"]
                         outcome.version = self.declaration["version"]
-                        sink.declare({**self.declaration, "environment_id": self.environment_id})
+                        sink.declare({**self.declaration, "environment_id": self.environment_id},
+                                     running_declaration(self.declaration, self.options))
                     elif kind == "unavailable":
                         outcome.unavailable = event["reason"]
                     elif kind == "start":
@@ -969,6 +1030,8 @@ class _Worker:
                         outcome.progress = True
                         current, buffered = None, []
                         deadline = time.monotonic() + limit
+                    elif kind == "jobs":
+                        sink.job_total(self.framework, int(event["total"]))
                     elif kind == "finished":
                         outcome.finished = True
                         sink.oracle_stats(event.get("oracle", {}))
