@@ -9,6 +9,7 @@ matrix), ``conformance.cases`` and ``reference``; an adapter never imports anoth
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
@@ -19,6 +20,25 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
     "torch": ("conformance.adapters.torch_adapter", "TorchAdapter"),
     "jax": ("conformance.adapters.jax_adapter", "JaxAdapter"),
     "tensorflow": ("conformance.adapters.tensorflow_adapter", "TensorFlowAdapter"),
+    "scipy": ("conformance.adapters.scipy_adapter", "ScipyAdapter"),
+    "onnxruntime": ("conformance.adapters.onnxruntime_adapter", "OnnxRuntimeAdapter"),
+    "mlx": ("conformance.adapters.mlx_adapter", "MlxAdapter"),
+    "keras-jax": ("conformance.adapters.keras_adapter", "KerasJaxAdapter"),
+    "keras-torch": ("conformance.adapters.keras_adapter", "KerasTorchAdapter"),
+    "paddle": ("conformance.adapters.paddle_adapter", "PaddleAdapter"),
+}
+# The packages each built-in framework needs: ``installed`` looks for them without importing
+# anything, so a run with no --framework runs every framework installed here.
+PACKAGES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",),
+    "jax": ("jax", "jaxlib", "optax"),
+    "tensorflow": ("tensorflow", "keras"),
+    "scipy": ("scipy",),
+    "onnxruntime": ("onnxruntime", "onnx"),
+    "mlx": ("mlx",),
+    "keras-jax": ("keras", "jax", "jaxlib"),
+    "keras-torch": ("keras", "torch"),
+    "paddle": ("paddle",),
 }
 
 
@@ -42,6 +62,15 @@ def frameworks() -> dict[str, tuple[str, str]]:
             )
         extra[name.strip()] = (module.strip(), cls.strip())
     return {**FRAMEWORKS, **extra}
+
+
+def installed(names: list[str] | None = None) -> list[str]:
+    """The frameworks of ``names`` (default: every known one) whose packages are importable
+    here (``importlib.util.find_spec``, which imports nothing); a framework plugged in through
+    ``$CONFORMANCE_ADAPTERS`` counts as installed, its adapter says otherwise when loaded."""
+    return [name for name in (names if names is not None else list(frameworks()))
+            if all(importlib.util.find_spec(package) is not None
+                   for package in PACKAGES.get(name, ()))]
 
 
 class AdapterUnavailable(RuntimeError):
@@ -78,5 +107,6 @@ __all__ = [
     "Device",
     "Outcome",
     "frameworks",
+    "installed",
     "load_adapter",
 ]

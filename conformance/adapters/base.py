@@ -34,6 +34,9 @@ class Api:
     # option (or "*") -> the framework's own definition it follows for that option; a failing
     # record of a case using the option is then "semantic" (conformance/judge/check.py)
     semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # Why the API has no gradient (a forward-only runtime), or "" where it has one: a case's
+    # gradient is then recorded ``unsupported`` with this reason, its output still judged.
+    no_grad: str = ""
 
     def unsupported_reason(self, options: list[str]) -> str | None:
         """Why this API cannot run a case needing ``options``, or None if it can."""
@@ -60,6 +63,9 @@ class Outcome:
     grad: np.ndarray | None = None
     error_type: str = ""
     message: str = ""
+    # The dtype the framework's output had, where the adapter tells it ("" where it does not):
+    # an output in another dtype than the inputs' is a discrepancy (conformance/judge/check.py).
+    dtype: str = ""
 
 
 class Adapter(abc.ABC):
@@ -98,7 +104,7 @@ def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
         "apis": [
             {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
              "supports": sorted(a.supports), "reasons": dict(a.reasons),
-             "semantics": dict(a.semantics)}
+             "semantics": dict(a.semantics), **({"no_grad": a.no_grad} if a.no_grad else {})}
             for a in adapter.apis()
         ],
     }

@@ -120,12 +120,27 @@ def check_case(
     # the case's own override, not problem.case's: cases that differ only in their tolerance
     # compare equal, so the cached problem may hold another of them
     override = getattr(case, "tolerance", None)
-    records = [_judge(base, "output", reference.output, outcome.output, problem,
-                      output_bound, override)]
+    records = [_dtype_kept(_judge(base, "output", reference.output, outcome.output, problem,
+                                  output_bound, override), outcome, dtype)]
     if case.grad and reference.grad is not None and grad_bound is not None:
-        records.append(_judge(base, "grad", reference.grad, outcome.grad, problem, grad_bound,
-                              override))
+        if getattr(api, "no_grad", ""):
+            records.append(replace(base, quantity="grad", status="unsupported",
+                                   message=api.no_grad))
+        else:
+            records.append(_judge(base, "grad", reference.grad, outcome.grad, problem,
+                                  grad_bound, override))
     return [_semantic(record, api, case, problem) for record in records]
+
+
+def _dtype_kept(record: Record, outcome: Outcome, dtype: str) -> Record:
+    """``record`` of the output, failed as a ``behaviour`` discrepancy when the adapter says
+    the framework returned another dtype than its inputs' (``Outcome.dtype``): a float64
+    run that computes in float32 is not a float64 result, whatever its values."""
+    if not outcome.dtype or outcome.dtype == dtype or record.status not in ("pass", "fail"):
+        return record
+    note = f"returned {outcome.dtype} for {dtype} inputs"
+    return replace(record, status="fail", kind=BEHAVIOUR,
+                   message=f"{note}; {record.message}" if record.message else note)
 
 
 def bounds_for(case: Case, dtype: str,

@@ -2,8 +2,9 @@
 
 ``check_every_api`` runs each case through each API of an adapter (on CPU, in float32 and
 float64) and checks the records: a case the API declares it can run must pass against the
-oracle (output and gradient); a case it cannot must be ``unsupported`` with the API's own
-declared reason.  It also checks that every option each API declares was exercised by at
+oracle (output and gradient; a forward-only API's gradient ``unsupported`` with its declared
+``no_grad`` reason); a case it cannot must be ``unsupported`` with the API's own declared
+reason.  It also checks that every option each API declares was exercised by at
 least one passing case, so a declaration cannot claim what no test has checked.
 
 A framework's known discrepancy is passed in ``known`` (API id and case id -> why); such a
@@ -164,6 +165,9 @@ def check_every_api(adapter: Adapter, cases: list[Case], apis: tuple[Api, ...] |
                     assert [(r.status, r.message) for r in got] == [("unsupported", reason)], where
                     continue
                 assert [r.quantity for r in got] == ["output", "grad"], (where, got)
+                if api.no_grad:  # forward only: the gradient says why, the output is judged
+                    assert (got[1].status, got[1].message) == ("unsupported", api.no_grad), where
+                    got = got[:1]
                 bad = [r for r in got if r.status != "pass"]
                 if (api.id, case.id) in known:
                     assert bad, f"{where} passes: is this fixed? {known[api.id, case.id]}"
