@@ -10,13 +10,13 @@ import pytest
 
 pytest.importorskip("scipy", reason="SciPy is not installed (tox -e scipy installs it)")
 
-from conformance.adapters import load_adapter  # noqa: E402
-from conformance.adapters.scipy_adapter import NO_GRAD  # noqa: E402
-from conformance.cases.loading import load_cases, load_file  # noqa: E402
-from conformance.cases.problem import make_problem  # noqa: E402
-from conformance.judge.check import check_case  # noqa: E402
-from tests.conftest import ROOT, write  # noqa: E402
-from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
+from conformance.adapters import load_adapter
+from conformance.adapters.scipy_adapter import NO_GRAD
+from conformance.cases.loading import load_cases, load_file
+from conformance.cases.problem import make_problem
+from conformance.judge.check import check_case
+from tests.conftest import ROOT, write
+from tests.frameworks.api_cases import api_cases, check_every_api
 
 ADAPTER = load_adapter("scipy")
 
