@@ -129,6 +129,10 @@ cases:
     input: [[[-1.5, -0.5], [-0.5, -1.5], [-2.0, -3.0]]]
     target: [[0, 2]]
     reduction: sum
+  - id: nll-mean
+    op: nll_loss
+    input: [[-1.5, -0.5, -2.0], [-0.1, -3.0, -2.5]]
+    target: [1, 0]
   - id: nll-ignored-none
     op: nll_loss
     input: [[-1.5, -0.5, -2.0], [-0.1, -3.0, -2.5]]
