@@ -83,7 +83,7 @@ class MlxAdapter(Adapter):
         self._recipes = _recipes(mx, nn)
 
     def version(self) -> str:
-        return str(self.mx.__version__)
+        return str(getattr(self.mx, "__version__", "?"))
 
     def apis(self) -> tuple[Api, ...]:
         return APIS
