@@ -120,8 +120,8 @@ def check_case(
     # the case's own override, not problem.case's: cases that differ only in their tolerance
     # compare equal, so the cached problem may hold another of them
     override = getattr(case, "tolerance", None)
-    records = [_dtype_kept(_judge(base, "output", reference.output, outcome.output, problem,
-                                  output_bound, override), outcome, dtype)]
+    records = [_judge(base, "output", reference.output, outcome.output, problem,
+                      output_bound, override)]
     if case.grad and reference.grad is not None and grad_bound is not None:
         if getattr(api, "no_grad", ""):
             records.append(replace(base, quantity="grad", status="unsupported",
@@ -129,7 +129,9 @@ def check_case(
         else:
             records.append(_judge(base, "grad", reference.grad, outcome.grad, problem,
                                   grad_bound, override))
-    return [_semantic(record, api, case, problem) for record in records]
+    judged = [_semantic(record, api, case, problem) for record in records]
+    # after _semantic: an output in the wrong dtype is that, whatever definition the API follows
+    return [_dtype_kept(judged[0], outcome, dtype), *judged[1:]]
 
 
 def _dtype_kept(record: Record, outcome: Outcome, dtype: str) -> Record:

@@ -173,6 +173,9 @@ def check_every_api(adapter: Adapter, cases: list[Case], apis: tuple[Api, ...] |
                 if reason is not None:
                     assert [(r.status, r.message) for r in got] == [("unsupported", reason)], where
                     continue
+                if (api.id, case.id) in known and any(r.status != "pass" for r in got):
+                    exercised[api.name] |= set(case.options())  # checked: known to fail
+                    continue
                 assert [r.quantity for r in got] == ["output", "grad"], (where, got)
                 if api.no_grad:  # forward only: the gradient says why, the output is judged
                     assert (got[1].status, got[1].message) == ("unsupported", api.no_grad), where
