@@ -292,7 +292,29 @@ def cmd_pairwise(args: argparse.Namespace) -> int:
     print("\n".join(pair_lines(pairs, args.limit or None)))
     written = f"; written to {args.out}" if args.out else ""
     print(f"{len(pairs)} framework pairs compared{written}")
+    _print_version_changes(args.results, args.limit or None)
     return 0
+
+
+def _print_version_changes(paths: list[Path], limit: int | None) -> None:
+    """Where a framework has records of several versions: what passes in one and not in
+    another (``conformance.report.versions``)."""
+    from conformance.report.versions import (
+        change_lines,
+        changes_between_versions,
+        framework_versions,
+    )
+    from conformance.results.jsonl import read_results
+
+    results = read_results(paths)
+    several = {name: found for name, found in framework_versions(results.records).items()
+               if len(found) > 1}
+    if not several:
+        return
+    changes = changes_between_versions(results.records, results.adapters)
+    print("\n".join(change_lines(changes)[:limit]))
+    shown = "; ".join(f"{name} {' / '.join(found)}" for name, found in several.items())
+    print(f"{len(changes)} comparisons changed between versions ({shown})")
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],

@@ -9,6 +9,8 @@ and it fetches nothing.  Sections, in order:
 * **overview**: rows framework (with version) x API, columns the case groups; each cell
   shows passes/total and is coloured by its worst status (fail, error, unsupported, skip,
   pass, in that order); dtype, device and environment are selectable;
+* **versions**: where a framework has records of several versions, their counts side by side
+  and the comparisons that changed between them (``conformance.report.versions``);
 * **accuracy**: per framework, API, dtype (and device/environment when there are several),
   a histogram of each record's maximum ULP error against the oracle, with median and max;
 * **support**: API x option/dtype/device, native / composed / unsupported, from the
@@ -39,6 +41,7 @@ from conformance.report.discrepancies import discrepancy_section
 from conformance.report.html import Safe, escape, h, join, json_attribute
 from conformance.report.plots import UlpAxis, format_ulp, median, ulp_axis_svg, ulp_histogram
 from conformance.report.support import support_section
+from conformance.report.versions import versions_section
 from conformance.results.merge import Merged, merge_results
 from conformance.results.records import STATUSES, Record
 from reference.formats import DTYPES
@@ -86,6 +89,7 @@ def render_report(merged: Merged, *, cases_root: Path | str | None = None,
     sections = [
         ("environments", _environments(merged)),
         ("overview", _overview(merged)),
+        ("versions", versions_section(merged)),  # empty unless a framework has two versions
         ("accuracy", _accuracy(merged)),
         ("support", support_section(merged)),
         ("discrepancies", discrepancy_section(merged, Path(cases_root) if cases_root else None)),
