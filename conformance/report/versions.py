@@ -86,13 +86,13 @@ def changes_between_versions(records: Iterable[Record],
         if kept is None or (kept.status == "pass" and record.status != "pass"):
             verdicts[key][record.framework_version] = record
     changes = []
-    for key, by_version in sorted(verdicts.items()):
+    for comparison, by_version in sorted(verdicts.items()):
         versions = list(by_version)
         for i, old in enumerate(versions):
             for new in versions[i + 1:]:
                 a, b = by_version[old], by_version[new]
                 if (a.status == "pass") != (b.status == "pass"):
-                    changes.append(Change(*key, old_version=old, old_status=a.status,
+                    changes.append(Change(*comparison, old_version=old, old_status=a.status,
                                           new_version=new, new_status=b.status,
                                           old_message=a.message, new_message=b.message))
     return changes
