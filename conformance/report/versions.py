@@ -74,7 +74,7 @@ def changes_between_versions(records: Iterable[Record],
     """Every comparison that passed in one version of its framework and failed or raised in
     another; by framework, case, API, device, dtype and quantity."""
     kinds = _device_kinds(adapters)
-    verdicts: dict[tuple[str, ...], dict[str, Record]] = defaultdict(dict)
+    verdicts: dict[tuple[str, str, str, str, str, str], dict[str, Record]] = defaultdict(dict)
     for record in records:
         if record.status not in JUDGED or record.framework == "reference":
             continue
@@ -92,9 +92,11 @@ def changes_between_versions(records: Iterable[Record],
             for new in versions[i + 1:]:
                 a, b = by_version[old], by_version[new]
                 if (a.status == "pass") != (b.status == "pass"):
-                    changes.append(Change(*comparison, old_version=old, old_status=a.status,
-                                          new_version=new, new_status=b.status,
-                                          old_message=a.message, new_message=b.message))
+                    framework, case_id, api, device, dtype, quantity = comparison
+                    changes.append(Change(
+                        framework, case_id, api, device, dtype, quantity, old_version=old,
+                        old_status=a.status, new_version=new, new_status=b.status,
+                        old_message=a.message, new_message=b.message))
     return changes
 
 
