@@ -164,3 +164,13 @@ def test_the_readmes_matrix_is_the_generated_one() -> None:
     assert all(not f.unavailable for f in generated.frameworks), generated.frameworks
     assert block.group(1) == generated.markdown(environment=False, reasons=False)
 
+
+
+def test_a_forward_only_api_says_no_in_the_grad_column_with_its_reason() -> None:
+    declaration = json.loads(json.dumps(DECLARATION))
+    declaration["apis"][0]["no_grad"] = "values only"
+    text = from_declarations([declaration]).markdown()
+    softmax_row = next(line for line in text.splitlines() if "`toy.softmax`" in line)
+    nll_row = next(line for line in text.splitlines() if "`nll(" in line)
+    assert softmax_row.endswith("| no |") and nll_row.endswith("| composed |")
+    assert "* toy: `toy.softmax` (grad): values only" in text
