@@ -96,8 +96,11 @@ class OnnxRuntimeAdapter(Adapter):
         self.onnx, self.ort, self.helper = onnx, onnxruntime, helper
         self._sessions: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: ORT warns per session it optimises
+        # fatal only: ORT logs a warning per session it optimises and an error per kernel that
+        # raises, on stderr; what a run raises reaches the record as the exception's message
+        options.log_severity_level = 4
         self._options = options
+        onnxruntime.set_default_logger_severity(4)
 
     def version(self) -> str:
         return f"{self.ort.__version__} (onnx {self.onnx.__version__}, opset {OPSET})"
