@@ -312,7 +312,8 @@ def _print_version_changes(paths: list[Path], limit: int | None) -> None:
     if not several:
         return
     changes = changes_between_versions(results.records, results.adapters)
-    print("\n".join(change_lines(changes)[:limit]))
+    for line in change_lines(changes)[:limit]:
+        print(line)
     shown = "; ".join(f"{name} {' / '.join(found)}" for name, found in several.items())
     print(f"{len(changes)} comparisons changed between versions ({shown})")
 

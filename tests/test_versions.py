@@ -80,6 +80,10 @@ def test_pairwise_compares_two_versions_of_one_framework_across_environments() -
                           ("jax 0.12.0", "torch 2.13.0")}
     assert pairs[("jax 0.10.2", "jax 0.12.0")].max_ulp_error == 1
     assert pairs[("jax 0.10.2", "torch 2.13.0")].max_ulp_error == 0
+    # versions of one framework pair each API with itself only
+    other_api = record("0.12.0", api="jax.other", actual=[0.75, 0.25])
+    assert not [p for p in pairs_from_records([records[0], other_api])
+                if p.framework_a.startswith("jax") and p.framework_b.startswith("jax")]
     # one version each: frameworks by name, within one environment, as before
     same = pairs_from_records([record("1"), record("1", framework="torch",
                                                     environment_id="env-1")])

@@ -34,7 +34,8 @@ environment, adapter and result lines only).
 **Versions.**  Where some framework has records of more than one version (results files of
 the pinned and of the latest audit), every framework is named with its version
 (``jax 0.10.2 (...)``, ``jax 0.12.0 (...)``) and records pair across environments, so two
-versions of one framework are compared like two frameworks; ``environment_id`` is then empty.
+versions of one framework are compared like two frameworks, each API with itself (not with
+the framework's other APIs of its kind); ``environment_id`` is then empty.
 """
 
 from __future__ import annotations
@@ -193,9 +194,11 @@ def pairs_from_records(records: Iterable[Record],
                     else record.framework)
             by_framework[name].append(record)
         for fa, fb in itertools.combinations(sorted(by_framework), 2):
+            # two versions of one framework: each API against itself, so a change is its own
             candidates = [replace(pair, framework_a=fa, framework_b=fb)
                           for ra in by_framework[fa] for rb in by_framework[fb]
-                          if (pair := _pair(key, ra, rb)) is not None]
+                          if (ra.framework != rb.framework or ra.api == rb.api)
+                          and (pair := _pair(key, ra, rb)) is not None]
             if candidates:
                 worst = max(candidates, key=lambda p: p.severity)
                 pairs.append(replace(worst, api_pairs=len(candidates)))
