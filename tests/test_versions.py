@@ -26,7 +26,7 @@ def record(version: str, status: str = "pass", **fields: object) -> Record:
     return replace(base, **fields)  # type: ignore[arg-type]
 
 
-def test_a_comparison_that_passes_in_one_version_and_fails_in_the_other_is_a_change() -> None:
+def test_a_comparison_whose_verdict_differs_between_versions_is_a_change() -> None:
     records = [
         record("0.10.2"), record("0.12.0", "fail", message="3 ulp off"),
         record("0.10.2", case_id="same"), record("0.12.0", case_id="same"),  # no change
@@ -39,9 +39,9 @@ def test_a_comparison_that_passes_in_one_version_and_fails_in_the_other_is_a_cha
     assert framework_versions(records) == {"jax": ["0.10.2", "0.12.0"], "torch": ["1"]}
     changes = changes_between_versions(records)
     assert [(c.case_id, c.old_status, c.new_status) for c in changes] == [
-        ("c", "pass", "fail"), ("fixed", "error", "pass")]
-    assert changes[0].new_message == "3 ulp off"
-    assert change_lines(changes)[0] == (
+        ("both-fail", "fail", "error"), ("c", "pass", "fail"), ("fixed", "error", "pass")]
+    assert changes[1].new_message == "3 ulp off"
+    assert change_lines(changes)[1] == (
         "jax c [float32 cpu] output jax.nn.softmax: 0.10.2 pass -> 0.12.0 fail")
 
 
@@ -63,7 +63,7 @@ def test_the_report_section_shows_versions_side_by_side_and_the_changes() -> Non
                              record("0.12.0", case_id="d")])
     html = versions_section(merged)
     assert "jax 0.10.2" in html and "jax 0.12.0" in html
-    assert "Changed between versions (1)" in html
+    assert "Changed between versions (1)" in html and "1 comparisons judged" in html
     assert "0.12.0: fail" in html
     assert versions_section(Merged(records=[record("0.10.2")])) == ""
     unchanged = versions_section(Merged(records=[record("0.10.2"), record("0.12.0")]))

@@ -4,9 +4,11 @@ the comparisons that changed between versions.
 Results files of two audits (``tox -e audit`` with the pinned versions, ``tox -e audit-latest``
 with the newest ones) merge into one report; a framework with records of more than one
 version gets a table here.  A *comparison* is one case on one API, device kind, dtype and
-quantity; it *changed* where two versions both judged it (pass, fail or error) and one passed
-while the other did not.  ``unsupported`` and ``skip`` records say nothing about the values
-and are left out of the changes (they are counted in the table).
+quantity; it *changed* where two versions both judged it (pass, fail or error) with different
+verdicts: it passes in one and fails or raises in the other, or it fails in one and raises in
+the other (SciPy 1.17 returns float64 for bfloat16 where 1.18 raises).  ``unsupported`` and
+``skip`` records say nothing about the values and are left out of the changes (they are
+counted in the table, with the number of comparisons both versions judged).
 
 The device is compared by kind (``cpu``, ``gpu``) where the adapter lines name it, else by
 id, since two audits may run on machines whose devices have other names.
@@ -71,8 +73,8 @@ def _device_kinds(adapters: Iterable[dict[str, Any]]) -> dict[tuple[str, str], s
 
 def changes_between_versions(records: Iterable[Record],
                              adapters: Iterable[dict[str, Any]] = ()) -> list[Change]:
-    """Every comparison that passed in one version of its framework and failed or raised in
-    another; by framework, case, API, device, dtype and quantity."""
+    """Every comparison whose verdict (pass, fail, error) differs between two versions of its
+    framework; by framework, case, API, device, dtype and quantity."""
     kinds = _device_kinds(adapters)
     verdicts: dict[tuple[str, str, str, str, str, str], dict[str, Record]] = defaultdict(dict)
     for record in records:
@@ -91,13 +93,24 @@ def changes_between_versions(records: Iterable[Record],
         for i, old in enumerate(versions):
             for new in versions[i + 1:]:
                 a, b = by_version[old], by_version[new]
-                if (a.status == "pass") != (b.status == "pass"):
+                if a.status != b.status:
                     framework, case_id, api, device, dtype, quantity = comparison
                     changes.append(Change(
                         framework, case_id, api, device, dtype, quantity, old_version=old,
                         old_status=a.status, new_version=new, new_status=b.status,
                         old_message=a.message, new_message=b.message))
     return changes
+
+
+def judged_by_both(records: Iterable[Record]) -> dict[str, int]:
+    """framework -> the comparisons that at least two of its versions judged."""
+    seen: dict[tuple[str, ...], set[str]] = defaultdict(set)
+    for record in records:
+        if record.status in JUDGED and record.framework != "reference":
+            seen[(record.framework, record.case_id, record.api, record.device, record.dtype,
+                  record.quantity)].add(record.framework_version)
+    found: Counter[str] = Counter(key[0] for key, versions in seen.items() if len(versions) > 1)
+    return dict(found)
 
 
 def version_counts(records: Iterable[Record]) -> dict[tuple[str, str], Counter[str]]:
@@ -116,9 +129,12 @@ def versions_section(merged: Merged) -> Safe:
     if not versions:
         return Safe("")
     counts = version_counts(merged.records)
+    shared = judged_by_both(merged.records)
     changes = changes_between_versions(merged.records, merged.adapters)
     tables = []
     for framework, found in versions.items():
+        tables.append(h("p", f"{framework}: {shared.get(framework, 0)} comparisons judged in "
+                             "more than one version (the audits may have run other cases)"))
         head = h("tr", h("th", "status"), *(h("th", f"{framework} {v}") for v in found))
         rows = [h("tr", h("th", status), *(h("td", str(counts[(framework, v)][status]))
                                             for v in found))
@@ -134,8 +150,8 @@ def versions_section(merged: Merged) -> Safe:
 def _changes_table(changes: list[Change]) -> Safe:
     title = h("h3", f"Changed between versions ({len(changes)})")
     if not changes:
-        return join([title, h("p", "No comparison passes in one version and fails or raises "
-                                   "in another.")])
+        return join([title, h("p", "No comparison judged in two versions has another verdict "
+                                   "in one than in the other.")])
     head = h("tr", *(h("th", name) for name in (
         "framework", "case", "API", "device", "dtype", "quantity", "from", "to", "message")))
     rows = [h("tr", h("td", c.framework), h("td", c.case_id), h("td", c.api), h("td", c.device),
