@@ -123,11 +123,14 @@ def version_counts(records: Iterable[Record]) -> dict[tuple[str, str], Counter[s
 
 
 def versions_section(merged: Merged) -> Safe:
-    """The ``Versions`` section: empty where no framework has more than one version."""
+    """The ``Versions`` section (a one-line note where no framework has several versions)."""
     versions = {name: found for name, found in framework_versions(merged.records).items()
                 if len(found) > 1}
     if not versions:
-        return Safe("")
+        return join([h("h2", "Versions"),
+                     h("p", "Every framework has records of one version: merge the results "
+                            "of two audits (say tox -e audit and tox -e audit-latest) to see "
+                            "versions side by side.", class_="note")])
     counts = version_counts(merged.records)
     shared = judged_by_both(merged.records)
     changes = changes_between_versions(merged.records, merged.adapters)
