@@ -65,7 +65,7 @@ def test_the_report_section_shows_versions_side_by_side_and_the_changes() -> Non
     assert "jax 0.10.2" in html and "jax 0.12.0" in html
     assert "Changed between versions (1)" in html and "1 comparisons judged" in html
     assert "0.12.0: fail" in html
-    assert versions_section(Merged(records=[record("0.10.2")])) == ""
+    assert "records of one version" in versions_section(Merged(records=[record("0.10.2")]))
     unchanged = versions_section(Merged(records=[record("0.10.2"), record("0.12.0")]))
     assert "Changed between versions (0)" in unchanged and "No comparison" in unchanged
 
