@@ -31,26 +31,51 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
     "keras-torch": ("conformance.adapters.keras_adapter", "KerasTorchAdapter"),
     "paddle": ("conformance.adapters.paddle_adapter", "PaddleAdapter"),
 }
-# The packages each built-in framework needs: ``installed`` looks for them without importing
-# anything, so a run with no --framework runs every framework installed here.
-PACKAGES: dict[str, tuple[str, ...]] = {
-    "torch": ("torch",),
-    "jax": ("jax", "jaxlib", "optax"),
-    "tensorflow": ("tensorflow", "keras"),
-    "scipy": ("scipy",),
-    "onnxruntime": ("onnxruntime", "onnx"),
-    "mlx": ("mlx",),
-    "keras-jax": ("keras", "jax", "jaxlib"),
-    "keras-torch": ("keras", "torch"),
+# What a built-in framework's adapter imports (top-level modules), and the pip packages that
+# give them; this project's extra of the same name installs them at the tested versions.
+REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",), "jax": ("jax", "jaxlib", "optax"), "tensorflow": ("keras", "tensorflow"),
+    "scipy": ("scipy",), "onnxruntime": ("onnxruntime", "onnx"), "mlx": ("mlx",),
+    "keras-jax": ("keras", "jax", "jaxlib"), "keras-torch": ("keras", "torch"),
     "paddle": ("paddle",),
 }
-
+PACKAGES: dict[str, str] = {"torch": "torch", "jax": "jax, jaxlib and optax",
+                            "tensorflow": "tensorflow-cpu", "scipy": "scipy",
+                            "onnxruntime": "onnxruntime and onnx", "mlx": "mlx and mlx-cpu",
+                            "keras-jax": "keras, jax and jaxlib", "keras-torch": "keras and torch",
+                            "paddle": "paddlepaddle"}
 
 ADAPTERS_VARIABLE = "CONFORMANCE_ADAPTERS"
 # Installed packages register adapters under this entry-point group, as pytest plugins use
 # ``pytest11``: in pyproject.toml, [project.entry-points."conformance.adapters"]
 # mybackend = "my_package.adapter:MyAdapter"
 ENTRY_POINT_GROUP = "conformance.adapters"
+
+
+def install_hint(name: str) -> str:
+    """How to install framework ``name``: its pip package, with the tested versions."""
+    if name not in PACKAGES:
+        return "install the package that provides it"
+    return (f"install the pip package {PACKAGES[name]} at the tested version: "
+            f"pip install -c constraints.txt -e '.[{name}]' (in this project's checkout)")
+
+
+def not_installed(name: str) -> str | None:
+    """Why framework ``name`` cannot be imported, found without importing it (its modules
+    are looked up, not run), or None when they are all there.  An import can still fail
+    later (a broken installation): ``load_adapter`` then says so."""
+    known = frameworks()
+    if name not in known:
+        return f"unknown framework {name!r}; expected one of {', '.join(known)}"
+    modules = REQUIRED_MODULES.get(name, (known[name][0].split(".")[0],))
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{name} is not installed (no module named {module!r}); {install_hint(name)}"
+    return None
 
 
 def frameworks() -> dict[str, tuple[str, str]]:
@@ -77,12 +102,11 @@ def frameworks() -> dict[str, tuple[str, str]]:
 
 
 def installed(names: list[str] | None = None) -> list[str]:
-    """The frameworks of ``names`` (default: every known one) whose packages are importable
-    here (``importlib.util.find_spec``, which imports nothing); a framework plugged in through
-    ``$CONFORMANCE_ADAPTERS`` counts as installed, its adapter says otherwise when loaded."""
+    """The frameworks of ``names`` (default: every known one) whose modules are all there
+    (``not_installed``, which imports nothing), so a run with no --framework runs every
+    framework installed here."""
     return [name for name in (names if names is not None else list(frameworks()))
-            if all(importlib.util.find_spec(package) is not None
-                   for package in PACKAGES.get(name, ()))]
+            if not_installed(name) is None]
 
 
 def _entry_point_adapters() -> dict[str, tuple[str, str]]:
@@ -120,7 +144,10 @@ def load_adapter(name: str) -> Adapter:
     try:
         adapter = getattr(importlib.import_module(module_name), class_name)()
     except ImportError as error:
-        raise AdapterUnavailable(f"{name} is not installed ({error})") from error
+        missing = getattr(error, "name", None)
+        what = f"no module named {missing!r}" if missing else str(error)
+        raise AdapterUnavailable(f"{name} is not installed ({what}); "
+                                 f"{install_hint(name)}") from error
     _loaded[name] = adapter
     return adapter
 
@@ -134,6 +161,8 @@ __all__ = [
     "Device",
     "Outcome",
     "frameworks",
+    "install_hint",
     "installed",
     "load_adapter",
+    "not_installed",
 ]
