@@ -177,6 +177,15 @@ class _Evaluation:
             raise _Undecided
 
     def run(self) -> Fast:
+        """The result, from ``exp_quick`` where that decides every element of a block of
+        rows and from ``exp_dd`` where not (the whole problem again when a reduced loss is
+        undecided); ``_Undecided`` when ``exp_dd`` does not decide either."""
+        try:
+            return self._run(quick=True)
+        except _Undecided:
+            return self._run(quick=False)
+
+    def _run(self, quick: bool) -> Fast:
         p = self.problem
         loss = self._loss_setup() if p.op == "cross_entropy" else None
         out_h = np.zeros((self.rows, self.classes))
@@ -185,12 +194,12 @@ class _Evaluation:
         block = max(1, CHUNK // self.classes)
         for start in range(0, self.rows, block):
             rows = slice(start, min(start + block, self.rows))
-            row = self._exponentials(rows)
-            if p.op == "cross_entropy":
-                assert loss is not None
-                values = self._cross_entropy(rows, row, loss)
-            else:
-                values = self._normalize(row)
+            try:
+                values = self._block(rows, loss, quick)
+            except _Undecided:
+                if not quick:
+                    raise
+                values = self._block(rows, loss, False)
             if values[0] is not None:
                 out_h[rows], out_l[rows], out_r[rows] = values[0]
             if values[1] is not None:
@@ -200,7 +209,6 @@ class _Evaluation:
             assert loss is not None
             output = self._reduce(loss)
         else:
-            self._check(out_h, out_l, out_r)
             output = exact_values(restore(out_h, shape, p.class_axis),
                                   restore(out_l, shape, p.class_axis))
         grad = None
@@ -209,9 +217,18 @@ class _Evaluation:
                                 restore(grad_l, shape, p.class_axis))
         return Fast(output, grad, self.ingredients)
 
+    def _block(self, rows: slice, loss: dict[str, Any] | None, quick: bool) -> tuple[Any, Any]:
+        row = self._exponentials(rows, quick)
+        if self.problem.op == "cross_entropy":
+            assert loss is not None
+            return self._cross_entropy(rows, row, loss)
+        values = self._normalize(row)
+        self._check(*values[0])
+        return values
+
     # --- the exponentials of a block of rows ---------------------------------------------
 
-    def _exponentials(self, rows: slice) -> dict[str, Any]:
+    def _exponentials(self, rows: slice, quick: bool) -> dict[str, Any]:
         x = self.problem.logits[rows]
         n = len(x)
         index = np.arange(n)
@@ -220,7 +237,7 @@ class _Evaluation:
         sh, sl = dd.two_sum(x, -peak[:, None])  # exact: |x| <= 2**500
         if sh.size and sh.min() < dd.EXP_MIN:
             raise _Undecided
-        eh, el, rel = dd.exp_dd(sh, sl)
+        eh, el, rel = (dd.exp_quick if quick else dd.exp_dd)(sh, sl)
         eh[index, top], el[index, top] = 1.0, 0.0  # exp(0), exactly
         erad = rel * dd.LOOSE * np.abs(eh) + dd.FLOOR
         erad[index, top] = 0.0
@@ -293,7 +310,13 @@ class _Evaluation:
             inv_h, inv_l = _to_dd(1 / divisor)
         else:
             divisor, inv_h, inv_l = mpf(1), 1.0, 0.0
-        return {"w": w, "eps": eps, "keep": (keep_h, keep_l), "share": (share_h, share_l),
+        # W = sum_c w_c, a pairwise dd sum of non-negative floats: within depth BOUND
+        weight_h, weight_l = _pairwise(w[None, :], np.zeros((1, classes)))
+        total_weight = _dd_mpf(float(weight_h[0]), float(weight_l[0]))
+        beta_h, beta_l = _to_dd(exact(eps) / classes / divisor)
+        b_h, b_l = dd.dd_mul_fp(np.full_like(w, beta_h), np.full_like(w, beta_l), w)
+        return {"W": total_weight, "W_rel": classes.bit_length() * dd.BOUND * SLACK, "b_h": b_h, "b_l": b_l, "b_rel": DD_ROUNDING + dd.BOUND,
+                "w": w, "eps": eps, "keep": (keep_h, keep_l), "share": (share_h, share_l),
                 "divisor": divisor, "inv": (inv_h, inv_l),
                 "inv_rad": DD_ROUNDING * inv_h if p.reduction == "mean" else 0.0,
                 "loss_h": np.zeros(self.rows), "loss_l": np.zeros(self.rows),
@@ -331,7 +354,13 @@ class _Evaluation:
             mrad = dd.radius_product(ah, arad, ash, 0.0, mh)
             sum_h, sum_l = _pairwise(mh, ml)
             sum_rad = _sum_radius(mrad, sum_h, self.classes)
-            return {"dense": (ah, al, arad), "A": (total_h, total_l, total_rad),
+            inv_h, inv_l = setup["inv"]
+            if p.reduction == "mean":
+                bh, bl = dd.dd_mul(ah, al, np.full_like(ah, inv_h), np.full_like(ah, inv_l))
+                brad = dd.radius_product(ah, arad, inv_h, setup["inv_rad"], bh)
+            else:
+                bh, bl, brad = ah, al, arad
+            return {"b": (bh, bl, brad), "A": (total_h, total_l, total_rad),
                     "as": (sum_h, sum_l, sum_rad), "weighs": total_h != 0}
         assert p.index_target is not None
         t = np.asarray(p.index_target[rows], dtype=np.int64)
@@ -344,33 +373,60 @@ class _Evaluation:
             mh, ml = dd.dd_mul_fp(st_h, st_l, wt)
             if dd.tiny(mh):
                 raise _Undecided
-            return {"dense": None, "target": t, "wt": wt, "A": (wt, np.zeros_like(wt),
+            return {"b": None, "target": t, "wt": wt, "A": (wt, np.zeros_like(wt),
                                                                   np.zeros_like(wt)),
                     "as": (mh, ml, dd.radius_product(st_h, 0.0, wt, 0.0, mh)),
                     "weighs": wt != 0}
-        # a_c = w_c eps / C + [c = t] (1 - eps) w_t
-        bh, bl = dd.dd_mul_fp(np.full_like(w, share_h), np.full_like(w, share_l), w)
-        brad = dd.radius_product(share_h, DD_ROUNDING * share_h, w, 0.0, bh)
-        kh, kl = dd.dd_mul_fp(np.full_like(wt, keep_h), np.full_like(wt, keep_l), wt)
-        krad = dd.radius_product(keep_h, 0.0, wt, 0.0, kh)
-        ah = np.broadcast_to(bh, (len(t), self.classes)).copy()
-        al = np.broadcast_to(bl, ah.shape).copy()
-        arad = np.broadcast_to(brad, ah.shape).copy()
-        ah[index, t], al[index, t] = dd.dd_add(ah[index, t], al[index, t], kh, kl)
-        arad[index, t] = dd.radius_sum(arad[index, t], krad, ah[index, t])
-        ah[ignored] = al[ignored] = arad[ignored] = 0.0
-        if dd.tiny(ah):
-            raise _Undecided
-        total_h, total_l = _pairwise(ah, al)
-        total_rad = _sum_radius(arad, total_h, self.classes)
-        mh, ml = dd.dd_mul(ah, al, ash, asl)
-        if dd.tiny(mh):
-            raise _Undecided
-        mrad = dd.radius_product(ah, arad, ash, 0.0, mh)
-        sum_h, sum_l = _pairwise(mh, ml)
-        return {"dense": (ah, al, arad), "A": (total_h, total_l, total_rad),
-                "as": (sum_h, sum_l, _sum_radius(mrad, sum_h, self.classes)),
-                "weighs": total_h != 0}
+        return self._smoothed(row, setup, t, wt, ignored)
+
+    def _smoothed(self, row: dict[str, Any], setup: dict[str, Any], t: np.ndarray,
+                  wt: np.ndarray, ignored: np.ndarray) -> dict[str, Any]:
+        """Index targets with smoothing: ``a_c = w_c eps / C + [c = t] (1 - eps) w_t``, so
+        ``A = (eps / C) W + (1 - eps) w_t`` (W = sum_c w_c, exact) and
+        ``sum_c a_c |s_c| = (eps / C) M + (1 - eps) w_t |s_t|`` with ``M = sum_c w_c |s_c|``
+        (dd products and a pairwise sum, ``(depth + 1) BOUND`` relatively: non-negative
+        terms); the row scalars in mpmath from exact inputs and dd values."""
+        p, w = self.problem, setup["w"]
+        ash, asl = -row["sh"], -row["sl"]
+        if p.weight is None:
+            mh, ml = ash, asl
+        else:
+            mh, ml = dd.dd_mul_fp(ash, asl, np.broadcast_to(w, ash.shape))
+            if dd.tiny(mh):
+                raise _Undecided
+        big_m, big_ml = _pairwise(mh, ml)
+        m_rel = (self.classes.bit_length() + 1) * dd.BOUND * SLACK
+        eps = exact(setup["eps"])
+        share, keep = eps / self.classes, 1 - eps  # at 256 bits: within 2**-250
+        index = np.arange(len(t))
+        totals, sums, radii, total_radii = [], [], [], []
+        for i in range(len(t)):
+            w_t = exact(float(wt[i]))
+            totals.append(share * setup["W"] + keep * w_t)
+            total_radii.append(float(share * setup["W"]) * setup["W_rel"])
+            term = share * _dd_mpf(big_m[i], big_ml[i])
+            rest = keep * w_t * _dd_mpf(ash[i, t[i]], asl[i, t[i]])
+            sums.append(term + rest)
+            radii.append(float(term) * m_rel)
+        total_h, total_l = _scalars(totals)
+        sum_h, sum_l = _scalars(sums)
+        zero = ignored | (total_h == 0)  # an ignored row weighs nothing, smoothing or not
+        for values in (total_h, total_l, sum_h, sum_l):
+            values[zero] = 0.0
+        total_rad = np.where(zero, 0.0, (np.array(total_radii) + DD_ROUNDING * np.abs(total_h))
+                             * SLACK + dd.FLOOR)
+        sum_rad = np.where(zero, 0.0, (np.array(radii) + DD_ROUNDING * np.abs(sum_h)) * SLACK
+                           + dd.FLOOR)
+        # b_c = a_c / D: beta w_c everywhere, plus (1 - eps) w_t / D at the target
+        bh = np.broadcast_to(setup["b_h"], ash.shape).copy()
+        bl = np.broadcast_to(setup["b_l"], ash.shape).copy()
+        divisor = setup["divisor"]
+        extra_h, extra_l = _scalars([keep * exact(float(v)) / divisor for v in wt.tolist()])
+        bh[index, t], bl[index, t] = dd.dd_add(bh[index, t], bl[index, t], extra_h, extra_l)
+        brad = (setup["b_rel"] + dd.BOUND) * np.abs(bh) * SLACK + dd.FLOOR
+        bh[zero] = bl[zero] = brad[zero] = 0.0
+        return {"b": (bh, bl, brad), "A": (total_h, total_l, total_rad),
+                "as": (sum_h, sum_l, sum_rad), "weighs": ~zero}
 
     def _cross_entropy(self, rows: slice, row: dict[str, Any],
                        setup: dict[str, Any]) -> tuple[Any, Any]:
@@ -408,12 +464,8 @@ class _Evaluation:
         kh_, kl_, krad_ = kh[:, None], kl[:, None], krad[:, None]
         gh, gl = dd.dd_mul(row["eh"], row["el"], kh_, kl_)
         grad_rad = dd.radius_product(row["eh"], row["erad"], kh_, krad_, gh)
-        inv_h, inv_l = setup["inv"]
-        inv_rad = setup["inv_rad"]
-        if a["dense"] is not None:
-            ah, al, arad = a["dense"]
-            bh, bl = dd.dd_mul(ah, al, np.full_like(ah, inv_h), np.full_like(ah, inv_l))
-            brad = dd.radius_product(ah, arad, inv_h, inv_rad, bh)
+        if a["b"] is not None:
+            bh, bl, brad = a["b"]
             gh, gl = dd.dd_add(gh, gl, -bh, -bl)
             grad_rad = dd.radius_sum(grad_rad, brad, gh)
         else:
