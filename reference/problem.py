@@ -190,10 +190,11 @@ def _prepare_target(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     if target is None:
         raise OracleDomainError(f"{op} needs a target", "target")
-    array = np.asarray(target, dtype=object)
-    # a float array is a probability target even when empty (no element says so)
+    # a float array is a probability target even when empty (no element says so); it is
+    # read without an object array of millions of Python floats
     is_float_array = isinstance(target, np.ndarray) and target.dtype.kind == "f"
     is_integer_array = isinstance(target, np.ndarray) and target.dtype.kind in "iu"
+    array = target if is_float_array else np.asarray(target, dtype=object)
     is_index = is_integer_array or (not is_float_array and all(
         isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in array.flat))
     if is_index:

@@ -188,9 +188,10 @@ class _Evaluation:
     def _run(self, quick: bool) -> Fast:
         p = self.problem
         loss = self._loss_setup() if p.op == "cross_entropy" else None
-        out_h = np.zeros((self.rows, self.classes))
-        out_l, out_r = np.zeros_like(out_h), np.zeros_like(out_h)
-        grad_h, grad_l = np.zeros_like(out_h), np.zeros_like(out_h)
+        shape2 = (self.rows, self.classes) if p.op != "cross_entropy" else (0, 0)
+        out_h, out_l, out_r = np.empty(shape2), np.empty(shape2), np.empty(shape2)
+        shape2 = (self.rows, self.classes) if self.want_grad else (0, 0)
+        grad_h, grad_l = np.zeros(shape2), np.zeros(shape2)  # softmax's stay 0, exactly
         block = max(1, CHUNK // self.classes)
         for start in range(0, self.rows, block):
             rows = slice(start, min(start + block, self.rows))
@@ -331,37 +332,7 @@ class _Evaluation:
         share_h, share_l = setup["share"]
         ash, asl = -row["sh"], -row["sl"]  # |s_c|, exact
         if p.prob_target is not None:
-            y = p.prob_target[rows]
-            if eps:
-                qh, ql = dd.dd_mul_fp(np.full_like(y, keep_h), np.full_like(y, keep_l), y)
-                qrad = dd.radius_product(keep_h, 0.0, y, 0.0, qh)
-                qh, ql = dd.dd_add(qh, ql, np.full_like(y, share_h), np.full_like(y, share_l))
-                qrad = dd.radius_sum(qrad, DD_ROUNDING * share_h, qh)
-            else:
-                qh, ql, qrad = y, np.zeros_like(y), np.zeros_like(y)
-            if p.weight is not None:
-                ah, al = dd.dd_mul_fp(qh, ql, np.broadcast_to(w, qh.shape))
-                arad = dd.radius_product(qh, qrad, w, 0.0, ah)
-            else:
-                ah, al, arad = qh, ql, qrad
-            if dd.tiny(ah):
-                raise _Undecided
-            total_h, total_l = _pairwise(ah, al)
-            total_rad = _sum_radius(arad, total_h, self.classes)
-            mh, ml = dd.dd_mul(ah, al, ash, asl)
-            if dd.tiny(mh):
-                raise _Undecided
-            mrad = dd.radius_product(ah, arad, ash, 0.0, mh)
-            sum_h, sum_l = _pairwise(mh, ml)
-            sum_rad = _sum_radius(mrad, sum_h, self.classes)
-            inv_h, inv_l = setup["inv"]
-            if p.reduction == "mean":
-                bh, bl = dd.dd_mul(ah, al, np.full_like(ah, inv_h), np.full_like(ah, inv_l))
-                brad = dd.radius_product(ah, arad, inv_h, setup["inv_rad"], bh)
-            else:
-                bh, bl, brad = ah, al, arad
-            return {"b": (bh, bl, brad), "A": (total_h, total_l, total_rad),
-                    "as": (sum_h, sum_l, sum_rad), "weighs": total_h != 0}
+            return self._probabilities(p.prob_target[rows], ash, asl, setup)
         assert p.index_target is not None
         t = np.asarray(p.index_target[rows], dtype=np.int64)
         ignored = t == p.ignore_index
@@ -378,6 +349,49 @@ class _Evaluation:
                     "as": (mh, ml, dd.radius_product(st_h, 0.0, wt, 0.0, mh)),
                     "weighs": wt != 0}
         return self._smoothed(row, setup, t, wt, ignored)
+
+    def _probabilities(self, y: np.ndarray, ash: np.ndarray, asl: np.ndarray,
+                       setup: dict[str, Any]) -> dict[str, Any]:
+        """Probability targets: every term non-negative, so relative bounds compose:
+        ``q = (1 - eps) y + eps / C`` within ``2 BOUND + DD_ROUNDING`` (one product, one sum,
+        the share's rounding), ``a = w q`` one BOUND more, ``A = sum a`` and
+        ``sum a |s|`` ``depth`` (and one) BOUND more, ``b = a / D`` the reciprocal's
+        rounding and one BOUND more; ``SLACK`` covers the products of the relative errors."""
+        p, w, eps = self.problem, setup["w"], setup["eps"]
+        keep_h, keep_l = setup["keep"]
+        share_h, share_l = setup["share"]
+        if eps:
+            qh, ql = dd.dd_mul_fp(np.full_like(y, keep_h), np.full_like(y, keep_l), y)
+            qh, ql = dd.dd_add(qh, ql, np.full_like(y, share_h), np.full_like(y, share_l))
+            rel = 2 * dd.BOUND + DD_ROUNDING
+        else:
+            qh, ql, rel = y, np.zeros_like(y), 0.0
+        if p.weight is not None:
+            ah, al = dd.dd_mul_fp(qh, ql, np.broadcast_to(setup["w"], qh.shape))
+            rel += dd.BOUND
+        else:
+            ah, al = qh, ql
+        if dd.tiny(ah):
+            raise _Undecided
+        depth = (self.classes - 1).bit_length()
+        total_h, total_l = _pairwise(ah, al)
+        total_rad = (rel + depth * dd.BOUND) * SLACK * np.abs(total_h) + dd.FLOOR * self.classes
+        mh, ml = dd.dd_mul(ah, al, ash, asl)
+        if dd.tiny(mh):
+            raise _Undecided
+        sum_h, sum_l = _pairwise(mh, ml)
+        sum_rad = ((rel + (depth + 1) * dd.BOUND) * SLACK * np.abs(sum_h)
+                   + dd.FLOOR * self.classes)
+        inv_h, inv_l = setup["inv"]
+        if p.reduction == "mean":
+            bh, bl = dd.dd_mul(ah, al, np.full_like(ah, inv_h), np.full_like(ah, inv_l))
+            rel += DD_ROUNDING + dd.BOUND
+        else:
+            bh, bl = ah, al
+        brad = rel * SLACK * np.abs(bh) + dd.FLOOR
+        weighs = total_h != 0
+        return {"b": (bh, bl, brad), "A": (total_h, total_l, total_rad),
+                "as": (sum_h, sum_l, sum_rad), "weighs": weighs}
 
     def _smoothed(self, row: dict[str, Any], setup: dict[str, Any], t: np.ndarray,
                   wt: np.ndarray, ignored: np.ndarray) -> dict[str, Any]:
