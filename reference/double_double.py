@@ -43,6 +43,7 @@ mpmath on random and hard arguments.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import mpmath
 import numpy as np
@@ -123,7 +124,7 @@ def radius_sum(rx: Array | float, ry: Array | float, zh: Array) -> Array:
     return (rx + ry + BOUND * LOOSE * np.abs(zh)) * LOOSE + FLOOR
 
 
-def radius_product(xh: Array, rx: Array | float, yh: Array, ry: Array | float,
+def radius_product(xh: Array | float, rx: Array | float, yh: Array | float, ry: Array | float,
                    zh: Array) -> Array:
     """The radius of ``z = x y`` (``xh``, ``yh``: the operands' high parts; their low parts
     are at most 2**-53 of them, which ``LOOSE``'s 2**-50 covers once more)."""
@@ -138,7 +139,7 @@ EXP_MIN = -600.0  # exp_dd's domain is [EXP_MIN, 0]: results stay above 2**-866
 
 
 @cache
-def _constants() -> dict[str, np.ndarray | float]:
+def _constants() -> dict[str, Any]:
     """The table and constants of ``exp_dd``, from mpmath at 256 bits, each rounded to the
     nearest dd (``hi = RN(v)``, ``lo = RN(v - hi)``: ``|hi + lo - v| <= 2**-106 |v|``)."""
     with mpmath.workprec(256):
@@ -233,7 +234,7 @@ QUICK_BITS = 14  # 2**(j / 16384), j = 0 .. 16383
 
 
 @cache
-def _quick_constants() -> dict[str, np.ndarray | float]:
+def _quick_constants() -> dict[str, Any]:
     """The table and constants of ``exp_quick``.  ``ln2 / 16384 = c1 + c2 + c3`` (mpmath at
     256 bits) with 29-bit c1 and c2 (``n c1``, ``n c2`` exact for |n| < 2**24, which
     |s| <= 600 gives) and c3 its float64 rest (below 2**-72).  The table

@@ -17,7 +17,6 @@ from typing import Any
 
 import mpmath
 import numpy as np
-
 from mpmath.libmp import from_float, round_nearest
 
 MATERIALIZE = 1 << 14  # quantities up to this many elements are returned as mpf arrays

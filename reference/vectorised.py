@@ -81,8 +81,8 @@ class Fast:
     """A certified result: exact values (mpf arrays or ``ExactPairs``) and each row's
     float64 ingredients for the tolerance's bounds (``reference/tolerance.py``)."""
 
-    output: np.ndarray | ExactPairs
-    grad: np.ndarray | ExactPairs | None
+    output: Any  # np.ndarray of mpf, or ExactPairs
+    grad: Any
     ingredients: dict[int, Floats]
 
 
@@ -316,8 +316,9 @@ class _Evaluation:
         total_weight = _dd_mpf(float(weight_h[0]), float(weight_l[0]))
         beta_h, beta_l = _to_dd(exact(eps) / classes / divisor)
         b_h, b_l = dd.dd_mul_fp(np.full_like(w, beta_h), np.full_like(w, beta_l), w)
-        return {"W": total_weight, "W_rel": classes.bit_length() * dd.BOUND * SLACK, "b_h": b_h, "b_l": b_l, "b_rel": DD_ROUNDING + dd.BOUND,
-                "w": w, "eps": eps, "keep": (keep_h, keep_l), "share": (share_h, share_l),
+        return {"W": total_weight, "W_rel": classes.bit_length() * dd.BOUND * SLACK,
+                "b_h": b_h, "b_l": b_l, "b_rel": DD_ROUNDING + dd.BOUND, "w": w,
+                "eps": eps, "keep": (keep_h, keep_l), "share": (share_h, share_l),
                 "divisor": divisor, "inv": (inv_h, inv_l),
                 "inv_rad": DD_ROUNDING * inv_h if p.reduction == "mean" else 0.0,
                 "loss_h": np.zeros(self.rows), "loss_l": np.zeros(self.rows),
@@ -328,8 +329,6 @@ class _Evaluation:
         """a_c (dense, or the target's only), A and sum_c a_c |s_c| for a block of rows."""
         p = self.problem
         w, eps = setup["w"], setup["eps"]
-        keep_h, keep_l = setup["keep"]
-        share_h, share_l = setup["share"]
         ash, asl = -row["sh"], -row["sl"]  # |s_c|, exact
         if p.prob_target is not None:
             return self._probabilities(p.prob_target[rows], ash, asl, setup)
@@ -357,7 +356,7 @@ class _Evaluation:
         the share's rounding), ``a = w q`` one BOUND more, ``A = sum a`` and
         ``sum a |s|`` ``depth`` (and one) BOUND more, ``b = a / D`` the reciprocal's
         rounding and one BOUND more; ``SLACK`` covers the products of the relative errors."""
-        p, w, eps = self.problem, setup["w"], setup["eps"]
+        p, eps = self.problem, setup["eps"]
         keep_h, keep_l = setup["keep"]
         share_h, share_l = setup["share"]
         if eps:

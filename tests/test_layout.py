@@ -187,7 +187,7 @@ LAYERS = (
     ("conformance.oracle",),
     ("conformance.adapters",),
     ("conformance.judge",),
-    ("conformance.run", "conformance.report"),
+    ("conformance.run", "conformance.report", "conformance.hunt"),
     ("conformance.cli", "conformance.pytest_plugin", "conformance.__main__"),
 )
 SIDE_BY_SIDE = 6  # run and report share a layer and never import each other
