@@ -204,9 +204,9 @@ def hunt(adapter: Adapter, budget: float, out: Path, seed: int = 0,
         if new:
             # the last one raised is Hypothesis' smallest so far: kept here, since its final
             # replay may come after the deadline (then it passes, and Hypothesis says flaky)
-            found = _Discrepancy(api, drawn, [r for _, r in new], [s for s, _ in new])
-            latest[0] = found
-            raise found
+            discrepancy = _Discrepancy(api, drawn, [r for _, r in new], [s for s, _ in new])
+            latest[0] = discrepancy
+            raise discrepancy
 
     round_ = 0
     while time.monotonic() < deadline:
