@@ -171,6 +171,7 @@ from reference.formats import (
     round_to_float,
     ulp_distance_array,
 )
+from reference.pairs import ExactPairs
 
 NUMERIC = "numeric"
 SPECIAL_VALUE = "special-value"
@@ -326,6 +327,8 @@ class Expected:
     @classmethod
     def of(cls, values: np.ndarray) -> Expected:
         """From the exact values themselves (the float64 view computed here)."""
+        if isinstance(values, ExactPairs):  # the float64 view without building an mpf
+            return cls(nearest_float64(values), values.mpf)
         array = np.asarray(values, dtype=object)
         return cls(nearest_float64(array), lambda: array)
 
