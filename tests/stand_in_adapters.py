@@ -14,7 +14,8 @@ Faulty frameworks, exact everywhere except on the case whose id is ``$STANDIN_FA
   every run (a framework that logs to stdout must not corrupt the worker's protocol);
 * ``ImportCrashAdapter`` dies of SIGSEGV as it is created (a framework crashing on import);
 * ``MissingAdapter`` raises ImportError as it is created (a framework not installed);
-* ``ZerosAdapter`` answers zeros without computing anything (a fast, wrong framework).
+* ``ZerosAdapter`` answers zeros without computing anything (a fast, wrong framework);
+* ``MaskedAdapter`` is exact but 1 off wherever a logit is ``-inf`` (for ``conformance hunt``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,19 @@ class ExactAdapter(Adapter):
 class OffsetAdapter(ExactAdapter):
     name = "offset"
     offset = 0.01
+
+
+class MaskedAdapter(ExactAdapter):
+    """Exact, except that a problem with a ``-inf`` logit gets its output off by 1 (a bug
+    only a hunt that draws infinities finds)."""
+
+    name = "masked"
+
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        outcome = super().run(api, problem, device)
+        if outcome.status == "ok" and np.isneginf(problem.input).any():
+            return Outcome("ok", np.asarray(outcome.output) + 1.0, outcome.grad)
+        return outcome
 
 
 FAULT_CASE = "STANDIN_FAULT_CASE"
