@@ -294,6 +294,8 @@ def _add_hunt(sub: argparse._SubParsersAction) -> None:
                    help="where the cases go, one file per distinct discrepancy (default: "
                         "found/; files already there are never overwritten)")
     p.add_argument("--seed", type=int, default=0, help="Hypothesis' seed (default 0)")
+    p.add_argument("--max-problems", type=int, metavar="N",
+                   help="also stop after N problems (shrinking included)")
     p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
                    help="only these dtypes")
     p.add_argument("--compiled", action="store_true",
@@ -325,7 +327,8 @@ def cmd_hunt(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     summary = hunt(adapter, args.budget, args.out, seed=args.seed,
-                   dtypes=tuple(args.dtype) if args.dtype else None, compiled=args.compiled)
+                   dtypes=tuple(args.dtype) if args.dtype else None, compiled=args.compiled,
+                   max_problems=args.max_problems)
     print(summary.report())
     return 1 if summary.findings and not args.exit_zero else 0
 

@@ -167,9 +167,11 @@ def _run(adapter: Adapter, api: Api, device: Device, case: Case, dtype: str) -> 
 
 def hunt(adapter: Adapter, budget: float, out: Path, seed: int = 0,
          dtypes: tuple[str, ...] | None = None, compiled: bool = False,
+         max_problems: int | None = None,
          progress: Callable[[Summary], None] | None = None) -> Summary:
-    """Search for ``budget`` seconds on ``adapter`` (module docstring); cases go to ``out``;
-    ``compiled``: also the compiled twins of the APIs (``COMPILED_PREFIXES``)."""
+    """Search for ``budget`` seconds on ``adapter`` (module docstring), or until
+    ``max_problems`` were run (shrinking included); cases go to ``out``; ``compiled``: also
+    the compiled twins of the APIs (``COMPILED_PREFIXES``)."""
     summary = Summary(adapter.name)
     device = adapter.devices()[0]
     apis = tuple(api for api in adapter.apis()
@@ -187,7 +189,8 @@ def hunt(adapter: Adapter, budget: float, out: Path, seed: int = 0,
     latest: list[_Discrepancy | None] = [None]
 
     def attempt(pair: tuple[Api, Drawn]) -> None:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or (max_problems is not None
+                                           and summary.tried >= max_problems):
             raise _OutOfTime  # a BaseException: through Hypothesis, shrinking or not
         api, drawn = pair
         case = case_of(drawn)
