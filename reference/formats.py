@@ -205,7 +205,7 @@ def _numpy_dtype(fmt: FloatFormat) -> np.dtype[Any]:
     return np.dtype(name)
 
 
-def nearest_float64(values: np.ndarray) -> np.ndarray:
+def nearest_float64(values: np.ndarray | ExactPairs) -> np.ndarray:
     """The float64 nearest to each mpf of ``values`` (ties to even, subnormals included);
     for ``reference.pairs.ExactPairs``, their ``hi`` (which is that float64)."""
     if isinstance(values, ExactPairs):

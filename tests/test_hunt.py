@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("hypothesis", reason="conformance hunt needs Hypothesis")
 
-from conformance.adapters import load_adapter  # noqa: E402
-from conformance.cases.loading import load_file  # noqa: E402
-from conformance.cli import main  # noqa: E402
-from conformance.hunt.hunter import SOURCE, hunt  # noqa: E402
+from conformance.adapters import load_adapter
+from conformance.cases.loading import load_file
+from conformance.cli import main
+from conformance.hunt.hunter import SOURCE, hunt
 
 pytestmark = pytest.mark.usefixtures("stand_ins")
 

@@ -16,11 +16,11 @@ Entries live in ``DIR/oracle-VERSION/KEY[:2]/KEY.npz`` (``DIR`` defaults to
 ``.conformance-cache``; ``$CONFORMANCE_CACHE`` names another directory, or ``off`` to
 disable the cache).  An entry is a numpy ``.npz`` archive of plain integer and float arrays,
 read with ``allow_pickle=False``: every ``mpf`` is stored *exactly*, as its signed binary
-mantissa and exponent (or, for the vectorised oracle's large results,
-``reference.pairs.ExactPairs``, as the two float64 arrays whose sum each value is) (two's complement bytes, so no size limit), with mpmath's own codes for
-zero, NaN and the infinities; the float64 error bounds (``output_bound``, ``grad_bound``) as
-float64 arrays; and, for each quantity, the float64 nearest to each exact value
-(``output_nearest``, ``grad_nearest``): ``load_summary`` reads those without rebuilding a
+mantissa and exponent (two's complement bytes, so no size limit), with mpmath's own codes for
+zero, NaN and the infinities (or, for the vectorised oracle's large results,
+``reference.pairs.ExactPairs``, as the two float64 arrays whose sum each value is); the
+float64 error bounds (``output_bound``, ``grad_bound``) as float64 arrays; and, for each
+quantity, the float64 nearest to each exact value (``output_nearest``, ``grad_nearest``): ``load_summary`` reads those without rebuilding a
 single ``mpf``, which is all most comparisons need (``conformance.judge.compare.Expected``).
 Reading an entry gives back the very same ``mpf`` values, so a cached and an uncached run
 write identical records.
