@@ -10,8 +10,9 @@ failing examples, so a rerun replays them first.
 
 A discrepancy is a record with status ``fail`` or ``error`` (``conformance.judge.check``).
 Its signature is the API, the record's kind and quantity, and the shrunk input's signature:
-op, dtype, the options the case exercises (``Case.options()``), the special values present
-(``-inf``, ``+inf``, ``nan``), an empty batch.  One signature gives one file,
+op, the options the case exercises (``Case.options()``), the special values present
+(``-inf``, ``+inf``, ``nan``), an empty batch (not the dtype: one bug in four dtypes is one
+discrepancy, written in the dtype it was shrunk in).  One signature gives one file,
 ``found/found-FRAMEWORK-API-HASH.yaml`` (HASH: of the signature), with
 ``source: found by conformance hunt`` and the seed in its description; a file already there
 is never overwritten (the discrepancy is reported as already found).  Before it is kept, the
@@ -146,7 +147,7 @@ def _specials(value: Any) -> set[str]:
 def signature(api: Api, record: Record, case: Case, drawn: Drawn) -> tuple[str, ...]:
     """The module docstring's signature of one discrepancy record."""
     empty = "empty" if 0 in _shape(drawn.input) else ""
-    return (api.name, record.kind or record.status, record.quantity, drawn.dtype, drawn.op,
+    return (api.name, record.kind or record.status, record.quantity, drawn.op,
             ",".join(case.options()), ",".join(sorted(_specials(drawn.input))), empty)
 
 
