@@ -117,7 +117,8 @@ def _prepare_weight(weight: Sequence[float] | Any) -> Sequence[mpf]:
     """The weights, exactly: float64 values as ``ExactFloats``, anything else as mpf."""
     if isinstance(weight, np.ndarray) and weight.dtype.kind == "f" and weight.ndim == 1:
         return ExactFloats(weight.astype(np.float64))  # float16/32/64 values: exact
-    if isinstance(weight, (list, tuple)) and all(type(w) is float for w in weight):
+    if isinstance(weight, (list, tuple)) and all(
+            type(w) is float or isinstance(w, np.floating) for w in weight):  # exact in float64
         return ExactFloats(np.array(weight, dtype=np.float64))
     return [_to_mpf(w) for w in weight]
 

@@ -240,8 +240,7 @@ class _Evaluation:
             raise _Undecided
         eh, el, rel = (dd.exp_quick if quick else dd.exp_dd)(sh, sl)
         eh[index, top], el[index, top] = 1.0, 0.0  # exp(0), exactly
-        erad = rel * dd.LOOSE * np.abs(eh) + dd.FLOOR
-        erad[index, top] = 0.0
+
         th, tl = eh.copy(), el.copy()
         th[index, top] = tl[index, top] = 0.0
         th, tl = _pairwise(th, tl)
@@ -258,7 +257,7 @@ class _Evaluation:
         for i in range(n):
             self.ingredients[rows.start + i] = Floats(shifts[i], eh[i], float(sh_[i]),
                                                       float(lh[i]))
-        return {"sh": sh, "sl": sl, "eh": eh, "el": el, "erad": erad, "top": top,
+        return {"sh": sh, "sl": sl, "eh": eh, "el": el, "rel": np.full(n, rel), "top": top,
                 "th": th, "tl": tl, "trad": trad, "Sh": sh_, "Sl": sl_, "Srad": srad,
                 "lh": lh, "ll": ll, "lrad": lrad}
 
@@ -272,7 +271,8 @@ class _Evaluation:
         ph, pl = dd.dd_mul(row["eh"], row["el"], ih, il)
         if dd.tiny(ph):
             raise _Undecided
-        prad = dd.radius_product(row["eh"], row["erad"], ih, irad, ph)
+        prad = dd.radius_product(row["eh"], row["rel"][:, None] * dd.LOOSE * np.abs(row["eh"]),
+                                 ih, irad, ph)
         if self.problem.op == "softmax":
             return (ph, pl, prad), None  # the gradient: zeros, known exactly
         lh, ll, lrad = row["lh"][:, None], row["ll"][:, None], row["lrad"][:, None]
@@ -473,10 +473,13 @@ class _Evaluation:
         kh, kl = _scalars(factors)
         relative = (np.where(weighs, total_rad / np.where(weighs, np.abs(total_h), 1.0), 0.0)
                     + row["Srad"] / row["Sh"])
-        krad = np.abs(kh) * (relative * SLACK + DD_ROUNDING) + dd.FLOOR
-        kh_, kl_, krad_ = kh[:, None], kl[:, None], krad[:, None]
+        # e_c K: the relative errors of e (``rel``), of K and of the product add up (to first
+        # order; SLACK covers the rest), one product and one float64 rounding of the radius
+        k_rel = relative * SLACK + DD_ROUNDING
+        kh_, kl_ = kh[:, None], kl[:, None]
         gh, gl = dd.dd_mul(row["eh"], row["el"], kh_, kl_)
-        grad_rad = dd.radius_product(row["eh"], row["erad"], kh_, krad_, gh)
+        scale = ((row["rel"] + k_rel + dd.BOUND) * SLACK)[:, None]
+        grad_rad = np.abs(gh) * scale + dd.FLOOR
         if a["b"] is not None:
             bh, bl, brad = a["b"]
             gh, gl = dd.dd_add(gh, gl, -bh, -bl)
@@ -495,7 +498,8 @@ class _Evaluation:
         """``g_t = -w_t (S - e_t) / (S D)`` at each index target, in place."""
         t, wt, top = a["target"], a["wt"], row["top"]
         index = np.arange(len(t))
-        eth, etl, erad = row["eh"][index, t], row["el"][index, t], row["erad"][index, t]
+        eth, etl = row["eh"][index, t], row["el"][index, t]
+        erad = row["rel"] * dd.LOOSE * np.abs(eth) + dd.FLOOR
         values, radii = [], []
         for i in range(len(t)):
             if t[i] == top[i]:
