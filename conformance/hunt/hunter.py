@@ -45,7 +45,7 @@ from conformance.oracle.cache import cache_directory
 from conformance.results.records import Record
 from reference.oracle import OracleDomainError
 
-SOURCE = "found by conformance hunt"
+SOURCE = "found by conformance hunt (conformance/hunt/hunter.py)"
 # the compiled twins of the eager APIs (torch.compile, jax.jit, tf.function): each new shape
 # compiles again (seconds), so a hunt takes them only when asked (``compiled=True``)
 COMPILED_PREFIXES = ("compile-", "jit-", "function-")
