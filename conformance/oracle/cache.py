@@ -21,7 +21,8 @@ zero, NaN and the infinities (or, for the vectorised oracle's large results,
 ``reference.pairs.ExactPairs``, as the two float64 arrays whose sum each value is); the
 float64 error bounds (``output_bound``, ``grad_bound``) as float64 arrays; and, for each
 quantity, the float64 nearest to each exact value (``output_nearest``, ``grad_nearest``):
-``load_summary`` reads those without rebuilding a single ``mpf``, which is all most comparisons need (``conformance.judge.compare.Expected``).
+``load_summary`` reads those without rebuilding a single ``mpf``, which is all most
+comparisons need (``conformance.judge.compare.Expected``).
 Reading an entry gives back the very same ``mpf`` values, so a cached and an uncached run
 write identical records.
 
