@@ -48,6 +48,7 @@ undecided element sends a problem to the MPFR path.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -382,7 +383,11 @@ class _Evaluation:
         sum_rad = ((rel + (depth + 1) * dd.BOUND) * SLACK * np.abs(sum_h)
                    + dd.FLOOR * self.classes)
         inv_h, inv_l = setup["inv"]
-        if p.reduction == "mean":
+        if p.reduction == "mean" and inv_l == 0 and math.frexp(inv_h)[0] == 0.5:
+            bh, bl = ah * inv_h, al * inv_h  # 1 / D a power of two (D = 2**k rows): exact
+            if dd.tiny(bh):
+                raise _Undecided
+        elif p.reduction == "mean":
             bh, bl = dd.dd_mul(ah, al, np.full_like(ah, inv_h), np.full_like(ah, inv_l))
             rel += DD_ROUNDING + dd.BOUND
         else:
