@@ -13,7 +13,8 @@ sense* as one of that path, and rounds, to float64 and to the dtype, to the same
 What it takes (a whitelist; ``ineligible`` says why not, and everything it does not name goes
 to the MPFR path): ``softmax``, ``log_softmax`` and ``cross_entropy`` with class-index or
 probability targets, class weights, label smoothing, ``ignore_index`` and the three
-reductions, on a ``Problem`` with exactly the fields it knows; every logit a finite float64
+reductions, on a ``Problem`` with exactly the fields it knows (and, among those other
+options add, only ``NONE_FIELDS`` left None); every logit a finite float64
 below 2**500 in magnitude; weights, probability targets and the smoothing share ``eps / C``
 zero or in [2**-300, 2**300] (non-negative: every sum below adds terms of one sign); and,
 once computed, every shift ``x_j - m`` at least -600 (``double_double.EXP_MIN``), every
@@ -68,6 +69,9 @@ OPS = ("cross_entropy", "softmax", "log_softmax")
 KNOWN_FIELDS = frozenset({"op", "logits", "batch_shape", "class_axis", "index_target",
                           "prob_target", "weight", "ignore_index", "reduction",
                           "label_smoothing"})
+# fields that other options may add to a Problem, taken only when None (the option unused):
+# per-row sample weights, a where/mask, clipped probability inputs (issue 20's names)
+NONE_FIELDS = frozenset({"sample_weight", "mask", "clip"})
 LOGIT_LIMIT = 2.0 ** 500
 COEFFICIENT_RANGE = (2.0 ** -300, 2.0 ** 300)
 CHUNK = 1 << 15  # elements per block
@@ -95,8 +99,10 @@ def ineligible(problem: Problem) -> str | None:
     """Why ``problem`` is not for this path (None: it is); the module docstring's whitelist,
     before anything is computed."""
     names = {f.name for f in fields(problem)}
-    if names != KNOWN_FIELDS:
-        return f"a problem with fields {sorted(names - KNOWN_FIELDS)} this path does not know"
+    unknown = sorted(name for name in names - KNOWN_FIELDS
+                     if not (name in NONE_FIELDS and getattr(problem, name) is None))
+    if unknown or not names >= KNOWN_FIELDS:
+        return f"a problem with fields {unknown} this path does not know"
     if problem.op not in OPS:
         return f"op {problem.op}"
     x = problem.logits

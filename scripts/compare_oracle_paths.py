@@ -30,8 +30,12 @@ from conformance.cases.loading import load_cases  # noqa: E402
 from conformance.cases.problem import make_problem  # noqa: E402
 from conformance.oracle.cache import OracleCache  # noqa: E402
 from reference import vectorised  # noqa: E402
-from reference.formats import get_format, nearest_float64, round_float64_array  # noqa: E402
-from reference.formats import round_to_format  # noqa: E402
+from reference.formats import (  # noqa: E402
+    get_format,
+    nearest_float64,
+    round_float64_array,
+    round_to_format,
+)
 
 
 def rounded(values: object, dtype: str) -> tuple[np.ndarray, np.ndarray]:

@@ -305,10 +305,19 @@ def test_a_problem_with_a_field_it_does_not_know_is_not_taken() -> None:
     @dataclasses.dataclass(frozen=True)
     class Wider(type(problem)):  # type: ignore[misc]
         sample_weight: object = None
+        temperature: object = None
 
-    wider = Wider(**{f.name: getattr(problem, f.name) for f in dataclasses.fields(problem)})
-    assert vectorised.ineligible(wider) is not None
-    assert vectorised.evaluate(wider, get_format("float64"), True) is None
+    same = {f.name: getattr(problem, f.name) for f in dataclasses.fields(problem)}
+    unknown = Wider(**same)  # a field it has never heard of, even unset: not taken
+    assert vectorised.ineligible(unknown) is not None
+    assert vectorised.evaluate(unknown, get_format("float64"), True) is None
+
+    @dataclasses.dataclass(frozen=True)
+    class Known(type(problem)):  # type: ignore[misc]
+        sample_weight: object = None
+
+    assert vectorised.ineligible(Known(**same)) is None  # an option left unused
+    assert vectorised.ineligible(Known(**same, sample_weight=[2.0])) is not None
 
 
 def test_shifts_below_its_exp_domain_fall_back() -> None:
