@@ -37,6 +37,7 @@ STAND_INS = {
     "abort": "AbortAdapter", "hang": "HangAdapter", "noisy": "NoisyAdapter",
     "import-crash": "ImportCrashAdapter", "missing": "MissingAdapter", "zeros": "ZerosAdapter",
     "masked": "MaskedAdapter",
+    "tracing": "TracingAdapter", "raising": "RaisingAdapter",
 }
 
 
