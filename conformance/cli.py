@@ -446,7 +446,7 @@ def _add_hunt(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hunt", help="search for discrepancies with generated problems "
                                     "(Hypothesis); write each as a minimal case file")
     p.add_argument("--framework", required=True, choices=list(frameworks()), metavar="NAME",
-                   help=f"the framework to hunt on ({', '.join(frameworks())})")
+                   help=f"the framework to hunt on ({', '.join(frameworks())}; required)")
     p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
                    help="how long to search (default 120)")
     p.add_argument("--out", type=Path, default=Path("found"), metavar="DIR",
@@ -454,14 +454,15 @@ def _add_hunt(sub: argparse._SubParsersAction) -> None:
                         "found/; files already there are never overwritten)")
     p.add_argument("--seed", type=int, default=0, help="Hypothesis' seed (default 0)")
     p.add_argument("--max-problems", type=int, metavar="N",
-                   help="also stop after N problems (shrinking included)")
+                   help="also stop after N problems, shrinking included (default: no limit)")
     p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
-                   help="only these dtypes")
+                   help="only these dtypes (default: every dtype the framework has)")
     p.add_argument("--compiled", action="store_true",
                    help="also the compiled twins of the APIs (torch.compile, jax.jit, "
-                        "tf.function), which compile again for every new shape")
+                        "tf.function), which compile again for every new shape (default: "
+                        "the eager APIs only)")
     p.add_argument("--exit-zero", action="store_true",
-                   help="exit 0 even when discrepancies are found")
+                   help="exit 0 even when discrepancies are found (default: exit 1 then)")
 
 
 def cmd_hunt(args: argparse.Namespace) -> int:
@@ -469,7 +470,7 @@ def cmd_hunt(args: argparse.Namespace) -> int:
         from conformance.hunt.hunter import hunt
     except ImportError as error:
         print(f"error: conformance hunt needs Hypothesis ({error}); "
-              "pip install 'crossentropy-conformance[hunt]'", file=sys.stderr)
+              "pip install -c constraints.txt -e '.[hunt]'", file=sys.stderr)
         return 2
     from conformance.adapters import AdapterUnavailable, load_adapter
 
