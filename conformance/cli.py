@@ -480,6 +480,57 @@ def _print_version_changes(paths: list[Path], limit: int | None) -> None:
     print(f"{len(changes)} comparisons changed between versions ({shown})")
 
 
+def _add_hunt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hunt", help="search for discrepancies with generated problems "
+                                    "(Hypothesis); write each as a minimal case file")
+    p.add_argument("--framework", required=True, choices=list(frameworks()), metavar="NAME",
+                   help=f"the framework to hunt on ({', '.join(frameworks())}; required)")
+    p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to search (default 120)")
+    p.add_argument("--out", type=Path, default=Path("found"), metavar="DIR",
+                   help="where the cases go, one file per distinct discrepancy (default: "
+                        "found/; files already there are never overwritten)")
+    p.add_argument("--seed", type=int, default=0, help="Hypothesis' seed (default 0)")
+    p.add_argument("--max-problems", type=int, metavar="N",
+                   help="also stop after N problems, shrinking included (default: no limit)")
+    p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
+                   help="only these dtypes (default: every dtype the framework has)")
+    p.add_argument("--compiled", action="store_true",
+                   help="also the compiled twins of the APIs (torch.compile, jax.jit, "
+                        "tf.function), which compile again for every new shape (default: "
+                        "the eager APIs only)")
+    p.add_argument("--exit-zero", action="store_true",
+                   help="exit 0 even when discrepancies are found (default: exit 1 then)")
+
+
+def cmd_hunt(args: argparse.Namespace) -> int:
+    try:
+        from conformance.hunt.hunter import hunt
+    except ImportError as error:
+        print(f"error: conformance hunt needs Hypothesis ({error}); "
+              "pip install -c constraints.txt -e '.[hunt]'", file=sys.stderr)
+        return 2
+    from conformance.adapters import AdapterUnavailable, load_adapter
+
+    if not args.budget > 0 or args.budget == float("inf"):
+        print(f"error: --budget must be a finite number of seconds > 0, got {args.budget}",
+              file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} exists and is not a directory", file=sys.stderr)
+        return 2
+    try:
+        adapter = load_adapter(args.framework)
+    except AdapterUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    summary = hunt(adapter, args.budget, args.out, seed=args.seed,
+                   dtypes=tuple(args.dtype) if args.dtype else None, compiled=args.compiled,
+                   max_problems=args.max_problems)
+    print(summary.report())
+    return 1 if summary.findings and not args.exit_zero else 0
+
+
 def _add_oracle(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("oracle", help="write the oracle's values (inputs, exact and correctly "
                                       "rounded outputs and gradients, error bounds) of whole "
@@ -546,6 +597,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
     "support": (support.add_parser, support.command),
     "report": (_add_report, cmd_report),
     "merge": (_add_merge, cmd_merge),
+    "hunt": (_add_hunt, cmd_hunt),
     "oracle": (_add_oracle, cmd_oracle),
 }
 

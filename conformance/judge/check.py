@@ -35,6 +35,7 @@ from conformance.oracle import cache as oracle_cache
 from conformance.results.records import Record, values_for_record
 from reference.formats import get_format
 from reference.oracle import OracleResult, error_bounds
+from reference.pairs import ExactPairs
 
 
 @lru_cache(maxsize=256)
@@ -291,7 +292,7 @@ def check_documented(case: Case, environment_id: str = "") -> list[Record]:
     return records
 
 
-def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
+def _documented_record(base: Record, exact: np.ndarray | ExactPairs | None, documented: Any,
                        tolerance: float) -> Record:
     """The verdict on a printed value, by ``conformance.judge.compare``'s element-wise rules with
     ``tolerance`` as every element's absolute bound: NaN matches NaN, an infinity only
