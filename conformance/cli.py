@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from conformance import ci_commands
 from conformance.adapters import frameworks, support
 from conformance.cases.loading import CaseError, load_cases
 from reference.formats import DTYPES
@@ -58,6 +59,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="exit 0 even when discrepancies are found (audits that only want records)")
     p.add_argument("--report", type=Path, metavar="HTML",
                    help="also write the HTML report of the results file here at the end")
+    ci_commands.add_run_options(p)
 
 
 def _with_tolerance_scale(args: argparse.Namespace) -> int:
@@ -103,7 +105,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
         resume=args.resume, overwrite=args.overwrite,
         cache="off" if args.no_cache else args.cache, oracle_timeout=args.oracle_timeout,
+        **ci_commands.prepare_run(args),
     )
+    if args.oracle_only:
+        return ci_commands.oracle_only(options)
     # Before anything is read or written: no output may be an input or the other output.
     check_run_paths(options, [("--report", args.report)] if args.report is not None else [])
     if args.out.exists() and not (args.append or args.overwrite or args.resume):
@@ -121,14 +126,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         from conformance.report.page import write_report
 
         write_report([args.out], args.report)
-    print("\n".join(summary_lines(summary, report=args.report)))
-    return 0 if args.exit_zero or not summary.failed else 1
+    more, failed = ci_commands.finish_run(args, options, summary)
+    print("\n".join([*summary_lines(summary, report=args.report), *more]))
+    return 0 if args.exit_zero or not failed else 1
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check case files without running anything")
     p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per valid file")
+    p.add_argument("--results", nargs="+", type=Path, metavar="FILE",
+                   help="check results files (JSON Lines) against the results schema instead")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -138,6 +146,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from conformance.cases.loading import Case, find_case_files, load_file
 
+    if args.results:
+        return ci_commands.validate_results(args.results)
     files = find_case_files(args.paths)
     if not files:  # "0 cases valid" would pass a typo'd folder in CI
         print(f"error: no case files (*.yaml, *.yml) in {', '.join(map(str, args.paths))}",
@@ -292,6 +302,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
     "support": (support.add_parser, support.command),
     "report": (_add_report, cmd_report),
     "merge": (_add_merge, cmd_merge),
+    **ci_commands.COMMANDS,
 }
 
 

@@ -188,7 +188,8 @@ LAYERS = (
     ("conformance.adapters",),
     ("conformance.judge",),
     ("conformance.run", "conformance.report"),
-    ("conformance.cli", "conformance.pytest_plugin", "conformance.__main__"),
+    ("conformance.cli", "conformance.pytest_plugin", "conformance.__main__",
+     "conformance.ci_commands"),
 )
 SIDE_BY_SIDE = 6  # run and report share a layer and never import each other
 

@@ -70,6 +70,7 @@ from conformance.results.environment import environment
 from conformance.results.jsonl import ResultsWriter, parse_line
 from conformance.results.paths import Named, check_outputs
 from conformance.results.records import Record, jsonable, record_from_json
+from conformance.run.shards import shard_cases
 from conformance.run.summary import RunSummary
 from conformance.run.worker import oracle_entries, oracle_job_key
 
@@ -100,6 +101,11 @@ class RunOptions:
     overwrite: bool = False  # empty the file (once its lock is held) instead of appending
     cache: str | None = None  # a directory, or "off"; None: $CONFORMANCE_CACHE or the default
     oracle_timeout: float = DEFAULT_ORACLE_TIMEOUT  # per oracle result, in the oracle phase
+    shard: tuple[int, int] | None = None  # (K, N): only shard K of N (conformance.run.shards)
+    # known discrepancies (conformance.judge.baseline.Baseline): records are written with its
+    # word beside their verdict, and only new discrepancies count as failed
+    baseline: Any = field(default=None, compare=False)
+    keep_records: bool = False  # keep every record in the summary (for --junit-xml)
 
 
 def available_cores() -> int:
@@ -111,25 +117,25 @@ def available_cores() -> int:
 
 def run(options: RunOptions, log: Callable[[str], None] = print,
         progress: Progress | None = None) -> RunSummary:
-    cases = load_cases(options.cases)
+    cases = shard_cases(load_cases(options.cases), options.shard)
     check_run_paths(options)
     if progress is not None:  # the terminal display: told of cases, declarations, records
         progress.start(cases)
     settings, digests = run_settings(options), case_digests(cases)
     info = environment(settings=settings, case_digests=digests)
     environment_id = info["environment_id"]
-    summary = RunSummary(options.out)
+    summary = RunSummary(options.out, records=[] if options.keep_records else None)
     parallel = options.jobs or available_cores()
     with _cache_setting(options.cache), ResultsWriter(options.out) as writer, \
             _exclusive(writer, options.out):
         if options.overwrite:  # only now, under the lock: never a file a live run writes
             writer.truncate()
         previous = _continue(options, environment_id, settings, digests, log)
-        sink = _Sink(writer, summary, previous, log, progress)
+        sink = _Sink(writer, summary, previous, log, progress, options.baseline)
         if not previous.environment:
             writer.write_environment(info)
         for record in previous.records:
-            summary.add(record)
+            summary.add(sink.annotated(record))
         summary.resumed_jobs = sum(map(len, previous.done.values()))
         stop = threading.Event()
         with _terminate_on_sigterm():
@@ -155,6 +161,26 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
             sink.log(f"oracle: {summary.oracle['computed']} result(s) computed, "
                      f"{summary.oracle['hits']} read from the cache")
     return summary
+
+
+def fill_oracle_cache(options: RunOptions, log: Callable[[str], None] = print
+                      ) -> tuple[RunSummary, dict[tuple[str, str], str]]:
+    """``conformance run --oracle-only``: the oracle phase alone (the cache filled for the
+    run's cases, of its shard), no framework run and no results file written; returns what
+    the cache did and the (case id, dtype) it could not compute, with the reason."""
+    cases = shard_cases(load_cases(options.cases), options.shard)
+    summary = RunSummary(options.out)
+    with _cache_setting(options.cache):
+        store = oracle_cache.default_cache()
+        if store is None or not store.writable:
+            raise ValueError("--oracle-only fills the oracle cache, and this run has none "
+                             "it can write (--cache DIR, not --no-cache)")
+        sink = _Sink(None, summary, _Previous(), log)  # type: ignore[arg-type]  # no file
+        with _terminate_on_sigterm():
+            failures = _oracle_phase(cases, options, options.jobs or available_cores(),
+                                     sink, threading.Event())
+        log(f"oracle: {len(cases)} cases; cache in {store.root}")
+    return summary, failures
 
 
 def _oracle_failures_file(cases: list[Case], failures: dict[tuple[str, str], str]) -> str | None:
@@ -230,6 +256,7 @@ SETTING_NAMES = {
     "devices": "--device", "timeout": "--timeout", "oracle_timeout": "--oracle-timeout",
     "tolerance_scale": "--tolerance-scale ($CONFORMANCE_TOLERANCE_SCALE)",
     "oracle_version": "the oracle's version (its code, mpmath and numpy)",
+    "shard": "--shard",
 }
 # The settings that decide verdicts rather than which jobs exist: an append must share them.
 JUDGING_SETTINGS = ("tolerance_scale", "oracle_version")
@@ -249,7 +276,8 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
     def chosen(values: list[str] | None) -> list[str] | None:
         return sorted(set(values)) if values else None
 
-    return {
+    shard = {} if options.shard is None else {"shard": "{}/{}".format(*options.shard)}
+    return shard | {
         "cases": sorted(str(Path(p)) for p in options.cases),
         "frameworks": sorted(set(options.frameworks)),
         "dtypes": chosen(options.dtypes),
@@ -406,8 +434,10 @@ class _Sink:
     """Where workers' results go: the file (whole jobs at a time) and the summary."""
 
     def __init__(self, writer: ResultsWriter, summary: RunSummary, previous: _Previous,
-                 log: Callable[[str], None], progress: Progress | None = None) -> None:
+                 log: Callable[[str], None], progress: Progress | None = None,
+                 baseline: Any = None) -> None:
         self.writer, self.summary, self.previous = writer, summary, previous
+        self.baseline = baseline
         self.progress = progress
         self._log = log
         self.lock = threading.Lock()
@@ -416,13 +446,19 @@ class _Sink:
     def batch(self, framework: str, job: str, records: list[Record]) -> None:
         if not records:
             return
-        tagged = [replace(r, job=job, job_records=len(records)) for r in records]
+        tagged = [self.annotated(replace(r, job=job, job_records=len(records)))
+                  for r in records]
         with self.lock:
             self.writer.write_many(tagged)
             for record in tagged:
                 self.summary.add(record)
                 if self.progress is not None:
                     self.progress.record(record)
+
+    def annotated(self, record: Record) -> Record:
+        """``record`` with the baseline's word on it (``Record.baseline``), if any."""
+        baseline = self.baseline
+        return record if baseline is None else baseline.apply(record)
 
     def declare(self, declaration: dict[str, Any]) -> None:
         """Write an adapter line, once per framework and version in this environment."""
@@ -798,6 +834,8 @@ class _Worker:
             command += ["--dtype", *options.dtypes]
         if options.devices:
             command += ["--device", *options.devices]
+        if options.shard is not None:
+            command += ["--shard", "{}/{}".format(*options.shard)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, bufsize=0,
                                         env=worker_environment(),
                                         start_new_session=os.name == "posix")

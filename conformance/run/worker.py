@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON lines {case, dtype, reason}: oracle results that the "
                              "oracle phase could not compute; jobs needing them are errors")
     parser.add_argument("--environment-id", default="")
+    parser.add_argument("--shard", help="K/N: only that shard's cases (conformance.run.shards)")
     args = parser.parse_args(argv)
     if not args.oracle and not args.framework:
         parser.error("--framework or --oracle is required")
@@ -147,14 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.skip_file, encoding="utf-8") as handle:
             skip = {line.strip() for line in handle if line.strip()}
     if args.oracle:
-        _fill_oracle_cache(channel, load_cases(args.cases), args.dtype, skip,
-                           args.attempts)
+        _fill_oracle_cache(channel, _cases(args), args.dtype, skip, args.attempts)
     else:
         _run_framework(channel, args, skip)
     stats = oracle_cache.STATS
     channel.emit({"event": "finished",
                   "oracle": {"hits": stats.hits, "computed": stats.computed, "bad": stats.bad}})
     return 0
+
+
+def _cases(args: argparse.Namespace) -> list[Case]:
+    """The cases of the run, of its shard only when it has one."""
+    from conformance.run.shards import parse_shard, shard_cases
+
+    cases = load_cases(args.cases)
+    return shard_cases(cases, parse_shard(args.shard)) if args.shard else cases
 
 
 def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) -> None:
@@ -164,7 +172,7 @@ def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) 
         channel.emit({"event": "unavailable", "reason": str(error)})
         return
     channel.emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
-    cases = load_cases(args.cases)
+    cases = _cases(args)
     if args.oracle_failed:
         _mark_oracle_failures(cases, args.oracle_failed)
     for job in jobs(adapter, cases, args.dtype, args.device):
