@@ -19,6 +19,7 @@ import pytest
 
 from conformance.adapters import AdapterUnavailable, frameworks, load_adapter
 from conformance.cases.loading import CASE_FILE_SUFFIXES, Case, CaseError, load_file
+from conformance.judge.baseline import Baseline, is_new_discrepancy, load_baseline
 from conformance.judge.check import check_case, check_documented
 from conformance.results.records import Record
 from conformance.run.worker import Job, jobs
@@ -31,6 +32,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-dtype", action="append", help="only this dtype (repeatable)")
     group.addoption("--conformance-device", action="append",
                     help="only this device id or kind, e.g. cpu, gpu, cuda:0 (repeatable)")
+    group.addoption("--conformance-baseline", action="append", metavar="YAML",
+                    help="known discrepancies (repeatable): a job whose every discrepancy "
+                         "an entry covers is an xfail; a covered job that passes an xpass")
+    group.addoption("--conformance-strict-baseline", action="store_true",
+                    help="an xpass (a known discrepancy that now passes) fails the item")
     parser.addini("conformance_cases", type="paths", default=["cases"],
                   help="directories whose YAML files are collected as conformance cases")
 
@@ -67,8 +73,10 @@ class CaseFile(pytest.File):
                                                   case=case, reason=str(error))
                 continue
             for job in jobs(adapter, cases, dtypes, devices):
-                yield CaseItem.from_parent(self, name=_item_name(framework, job), job=job,
-                                           framework=framework)
+                item = CaseItem.from_parent(self, name=_item_name(framework, job), job=job,
+                                            framework=framework)
+                _mark_known(item, framework, adapter.version(), job)
+                yield item
 
 
 def _item_name(framework: str, job: Job) -> str:
@@ -81,6 +89,49 @@ class ConformanceFailure(Exception):
     def __init__(self, records: list[Record]) -> None:
         super().__init__(records)
         self.records = records
+
+
+class KnownDiscrepancy(ConformanceFailure):
+    """Raised by an item whose every fail and error a baseline entry covers: the item's
+    ``xfail(raises=KnownDiscrepancy)`` marker makes it an xfail (any other failure stays a
+    failure; a pass is an xpass, failing under ``--conformance-strict-baseline``)."""
+
+
+_BASELINE = pytest.StashKey["Baseline | None"]()
+
+
+def _baseline(config: pytest.Config) -> Baseline | None:
+    if _BASELINE not in config.stash:
+        paths = config.getoption("conformance_baseline")
+        try:
+            config.stash[_BASELINE] = load_baseline(paths) if paths else None
+        except CaseError as error:
+            raise pytest.UsageError(f"--conformance-baseline: {error}") from None
+    return config.stash[_BASELINE]
+
+
+def _mark_known(item: pytest.Item, framework: str, version: str, job: Job) -> None:
+    baseline = _baseline(item.config)
+    if baseline is None:
+        return
+    for entry in baseline.entries:
+        if entry.could_match(framework, version, job.api.name, job.device.id, job.dtype,
+                             job.case.id):
+            item.add_marker(pytest.mark.xfail(
+                reason=f"{entry.reason or 'known discrepancy'} ({entry.link}; {entry.where})",
+                raises=KnownDiscrepancy,
+                strict=item.config.getoption("conformance_strict_baseline")))
+            return
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    baseline = config.stash.get(_BASELINE, None)
+    stale = baseline.stale() if baseline is not None else []
+    if stale:
+        terminalreporter.write_sep("-", f"{len(stale)} baseline entries matched no record "
+                                        "(fixed, or not run here)")
+        for entry in stale:
+            terminalreporter.write_line(entry.where)
 
 
 class _CaseItemBase(pytest.Item):
@@ -96,8 +147,13 @@ class _CaseItemBase(pytest.Item):
         return super().repr_failure(excinfo)
 
     def _judge(self, records: list[Record]) -> None:
-        if any(r.status in ("fail", "error") for r in records):
+        baseline = _baseline(self.config)
+        if baseline is not None:
+            records = [baseline.apply(r) for r in records]
+        if any(is_new_discrepancy(r) for r in records):
             raise ConformanceFailure(records)
+        if any(r.status in ("fail", "error") for r in records):
+            raise KnownDiscrepancy(records)
         unsupported = [r for r in records if r.status == "unsupported"]
         if unsupported:
             pytest.skip(f"unsupported: {unsupported[0].message}")

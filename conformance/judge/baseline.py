@@ -87,9 +87,15 @@ def value_matches(value: str, glob: str) -> bool:
     return value == glob or fnmatch.fnmatchcase(value, glob)
 
 
+def release_of(version: str) -> str:
+    """The framework's own version in a record's ``framework_version``, whose adapters may
+    add what they run with: ``0.10.2 (jaxlib 0.10.2, optax 0.2.8)`` -> ``0.10.2``."""
+    return version.split(" ", 1)[0]
+
+
 def _version_in(version: str, specifiers: SpecifierSet) -> bool:
     try:
-        return specifiers.contains(Version(version), prereleases=True)
+        return specifiers.contains(Version(release_of(version)), prereleases=True)
     except InvalidVersion:
         return False  # "unknown": no range can say it holds
 
@@ -201,12 +207,19 @@ def _tuple(value: str | list[str]) -> tuple[str, ...]:
 # --- writing -------------------------------------------------------------------------------
 
 
+# Module classes that call a functional API: one root cause for both.
+MODULE_FUNCTIONS = {"torch.nn.CrossEntropyLoss": "torch.nn.functional.cross_entropy",
+                    "torch.nn.NLLLoss": "torch.nn.functional.nll_loss"}
+
+
 def api_family(api: str) -> str:
-    """The API a compiled twin wraps (``jax.jit(f)`` -> ``f``): one root cause for both."""
+    """The API a compiled twin wraps (``jax.jit(f)`` -> ``f``), and the functional API a
+    module class calls: one root cause for all of them."""
     for wrapper in COMPILE_WRAPPERS:
         if api.startswith(wrapper) and api.endswith(")"):
-            return api[len(wrapper):-1]
-    return api
+            api = api[len(wrapper):-1]
+            break
+    return MODULE_FUNCTIONS.get(api, api)
 
 
 @dataclass
@@ -260,7 +273,7 @@ def _entry(records: list[Record]) -> dict[str, Any]:
 
 def _minor_series(version: str) -> str | None:
     try:
-        release = Version(version).release
+        release = Version(release_of(version)).release
     except InvalidVersion:
         return None
     return f"=={'.'.join(map(str, release[:2]))}.*" if len(release) >= 2 else f"=={version}"

@@ -8,8 +8,9 @@ Contract:
   every distinct ``adapter`` line is kept as a declaration of that environment.
 * **Records** are keyed by ``comparison_key``: the environment, case, framework *and its
   version*, API, device, dtype and quantity.  Two records with the same key are
-  *duplicates* when every field but ``extra`` and ``baseline`` agrees (``extra`` holds annotations such as
-  timings that may differ between identical runs): the first is kept, the others dropped.
+  *duplicates* when every field but ``extra`` and ``baseline`` agrees (``extra`` holds
+  annotations such as timings that may differ between identical runs; ``baseline`` a
+  known-discrepancy file's word beside the verdict): the first is kept, the others dropped.
   Records with the same key that disagree are a *conflict*: all of them are kept, and
   ``Merged.conflicts`` names their keys.
 * Merging is **idempotent**: merging a file with itself, or a merged file with any of its
