@@ -292,8 +292,10 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
 def case_digest(case: Case) -> str:
     """The sha256 of what of ``case`` its records depend on: its semantic content (the
     oracle cache's fingerprint) and ``_JUDGED_CASE_FIELDS``."""
-    content = {"semantic": oracle_cache.case_fingerprint(case),
-               "judged": {name: jsonable(getattr(case, name)) for name in _JUDGED_CASE_FIELDS}}
+    judged = {name: jsonable(getattr(case, name)) for name in _JUDGED_CASE_FIELDS}
+    if case.error is not None:  # only then: the digests of cases without it stay as they were
+        judged["error"] = json.dumps(case.raw.get("error"), sort_keys=True)
+    content = {"semantic": oracle_cache.case_fingerprint(case), "judged": judged}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
