@@ -124,17 +124,28 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     existing = load_baseline([args.keep]) if args.keep is not None else None
     records = read_results(args.results).records
     draft = draft_baseline(records, existing)
-    header = ("Known discrepancies, written by 'conformance baseline' from "
-              f"{', '.join(map(str, args.results))}.\n"
-              "Fill in each new entry's reason (why the framework differs) and link (the "
-              "upstream issue, or\n\"not reported upstream yet\"); "
-              "'conformance run --baseline FILE' reads it.")
+    header = _leading_comment(args.keep) if args.keep is not None else ""
+    header = header or ("Known discrepancies, written by 'conformance baseline' from "
+                        f"{', '.join(map(str, args.results))}.\n"
+                        "Fill in each new entry's reason (why the framework differs) and link "
+                        "(the upstream issue, or\n\"not reported upstream yet\"); "
+                        "'conformance run --baseline FILE' reads it.")
     write_draft(draft, args.output, header)
     print(f"baseline: {args.output} ({len(draft.kept)} entries kept, {len(draft.new)} new, "
           f"{len(draft.dropped)} dropped: they matched no discrepancy)")
     for entry in draft.dropped:
         print(f"  dropped {entry.where}", file=sys.stderr)
     return 0
+
+
+def _leading_comment(path: Path) -> str:
+    """The comment block that opens a baseline file (kept when it is regenerated)."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line[2:] if line.startswith("# ") else line[1:])
+    return "\n".join(lines)
 
 
 # --- conformance validate --results --------------------------------------------------------
