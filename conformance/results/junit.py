@@ -24,7 +24,7 @@ from conformance.results.records import Record
 _ILLEGAL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20))}
 
 
-def test_name(record: Record) -> str:
+def item_name(record: Record) -> str:
     """The pytest plugin's item name of the job that wrote ``record``."""
     parts = record.job.split("|")
     if len(parts) == 4 and parts[1:] == ["*", "*", "*"]:
@@ -49,14 +49,14 @@ def _line(record: Record) -> str:
 def junit_tree(records: Iterable[Record], strict_baseline: bool = False) -> ET.ElementTree:
     jobs: dict[tuple[str, str], list[Record]] = defaultdict(list)
     for record in records:
-        jobs[(record.framework, record.job or test_name(record))].append(record)
+        jobs[(record.framework, record.job or item_name(record))].append(record)
     suite = ET.Element("testsuite", name="conformance")
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for job_records in jobs.values():
         counts["tests"] += 1
         first = job_records[0]
         case = ET.SubElement(suite, "testcase", classname=_clean(first.case_file or "cases"),
-                             name=_clean(test_name(first)), time="0")
+                             name=_clean(item_name(first)), time="0")
         outcome = _outcome(job_records, strict_baseline)
         if outcome is None:
             continue
