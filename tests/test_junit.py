@@ -10,7 +10,7 @@ import pytest
 
 from conformance.cli import main
 from conformance.results.jsonl import read_results
-from conformance.results.junit import junit_tree, item_name
+from conformance.results.junit import item_name, junit_tree
 from conformance.results.records import Record
 from tests.conftest import TESTS, write
 

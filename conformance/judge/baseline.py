@@ -168,16 +168,16 @@ def _load_file(path: Path) -> list[Entry]:
     validator = jsonschema.Draft202012Validator(baseline_schema())
     errors = sorted(validator.iter_errors(located.data), key=lambda e: list(e.absolute_path))
     if errors:
-        error = jsonschema.exceptions.best_match(errors)
-        where = list(error.absolute_path)
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            allowed = error.schema.get("properties", {})
-            unknown = next(k for k in error.instance if k not in allowed)
+        worst = jsonschema.exceptions.best_match(errors)
+        where = list(worst.absolute_path)
+        if worst.validator == "additionalProperties" and isinstance(worst.instance, dict):
+            allowed = worst.schema.get("properties", {})
+            unknown = next(k for k in worst.instance if k not in allowed)
             raise BaselineError(path, located.line_of([*where, unknown]),
                                 _dotted([*where, unknown]),
                                 f"unknown key {_brief(repr(unknown))}; allowed keys: "
                                 f"{', '.join(sorted(allowed))}")
-        raise BaselineError(path, located.line_of(where), _dotted(where), _explain(error))
+        raise BaselineError(path, located.line_of(where), _dotted(where), _explain(worst))
     entries = []
     for index, raw in enumerate(located.data):
         line = located.line_of([index]) or 0

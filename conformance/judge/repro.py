@@ -92,7 +92,7 @@ def write_repro(args: argparse.Namespace) -> list[Path]:
     written = [args.output]
     if arrays is not None:
         npz = args.output.with_suffix(".npz")
-        np.savez(npz, **arrays)
+        np.savez(npz, allow_pickle=False, **arrays)  # plain arrays only
         written.append(npz)
     args.output.write_text(source, encoding="utf-8")
     return written
