@@ -10,7 +10,8 @@ script (``inspect.getsource``), so that composed APIs and compiled twins (``torc
 framework's value, the exact value (decimal literals of the oracle's certified values), the
 error in ULPs of the dtype (values of the dtype between the correctly rounded exact value
 and the framework's) and against the suite's bound (``K`` x the oracle's bound per
-element), and exits 1 while the discrepancy persists, 0 once it is gone.
+element), and exits 1 while the discrepancy persists, 0 once it is gone (2 if its own check
+fails, so that a broken reproducer never reads as a persisting discrepancy).
 
 The script's own check is the core of ``conformance/judge/compare.py``: NaN and infinities
 compared element by element, every finite element within its bound; it does not repeat the
@@ -111,9 +112,10 @@ def _api_id(record: Record) -> str:
 def _literal(array: np.ndarray | None) -> str:
     if array is None:
         return "None"
+    shape = f".reshape({tuple(array.shape)!r})" if array.size == 0 else ""  # keeps (0, C)
     if array.dtype.kind in "iu":
-        return f"np.array({array.tolist()!r}, dtype=np.int64)"
-    return f"np.array({_floats(array.tolist())}, dtype=np.float64)"
+        return f"np.array({array.tolist()!r}, dtype=np.int64){shape}"
+    return f"np.array({_floats(array.tolist())}, dtype=np.float64){shape}"
 
 
 def _floats(values: Any) -> str:
@@ -172,7 +174,9 @@ def repro_source(record: Record, case: Case, npz_name: str
                    f"{name.upper()} = DATA[{name!r}]" for name in arrays)
     else:
         data = "\n".join(f"{name.upper()} = " + (
-            f"np.array({arrays[name].tolist()!r})" if name == "exact"
+            f"np.array({arrays[name].tolist()!r}, dtype=str)"
+            f"{'.reshape(' + repr(arrays[name].shape) + ')' if arrays[name].size == 0 else ''}"
+            if name == "exact"
             else _literal(arrays[name])) for name in arrays)
     for name in ("T", "W"):
         if name.lower() not in arrays:
@@ -366,17 +370,18 @@ _FRAMEWORKS = {"torch": _torch_call, "jax": _jax_call, "tensorflow": _tensorflow
 _CHECK = '''
 
 def ordinals(values: np.ndarray) -> np.ndarray:
-    """Each value's position among the values of DTYPE (adjacent values differ by 1)."""
+    """Each value's position among the values of DTYPE (adjacent values differ by 1; +0 and
+    -0 are one), as Python integers, which cannot overflow."""
     if DTYPE == "bfloat16":  # the upper half of a float32
-        bits = values.astype(np.float32).view(np.int32).astype(np.int64) >> 16
-        sign = 1 << 15
+        bits, width = values.astype(np.float32).view(np.uint32).astype(np.uint64) >> 16, 16
     else:
-        kind = {"float16": (np.float16, np.int16), "float32": (np.float32, np.int32),
-                "float64": (np.float64, np.int64)}[DTYPE]
-        bits = values.astype(kind[0]).view(kind[1]).astype(np.int64)
-        sign = 1 << (8 * np.dtype(kind[0]).itemsize - 1)
-    bits = np.where(bits < 0, bits + 2 * sign, bits)  # the unsigned pattern
-    return np.where(bits >= sign, sign - bits, bits)
+        kind = {"float16": (np.float16, np.uint16), "float32": (np.float32, np.uint32),
+                "float64": (np.float64, np.uint64)}[DTYPE]
+        bits, width = values.astype(kind[0]).view(kind[1]), 8 * np.dtype(kind[0]).itemsize
+    sign = 1 << (width - 1)
+    flat = [int(b) for b in np.asarray(bits).reshape(-1)]
+    return np.array([-(b - sign) if b >= sign else b for b in flat],
+                    dtype=object).reshape(np.shape(values))
 
 
 def main() -> int:
@@ -404,7 +409,7 @@ def main() -> int:
         (np.isinf(value) | np.isinf(exact)) & ~np.isnan(exact) & (value != exact))
     finite = np.isfinite(value) & np.isfinite(exact)
     error = np.where(finite, np.abs(value - exact), 0.0)
-    ulps = np.where(finite, np.abs(ordinals(value) - ordinals(rounded)), 0)
+    ulps = np.where(finite, abs(ordinals(value) - ordinals(rounded)), 0)
     use = np.where(finite & (ALLOWED > 0), error / np.where(ALLOWED > 0, ALLOWED, 1.0), 0.0)
     use = np.where(finite & (ALLOWED == 0) & (error > 0), np.inf, use)
     if special.any():
@@ -420,5 +425,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception:  # the reproducer's own check, not the framework: exit 2, not 1
+        import traceback
+
+        traceback.print_exc()
+        sys.exit(2)
 '''
