@@ -110,6 +110,10 @@ def _baseline(config: pytest.Config) -> Baseline | None:
     return config.stash[_BASELINE]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    _baseline(config)  # a bad baseline stops the session before collection, with its line
+
+
 def _mark_known(item: pytest.Item, framework: str, version: str, job: Job) -> None:
     baseline = _baseline(item.config)
     if baseline is None:

@@ -303,3 +303,50 @@ def test_a_known_discrepancy_that_turns_into_another_kind_is_new(tmp_path: Path)
   link: l
 """)])
     assert baseline.apply(replace(record(), kind="special-value")).baseline is None
+
+
+# --- the pytest plugin's --conformance-baseline ---------------------------------------------
+
+PLUGIN_CASES = """\
+cases:
+  - id: three-classes
+    source: a test
+    op: cross_entropy
+    input: [[1.0, 2.0, 3.0]]
+    target: [0]
+    dtypes: [float32, float64]
+"""
+
+
+def test_pytest_items_xfail_xpass_and_fail_by_the_baseline(pytester: pytest.Pytester,
+                                                           stand_ins: None) -> None:
+    cases = pytester.makefile(".yaml", mine=PLUGIN_CASES)
+    known = pytester.makefile(".yaml", known="""\
+- match: {framework: offset, case: three-classes, dtype: float32, quantity: output}
+  reason: the stand-in adds an offset
+  link: not reported upstream yet
+- match: {framework: exact, case: three-classes, dtype: float64}
+  reason: fixed long ago
+  link: https://example.invalid/5
+- match: {framework: nowhere}
+  reason: stale
+  link: not reported upstream yet
+""")
+    args = [str(cases), "--conformance-framework", "offset", "--conformance-framework",
+            "exact", "--conformance-baseline", str(known), "-rxX"]
+    result = pytester.runpytest(*args)
+    # offset float32: known (xfail); offset float64: new (fail); exact float64: xpass
+    result.assert_outcomes(passed=1, failed=1, xfailed=1, xpassed=1)
+    result.stdout.fnmatch_lines([
+        "*1 baseline entries matched no record*",
+        "*known.yaml:7",
+        "*XFAIL*three-classes?offset-cross_entropy-cpu-float32?*the stand-in adds an offset*",
+        "*XPASS*three-classes?exact-cross_entropy-cpu-float64?*fixed long ago*",
+    ])
+    strict = pytester.runpytest(*args, "--conformance-strict-baseline")
+    strict.assert_outcomes(passed=1, failed=2, xfailed=1)
+    bad = pytester.makefile(".yaml", bad="- match: {case: a}\n  reason: r\n")
+    broken = pytester.runpytest(str(cases), "--conformance-framework", "exact",
+                                "--conformance-baseline", str(bad))
+    assert broken.ret != 0
+    broken.stderr.fnmatch_lines(["*--conformance-baseline:*bad.yaml:1: [[]0[]]*link*"])
