@@ -25,7 +25,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ def release_of(version: str) -> str:
     return version.split(" ", 1)[0]
 
 
+@lru_cache(maxsize=4096)  # a run has few versions and entries, and many records
 def _version_in(version: str, specifiers: SpecifierSet) -> bool:
     try:
         return specifiers.contains(Version(release_of(version)), prereleases=True)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import numpy as np
+
 from conformance.cases.loading import Case
 
 Shard = tuple[int, int]  # (K, N), 1 <= K <= N
@@ -89,10 +91,17 @@ def _zero_based(index: int, count: int, index_name: str, count_name: str) -> Sha
     return index + 1, count
 
 
+def case_size(case: Case) -> int:
+    """The number of input elements, without generating anything (for ordering work)."""
+    value = case.input
+    shape = value.get("shape") if callable(getattr(value, "get", None)) else None
+    if shape is not None:  # a generated input: conformance.cases.generate.Spec
+        return int(np.prod([int(n) for n in shape], dtype=np.int64))
+    return int(np.size(np.asarray(value, dtype=object)))
+
+
 def case_cost(case: Case) -> int:
     """What a case's time grows with: elements x dtypes, doubled with a gradient."""
-    from conformance.run.worker import case_size
-
     return max(1, case_size(case)) * max(1, len(case.dtypes)) * (2 if case.grad else 1)
 
 

@@ -36,14 +36,13 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import IO, Any
 
-import numpy as np
-
 from conformance.adapters import AdapterUnavailable, load_adapter
 from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
 from conformance.cases.loading import Case, load_cases
 from conformance.judge.check import check_case, problem_for
 from conformance.oracle import cache as oracle_cache
 from conformance.results.records import Record, jsonable
+from conformance.run.shards import case_size, parse_shard, shard_cases
 
 
 @dataclass(frozen=True)
@@ -100,15 +99,6 @@ def oracle_entries(cases: list[Case], dtypes: list[str] | None) -> list[tuple[Ca
     return [(case, dtype) for _, _, dtype, case in sorted(entries, key=lambda e: e[:3])]
 
 
-def case_size(case: Case) -> int:
-    """The number of input elements, without generating anything (for ordering work)."""
-    value = case.input
-    shape = value.get("shape") if callable(getattr(value, "get", None)) else None
-    if shape is not None:  # a generated input: conformance.cases.generate.Spec
-        return int(np.prod([int(n) for n in shape], dtype=np.int64))
-    return int(np.size(np.asarray(value, dtype=object)))
-
-
 class _Channel:
     """The protocol stream: the process's original stdout, with fd 1 moved to stderr."""
 
@@ -159,8 +149,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cases(args: argparse.Namespace) -> list[Case]:
     """The cases of the run, of its shard only when it has one."""
-    from conformance.run.shards import parse_shard, shard_cases
-
     cases = load_cases(args.cases)
     return shard_cases(cases, parse_shard(args.shard)) if args.shard else cases
 
