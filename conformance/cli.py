@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from conformance import ci_commands
 from conformance.adapters import frameworks, support
@@ -31,7 +32,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
                    help=f"only these dtypes ({', '.join(DTYPES)})")
     p.add_argument("--device", nargs="+", metavar="DEVICE",
-                   help="only these devices: an id (cpu, cuda:0) or a kind (cpu, gpu)")
+                   help="only these devices: an id (cpu, cuda:0, xpu:0, mps:0, npu:0: what the "
+                        "framework reports) or a kind (cpu, gpu, npu)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help=f"results file (default: {DEFAULT_OUT}); an existing one is kept "
                         "unless --append or --overwrite is given")
@@ -60,6 +62,27 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", type=Path, metavar="HTML",
                    help="also write the HTML report of the results file here at the end")
     ci_commands.add_run_options(p)
+    _add_implementation_options(p)
+
+
+def _add_implementation_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--impl", action="append", default=[], metavar="[NAME=]MODULE:FUNCTION",
+                   help="audit your own function (repeatable): called exactly as the --like "
+                        "API is, on that API's framework, devices and dtypes, eagerly; its "
+                        "records' api is NAME (default MODULE:FUNCTION). Without --framework "
+                        "only the implementations and the APIs they mimic run")
+    p.add_argument("--like", action="append", default=[], metavar="API",
+                   help="the API (a name of the API column of 'conformance support') whose "
+                        "calling convention and options --impl follows: one for all --impl, "
+                        "or one per --impl in order")
+
+
+def _implementations(args: argparse.Namespace, names: list[str]) -> tuple[Any, ...]:
+    """``--impl``/``--like`` resolved (``ImplementationError``, exit 2, if one is bad)."""
+    from conformance.adapters.implementation import pair_likes, resolve
+
+    pairs = pair_likes(getattr(args, "impl", []), getattr(args, "like", []))
+    return tuple(resolve(pairs, names)) if pairs else ()
 
 
 def _with_tolerance_scale(args: argparse.Namespace) -> int:
@@ -100,11 +123,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: --jobs must be >= 0, --timeout and --oracle-timeout > 0",
               file=sys.stderr)
         return 2
+    implementations = _implementations(args, list(frameworks()))
+    chosen = args.framework or ([] if implementations else list(frameworks()))
     options = RunOptions(
-        cases=args.cases, frameworks=args.framework or list(frameworks()), dtypes=args.dtype,
+        cases=args.cases, frameworks=chosen, dtypes=args.dtype,
         devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
         resume=args.resume, overwrite=args.overwrite,
         cache="off" if args.no_cache else args.cache, oracle_timeout=args.oracle_timeout,
+        implementations=implementations,
         **ci_commands.prepare_run(args),
     )
     if args.oracle_only:
@@ -293,6 +319,62 @@ def cmd_pairwise(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_oracle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("oracle", help="write the oracle's values (inputs, exact and correctly "
+                                      "rounded outputs and gradients, error bounds) of whole "
+                                      "cases, at any size, as .npz files")
+    p.add_argument("cases", nargs="+", metavar="CASES", help="case files or directories")
+    p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
+                   help=f"only these dtypes ({', '.join(DTYPES)}; default: each case's own)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="a .npz file (keys CASE/DTYPE/NAME), or a folder (one CASE.npz each, "
+                        "keys DTYPE/NAME)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that exist (never done without it)")
+    p.add_argument("--cache", metavar="DIR",
+                   help="the oracle's cache directory (default: $CONFORMANCE_CACHE or "
+                        ".conformance-cache)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="compute every oracle result afresh, reading and writing no cache")
+
+
+def cmd_oracle(args: argparse.Namespace) -> int:
+    import os
+
+    from conformance.cases.loading import find_case_files
+    from conformance.judge.references import planned_files, write_references
+    from conformance.oracle import cache as oracle_cache
+    from conformance.results.paths import check_outputs
+
+    cases = load_cases(args.cases)
+    setting = "off" if args.no_cache else args.cache
+    cache = oracle_cache.cache_directory() if setting is None else (
+        None if setting.strip().lower() in oracle_cache.DISABLED else Path(setting))
+    inputs = [("CASES", Path(p)) for p in args.cases] + [
+        ("a case file:", f) for f in find_case_files([Path(p) for p in args.cases])]
+    planned = planned_files(args.out, cases, args.dtype)
+    check_outputs([("--out", path) for path in planned], inputs,
+                  [("the oracle cache", cache)] if cache is not None else [])
+    before = os.environ.get(oracle_cache.CACHE_VARIABLE)
+    if setting is not None:
+        os.environ[oracle_cache.CACHE_VARIABLE] = setting
+    try:
+        written = write_references(args.out, cases, args.dtype, overwrite=args.overwrite)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        if setting is not None:
+            if before is None:
+                os.environ.pop(oracle_cache.CACHE_VARIABLE, None)
+            else:
+                os.environ[oracle_cache.CACHE_VARIABLE] = before
+    total = sum(w.entries for w in written)
+    where = written[0].path if len(written) == 1 else f"{len(written)} files in {args.out}"
+    print(f"oracle: {total} case x dtype reference(s) written to {where}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
                           Callable[[argparse.Namespace], int]]] = {
     "run": (_add_run, cmd_run),
@@ -302,6 +384,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
     "support": (support.add_parser, support.command),
     "report": (_add_report, cmd_report),
     "merge": (_add_merge, cmd_merge),
+    "oracle": (_add_oracle, cmd_oracle),
     **ci_commands.COMMANDS,
 }
 

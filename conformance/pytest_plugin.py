@@ -6,7 +6,9 @@ bug report (where the case is, its inputs, the oracle's value, the framework's, 
 ULP).  Each case with documented values also gets a ``[documented]`` item that checks them
 against the oracle.  YAML files are collected when named on the command line or when they
 lie under a directory listed in the ``conformance_cases`` ini option (default ``cases``).
-Options: ``--conformance-framework``, ``--conformance-dtype``, ``--conformance-device``.
+Options: ``--conformance-framework``, ``--conformance-dtype``, ``--conformance-device``, and
+``--conformance-impl [NAME=]MODULE:FUNCTION`` with ``--conformance-like API`` (a user's function
+called like that API: ``conformance.adapters.implementation``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from typing import Any
 import pytest
 
 from conformance.adapters import AdapterUnavailable, frameworks, load_adapter
+from conformance.adapters.base import Adapter
+from conformance.adapters.implementation import (
+    Implementation,
+    ImplementationError,
+    WithImplementations,
+    pair_likes,
+    resolve,
+)
 from conformance.cases.loading import CASE_FILE_SUFFIXES, Case, CaseError, load_file
 from conformance.judge.baseline import Baseline, is_new_discrepancy, load_baseline
 from conformance.judge.check import check_case, check_documented
@@ -37,8 +47,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "an entry covers is an xfail; a covered job that passes an xpass")
     group.addoption("--conformance-strict-baseline", action="store_true",
                     help="an xpass (a known discrepancy that now passes) fails the item")
+    group.addoption("--conformance-impl", action="append", default=[],
+                    metavar="[NAME=]MODULE:FUNCTION",
+                    help="audit your own function, called like --conformance-like (repeatable; "
+                         "without --conformance-framework only the implementations run)")
+    group.addoption("--conformance-like", action="append", default=[], metavar="API",
+                    help="the API whose calling convention --conformance-impl follows: one for "
+                         "all, or one per --conformance-impl")
     parser.addini("conformance_cases", type="paths", default=["cases"],
                   help="directories whose YAML files are collected as conformance cases")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _implemented(config)  # a bad --conformance-impl is a usage error before collection
+    _baseline(config)  # so is a bad baseline, named by its file and line
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -58,7 +80,10 @@ class CaseFile(pytest.File):
             cases = load_file(self.path)
         except CaseError as error:
             raise self.CollectError(str(error)) from None
-        names = self.config.getoption("conformance_framework") or list(frameworks())
+        chosen = self.config.getoption("conformance_framework")
+        implemented = _implemented(self.config)
+        names = chosen or ([] if implemented else list(frameworks()))
+        names = list(dict.fromkeys([*names, *implemented]))
         dtypes = self.config.getoption("conformance_dtype")
         devices = self.config.getoption("conformance_device")
         for case in cases:
@@ -66,7 +91,7 @@ class CaseFile(pytest.File):
                 yield DocumentedItem.from_parent(self, name=f"{case.id}[documented]", case=case)
         for framework in names:
             try:
-                adapter = load_adapter(framework)
+                adapter = _adapter(self.config, framework, chosen)
             except AdapterUnavailable as error:
                 for case in cases:
                     yield SkippedItem.from_parent(self, name=f"{case.id}[{framework}]",
@@ -77,6 +102,38 @@ class CaseFile(pytest.File):
                                             framework=framework)
                 _mark_known(item, framework, adapter.version(), job)
                 yield item
+
+
+_IMPLEMENTATIONS = pytest.StashKey[list[Implementation]]()
+_ADAPTERS = pytest.StashKey[dict[str, Adapter]]()
+
+
+def _implemented(config: pytest.Config) -> list[str]:
+    """The frameworks of ``--conformance-impl``, resolved once per session (a bad one is a
+    usage error naming it)."""
+    if _IMPLEMENTATIONS not in config.stash:
+        try:
+            pairs = pair_likes(config.getoption("conformance_impl"),
+                               config.getoption("conformance_like"))
+            config.stash[_IMPLEMENTATIONS] = resolve(pairs, list(frameworks()))
+        except ImplementationError as error:
+            raise pytest.UsageError(str(error).replace("--impl", "--conformance-impl")
+                                    .replace("--like", "--conformance-like")) from None
+    return list(dict.fromkeys(i.framework for i in config.stash[_IMPLEMENTATIONS]))
+
+
+def _adapter(config: pytest.Config, framework: str, chosen: list[str] | None) -> Adapter:
+    """The framework's adapter, with the session's implementations of it (and, where the
+    framework was not chosen with --conformance-framework, none of its own APIs)."""
+    adapters = config.stash.setdefault(_ADAPTERS, {})
+    if framework not in adapters:
+        adapter = load_adapter(framework)
+        mine = [i for i in config.stash.get(_IMPLEMENTATIONS, []) if i.framework == framework]
+        if mine:
+            adapter = WithImplementations(
+                adapter, mine, None if chosen and framework in chosen else [])
+        adapters[framework] = adapter
+    return adapters[framework]
 
 
 def _item_name(framework: str, job: Job) -> str:
@@ -108,10 +165,6 @@ def _baseline(config: pytest.Config) -> Baseline | None:
         except CaseError as error:
             raise pytest.UsageError(f"--conformance-baseline: {error}") from None
     return config.stash[_BASELINE]
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    _baseline(config)  # a bad baseline stops the session before collection, with its line
 
 
 def _mark_known(item: pytest.Item, framework: str, version: str, job: Job) -> None:
@@ -169,7 +222,8 @@ class CaseItem(_CaseItemBase):
         self.job, self.case, self.framework = job, job.case, framework
 
     def runtest(self) -> None:
-        adapter = load_adapter(self.framework)
+        adapter = _adapter(self.config, self.framework, self.config.getoption(
+            "conformance_framework"))
         job = self.job
         self._judge(check_case(job.case, adapter, job.api, job.device, job.dtype))
 

@@ -132,10 +132,11 @@ def test_summary_lines() -> None:
     assert lines[0] == "summary:"
     assert lines[1].split() == ["jax", "1", "skip"]
     assert lines[2].split() == ["torch", "1", "error,", "2", "fail,", "1", "pass"]
-    assert lines[3] == "worst discrepancies (1 more in the results):"
-    assert lines[4].startswith("  c[torch-torch.nn.functional.cross_entropy-cpu-float32] "
-                               "output: fail numeric 300 ULP")
-    assert lines[5].startswith("  b[")
+    # by cause, in the report's order: the larger ULP error first, the error after the fails
+    assert lines[3] == "worst discrepancies, by cause (1 more in the report):"
+    assert lines[4].startswith("  c on torch.nn.functional.cross_entropy (torch): "
+                               "fail numeric, 1 record(s) in float32: ")
+    assert lines[5].startswith("  b on ")
     assert lines[-2:] == ["results: results/r.jsonl", "report:  results/report.html"]
     assert not any(line.startswith("report") for line in summary_lines(summary))
 

@@ -13,6 +13,7 @@ user would, e.g. ``nll_loss(log_softmax(x))``); a composed API says so in its ``
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +35,11 @@ class Api:
     # option (or "*") -> the framework's own definition it follows for that option; a failing
     # record of a case using the option is then "semantic" (conformance/judge/check.py)
     semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # The public function (or class) a user's implementation stands in for under
+    # ``conformance run --impl ... --like NAME`` (``conformance.adapters.implementation``),
+    # named from the framework's top-level module ("torch.nn.functional.cross_entropy");
+    # "" where the API calls none that could be replaced (glue only, a compiled twin).
+    callee: str = field(default="", compare=False)
 
     def unsupported_reason(self, options: list[str]) -> str | None:
         """Why this API cannot run a case needing ``options``, or None if it can."""
@@ -93,6 +99,18 @@ class Adapter(abc.ABC):
         A key is absent where the framework cannot tell; None where it says it has none
         (a CPU-only build has no CUDA).  Nothing is guessed."""
         return {}
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """Make ``run(api, ...)`` compute what ``run(like, ...)`` does, eagerly, calling
+        ``replacement(public)`` wherever ``like`` calls its public ``like.callee`` (``public``
+        is that function or class itself): same arguments, same tensors on the same device.
+        Adapters that support ``conformance run --impl`` override it (``stands_in``)."""
+        raise NotImplementedError(f"the {self.name} adapter does not run implementations")
+
+    @classmethod
+    def stands_in(cls) -> bool:
+        return cls.stand_in is not Adapter.stand_in
 
 
 def _safe_build(adapter: Adapter) -> dict[str, str | None]:

@@ -35,7 +35,7 @@ class Record:
     framework: str
     framework_version: str
     api: str
-    api_kind: str  # native | composed | reference
+    api_kind: str  # native | composed | implementation | reference
     device: str
     device_name: str
     dtype: str

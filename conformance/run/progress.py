@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from conformance.judge.grouping import Group
+from conformance.judge.wording import how_far_off
 from conformance.results.records import Record
 
 if TYPE_CHECKING:
@@ -186,11 +188,12 @@ def summary_lines(summary: RunSummary, limit: int = 5,
         counts = {s: n for (f, s), n in summary.statuses.items() if f == framework}
         figures = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         lines.append(f"  {framework:12s} {figures}")
-    worst = sorted(summary.worst, key=severity, reverse=True)[:limit]
-    if worst:
-        more = len(summary.worst) - len(worst)
-        lines.append("worst discrepancies" + (f" ({more} more in the results):" if more else ":"))
-        lines += [f"  {describe(r)}" for r in worst]
+    groups = summary.worst_groups()
+    if groups:
+        more = len(groups) - limit
+        lines.append("worst discrepancies, by cause" + (
+            f" ({more} more in the report):" if more > 0 else ":"))
+        lines += [f"  {describe_group(g, summary.worst)}" for g in groups[:limit]]
     oracle = getattr(summary, "oracle", None)
     if oracle:
         lines.append("oracle: " + ", ".join(f"{n} {what}" for what, n in sorted(oracle.items())
@@ -203,15 +206,11 @@ def summary_lines(summary: RunSummary, limit: int = 5,
     return lines
 
 
-def severity(record: Record) -> tuple[bool, float]:
-    """Sort key, most severe last: fails before errors, then by ULP error."""
-    ulp = record.max_ulp_error
-    return (record.status == "fail", 0.0 if ulp is None or ulp != ulp else ulp)
-
-
-def describe(record: Record) -> str:
-    """One line naming a record's comparison, verdict and message."""
-    ulp = "" if record.max_ulp_error is None else f" {record.max_ulp_error:.3g} ULP"
-    return (f"{record.case_id}[{record.framework}-{record.api}-{record.device}-{record.dtype}] "
-            f"{record.quantity}: {record.status} {record.kind or ''}{ulp} "
-            f"{record.message[:120]}").rstrip()
+def describe_group(group: Group, records: list[Record]) -> str:
+    """One line per cause, as the report's row says it: the case, the API family and the
+    framework, how many records over which dtypes, and how far off the worst one is."""
+    members = group.records(records)
+    dtypes = ", ".join(group.dtypes(records))
+    return (f"{group.case_id} on {group.family} ({members[0].framework}): {group.status} "
+            f"{group.kind or ''}, {len(members)} record(s) in {dtypes}: "
+            f"{how_far_off(members[0])[:160]}")

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from conformance.adapters.implementation import Implementation
 from conformance.cases.loading import Case, find_case_files, load_cases
 from conformance.judge.check import check_documented
 from conformance.oracle import cache as oracle_cache
@@ -106,6 +107,14 @@ class RunOptions:
     # word beside their verdict, and only new discrepancies count as failed
     baseline: Any = field(default=None, compare=False)
     keep_records: bool = False  # keep every record in the summary (for --junit-xml)
+    # users' functions run like an API (--impl/--like), on that API's framework; a framework
+    # they need that is not in ``frameworks`` runs only the APIs they mimic
+    implementations: tuple[Implementation, ...] = ()
+
+    def worker_frameworks(self) -> list[str]:
+        """Every framework a worker runs: ``frameworks``, then the implementations'."""
+        return list(dict.fromkeys([*self.frameworks,
+                                   *(impl.framework for impl in self.implementations)]))
 
 
 def available_cores() -> int:
@@ -153,7 +162,7 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
                 _in_parallel(parallel, [
                     functools.partial(_run_framework, framework, cases, options,
                                       environment_id, sink, stop, failed_file)
-                    for framework in options.frameworks], stop)
+                    for framework in options.worker_frameworks()], stop)
             finally:
                 oracle_cache.clear_unavailable()
                 if failed_file is not None:
@@ -257,6 +266,7 @@ SETTING_NAMES = {
     "tolerance_scale": "--tolerance-scale ($CONFORMANCE_TOLERANCE_SCALE)",
     "oracle_version": "the oracle's version (its code, mpmath and numpy)",
     "shard": "--shard",
+    "implementations": "--impl/--like",
 }
 # The settings that decide verdicts rather than which jobs exist: an append must share them.
 JUDGING_SETTINGS = ("tolerance_scale", "oracle_version")
@@ -276,8 +286,7 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
     def chosen(values: list[str] | None) -> list[str] | None:
         return sorted(set(values)) if values else None
 
-    shard = {} if options.shard is None else {"shard": "{}/{}".format(*options.shard)}
-    return shard | {
+    settings: dict[str, Any] = {
         "cases": sorted(str(Path(p)) for p in options.cases),
         "frameworks": sorted(set(options.frameworks)),
         "dtypes": chosen(options.dtypes),
@@ -287,6 +296,11 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
         "tolerance_scale": run_scale(),
         "oracle_version": oracle_cache.oracle_version(),
     }
+    if options.implementations:  # absent otherwise: the settings of older runs still match
+        settings["implementations"] = sorted(impl.spec() for impl in options.implementations)
+    if options.shard is not None:  # likewise
+        settings["shard"] = "{}/{}".format(*options.shard)
+    return settings
 
 
 def case_digest(case: Case) -> str:
@@ -462,12 +476,14 @@ class _Sink:
         baseline = self.baseline
         return record if baseline is None else baseline.apply(record)
 
-    def declare(self, declaration: dict[str, Any]) -> None:
-        """Write an adapter line, once per framework and version in this environment."""
+    def declare(self, declaration: dict[str, Any],
+                running: dict[str, Any] | None = None) -> None:
+        """Write an adapter line, once per framework and version in this environment
+        (``running``: the declaration with the APIs the worker runs, for the progress)."""
         key = (declaration["framework"], declaration["version"])
         with self.lock:
             if self.progress is not None:
-                self.progress.adapter(declaration)
+                self.progress.adapter(running or declaration)
             if key not in self.declared:
                 self.declared.add(key)
                 self.writer.write_adapter(declaration)
@@ -764,7 +780,7 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
 
     stalled = False
     while not stop.is_set():
-        mode = ["--framework", framework]
+        mode = ["--framework", framework, *_implementation_arguments(options, framework)]
         if oracle_failed is not None:
             mode += ["--oracle-failed", oracle_failed]
         worker = _Worker(mode, options, environment_id, done, by_id, stop)
@@ -799,6 +815,35 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
         on_done(FRAMEWORK_JOB, [worker.error_record(
             FRAMEWORK_JOB, outcome.kind, f"the worker could not run any job: {outcome.failure}")])
         return
+
+
+def _implementation_arguments(options: RunOptions, framework: str) -> list[str]:
+    """The worker's ``--implementations`` (and ``--only-apis``, the APIs mimicked, where the
+    framework runs only for implementations)."""
+    mine = [impl for impl in options.implementations if impl.framework == framework]
+    if not mine:
+        return []
+    arguments = ["--implementations", json.dumps([impl.as_json() for impl in mine])]
+    if framework not in options.frameworks:
+        arguments += ["--only-apis", *dict.fromkeys(impl.like_id for impl in mine)]
+    return arguments
+
+
+def running_declaration(declaration: dict[str, Any], options: RunOptions) -> dict[str, Any]:
+    """``declaration`` with the APIs a worker of ``options`` runs (for counting its jobs):
+    the framework's own (only those mimicked, where it runs only for implementations), then
+    its implementations."""
+    framework = declaration.get("framework")
+    mine = [impl for impl in options.implementations if impl.framework == framework]
+    if not mine:
+        return declaration
+    apis: list[dict[str, Any]] = list(declaration.get("apis", []))
+    by_id = {api.get("id"): api for api in apis}
+    if framework not in options.frameworks:
+        apis = [api for api in apis if any(api.get("id") == i.like_id for i in mine)]
+    added = [{**by_id.get(impl.like_id, {}), "id": impl.api_id, "name": impl.name,
+              "kind": "implementation"} for impl in mine]
+    return {**declaration, "apis": apis + added}
 
 
 @dataclass
@@ -864,6 +909,9 @@ class _Worker:
         apis: list[dict[str, Any]] = self.declaration.get("apis", [])
         devices: list[dict[str, Any]] = self.declaration.get("devices", [])
         api = next((a for a in apis if a.get("id") == api_id), {})
+        impl = next((i for i in self.options.implementations if i.api_id == api_id), None)
+        if impl is not None:
+            api = {"name": impl.name, "kind": "implementation"}
         device = next((d for d in devices if d.get("id") == device_id), {})
         return Record(
             case_id=case_id, op=case.op if case else "", group=case.group if case else "",
@@ -872,6 +920,7 @@ class _Worker:
             device=device_id, device_name=device.get("name", ""), dtype=dtype,
             quantity="output", status="error", kind=kind, message=message,
             case_file=case.file if case else "", environment_id=self.environment_id,
+            extra={"like": impl.like} if impl is not None else {},
         )
 
     @classmethod
@@ -909,7 +958,8 @@ class _Worker:
                     if kind == "adapter":
                         self.declaration = event["declaration"]
                         outcome.version = self.declaration["version"]
-                        sink.declare({**self.declaration, "environment_id": self.environment_id})
+                        sink.declare({**self.declaration, "environment_id": self.environment_id},
+                                     running_declaration(self.declaration, self.options))
                     elif kind == "unavailable":
                         outcome.unavailable = event["reason"]
                     elif kind == "start":

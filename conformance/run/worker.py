@@ -38,6 +38,7 @@ from typing import IO, Any
 
 from conformance.adapters import AdapterUnavailable, load_adapter
 from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
+from conformance.adapters.implementation import Implementation, WithImplementations, like_of
 from conformance.cases.loading import Case, load_cases
 from conformance.judge.check import check_case, problem_for
 from conformance.oracle import cache as oracle_cache
@@ -129,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                              "oracle phase could not compute; jobs needing them are errors")
     parser.add_argument("--environment-id", default="")
     parser.add_argument("--shard", help="K/N: only that shard's cases (conformance.run.shards)")
+    parser.add_argument("--implementations", metavar="JSON",
+                        help="a JSON list of implementations (Implementation.as_json) to run "
+                             "beside the framework's APIs")
+    parser.add_argument("--only-apis", nargs="*", metavar="ID",
+                        help="run only these of the framework's own APIs (and the "
+                             "implementations)")
     args = parser.parse_args(argv)
     if not args.oracle and not args.framework:
         parser.error("--framework or --oracle is required")
@@ -160,6 +167,9 @@ def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) 
         channel.emit({"event": "unavailable", "reason": str(error)})
         return
     channel.emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
+    if args.implementations or args.only_apis is not None:
+        chosen = [Implementation(**entry) for entry in json.loads(args.implementations or "[]")]
+        adapter = WithImplementations(adapter, chosen, args.only_apis)
     cases = _cases(args)
     if args.oracle_failed:
         _mark_oracle_failures(cases, args.oracle_failed)
@@ -216,6 +226,7 @@ def _no_oracle_record(job: Job, adapter: Adapter, reason: str, environment_id: s
         kind="timeout" if reason.startswith("timeout") else "crash",
         message=f"no oracle result to compare with ({reason})",
         case_file=case.file, environment_id=environment_id,
+        extra={"like": like_of(job.api)} if like_of(job.api) else {},
     )
 
 
