@@ -350,3 +350,36 @@ def test_pytest_items_xfail_xpass_and_fail_by_the_baseline(pytester: pytest.Pyte
                                 "--conformance-baseline", str(bad))
     assert broken.ret != 0
     broken.stderr.fnmatch_lines(["*--conformance-baseline:*bad.yaml:1: [[]0[]]*link*"])
+
+
+# --- the report shows xfail and xpass, linked, and the reproducer command -------------------
+
+
+def test_the_report_shows_xfail_and_xpass_with_their_links(tmp_path: Path) -> None:
+    from conformance.report.discrepancies import unpack
+    from conformance.report.page import write_report
+    from tests.report_samples import environment, result, write_results
+
+    known = {"outcome": "xfail", "reason": "float16 sum", "entry": "k.yaml:1",
+             "link": "https://github.com/pytorch/pytorch/issues/85791"}
+    fixed = {"outcome": "xpass", "reason": "was wrong", "entry": "k.yaml:5",
+             "link": "not reported upstream yet"}
+    lines = [environment(),
+             result("c-known", "fail", kind="numeric", baseline=known,
+                    job="c-known|cross_entropy|cpu|float32", job_records=1),
+             result("c-new", "fail", kind="numeric", job="c-new|cross_entropy|cpu|float32",
+                    job_records=1),
+             result("c-fixed", baseline=fixed, job="c-fixed|cross_entropy|cpu|float32",
+                    job_records=1),
+             result("c-pass")]
+    results = write_results(tmp_path / "r.jsonl", lines)
+    page = write_report([results], tmp_path / "report.html").path.read_text()
+    assert page.count('class="badge s-xfail"') == 1
+    assert 'href="https://github.com/pytorch/pytorch/issues/85791"' in page
+    assert page.count('class="badge s-xpass"') == 1  # the fixed record is listed
+    assert "c-pass" not in page.split('id="disc-table"')[1].split("</table>")[0]
+    data = unpack(page.split('data-gzip="')[1].split('"')[0])
+    text = json.dumps(data)
+    assert "conformance repro RESULTS.jsonl --case c-known --framework torch --api " \
+           "cross_entropy --dtype float32 --device cpu --quantity output -o repro.py" in text
+    assert "float16 sum (https://github.com/pytorch/pytorch/issues/85791; k.yaml:1)" in text

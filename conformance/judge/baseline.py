@@ -34,14 +34,13 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from conformance.cases.loading import CaseError, _brief, _dotted, _explain, _load_yaml
+from conformance.judge import grouping
 from conformance.results.records import Record
 
 SCHEMA_PATH = Path(__file__).with_name("baseline_schema.json")
 MATCH_FIELDS = ("framework", "version", "api", "device", "dtype", "case", "quantity")
 DISCREPANCY = ("fail", "error")
 NOT_REPORTED = "not reported upstream yet"
-# The wrappers that compile a public API: a compiled twin shares its eager API's root cause.
-COMPILE_WRAPPERS = ("torch.compile(", "jax.jit(", "tf.function(")
 
 
 class BaselineError(CaseError):
@@ -214,13 +213,11 @@ MODULE_FUNCTIONS = {"torch.nn.CrossEntropyLoss": "torch.nn.functional.cross_entr
 
 
 def api_family(api: str) -> str:
-    """The API a compiled twin wraps (``jax.jit(f)`` -> ``f``), and the functional API a
-    module class calls: one root cause for all of them."""
-    for wrapper in COMPILE_WRAPPERS:
-        if api.startswith(wrapper) and api.endswith(")"):
-            api = api[len(wrapper):-1]
-            break
-    return MODULE_FUNCTIONS.get(api, api)
+    """The API a compiled twin wraps (``jax.jit(f)`` -> ``f``, as the report groups them:
+    ``conformance.judge.grouping``), and the functional API a module class calls: one root
+    cause for all of them."""
+    family = grouping.api_family(api)
+    return MODULE_FUNCTIONS.get(family, family)
 
 
 @dataclass
