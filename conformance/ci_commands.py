@@ -79,11 +79,15 @@ def finish_run(args: argparse.Namespace, options: Any, summary: RunSummary) -> t
             entry = (record.baseline or {}).get("entry", "")
             lines.append(f"  xpass: {record.case_id}[{record.framework}-{record.api}-"
                          f"{record.device}-{record.dtype}] {record.quantity} ({entry})")
-        stale = baseline.stale()
+        unused = baseline.stale()
+        stale = [e for e in unused if not baseline.not_run(e)]
         if stale:
             lines.append(f"baseline: {len(stale)} entries matched no record of this run "
-                         "(fixed, or not run here):")
+                         "although their framework and case ran (fixed? stale?):")
             lines += [f"  {entry.where}" for entry in stale[:20]]
+        if len(unused) > len(stale):
+            lines.append(f"baseline: {len(unused) - len(stale)} entries are for frameworks or "
+                         "cases not run here")
         failed = failed or (args.strict_baseline and bool(summary.xpasses))
     if args.junit_xml is not None:
         from conformance.results.junit import write_junit

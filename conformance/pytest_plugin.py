@@ -183,10 +183,12 @@ def _mark_known(item: pytest.Item, framework: str, version: str, job: Job) -> No
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     baseline = config.stash.get(_BASELINE, None)
-    stale = baseline.stale() if baseline is not None else []
-    if stale:
+    if baseline is None:
+        return
+    stale = [entry for entry in baseline.stale() if not baseline.not_run(entry)]
+    if stale:  # those of frameworks and cases not run in this session are not listed
         terminalreporter.write_sep("-", f"{len(stale)} baseline entries matched no record "
-                                        "(fixed, or not run here)")
+                                        "although their framework and case ran")
         for entry in stale:
             terminalreporter.write_line(entry.where)
 

@@ -181,13 +181,18 @@ def test_known_discrepancies_exit_0_new_ones_exit_1(tmp_path: Path, stand_ins: N
   reason: the stand-in adds an offset
   link: not reported upstream yet
 - match: {framework: torch, case: case-a}
-  reason: matches nothing here
+  reason: matches nothing here, torch does not run
+  link: not reported upstream yet
+- match: {framework: offset, case: case-a, dtype: bfloat16}
+  reason: matches nothing although offset ran case-a (in other dtypes)
   link: not reported upstream yet
 """, "only_a.yaml")
     assert main([*run, "--baseline", str(only_a)]) == 1  # case-b's failure is new
     printed = capsys.readouterr().out
-    assert "baseline: 1 entries matched no record of this run" in printed
-    assert f"{only_a}:4" in printed
+    assert "baseline: 1 entries matched no record of this run although their framework " \
+           "and case ran" in printed
+    assert f"{only_a}:7" in printed and f"{only_a}:4" not in printed
+    assert "baseline: 1 entries are for frameworks or cases not run here" in printed
 
 
 def test_an_xpass_passes_unless_strict(tmp_path: Path, stand_ins: None,
@@ -329,6 +334,9 @@ def test_pytest_items_xfail_xpass_and_fail_by_the_baseline(pytester: pytest.Pyte
   reason: fixed long ago
   link: https://example.invalid/5
 - match: {framework: nowhere}
+  reason: not run here, not listed
+  link: not reported upstream yet
+- match: {framework: exact, case: three-classes, dtype: float16}
   reason: stale
   link: not reported upstream yet
 """)
@@ -338,8 +346,8 @@ def test_pytest_items_xfail_xpass_and_fail_by_the_baseline(pytester: pytest.Pyte
     # offset float32: known (xfail); offset float64: new (fail); exact float64: xpass
     result.assert_outcomes(passed=1, failed=1, xfailed=1, xpassed=1)
     result.stdout.fnmatch_lines([
-        "*1 baseline entries matched no record*",
-        "*known.yaml:7",
+        "*1 baseline entries matched no record although their framework and case ran*",
+        "*known.yaml:10",
         "*XFAIL*three-classes?offset-cross_entropy-cpu-float32?*the stand-in adds an offset*",
         "*XPASS*three-classes?exact-cross_entropy-cpu-float64?*fixed long ago*",
     ])

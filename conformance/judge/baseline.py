@@ -106,6 +106,7 @@ class Baseline:
 
     entries: list[Entry]
     used: set[int] = field(default_factory=set)
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (framework, case) that ran
 
     def entry_for(self, record: Record) -> int | None:
         if record.status != "pass" and record.status not in DISCREPANCY:
@@ -117,6 +118,8 @@ class Baseline:
 
     def apply(self, record: Record) -> Record:
         """``record`` with ``baseline`` set when an entry matches (its verdict unchanged)."""
+        if record.status == "pass" or record.status in DISCREPANCY:
+            self.seen.add((record.framework, record.case_id))
         index = self.entry_for(record)
         if index is None:
             return record if record.baseline is None else replace(record, baseline=None)
@@ -127,7 +130,15 @@ class Baseline:
                                          "link": entry.link, "entry": entry.where})
 
     def stale(self) -> list[Entry]:
+        """The entries that matched no record; see ``not_run`` for those this run could not
+        have matched."""
         return [e for i, e in enumerate(self.entries) if i not in self.used]
+
+    def not_run(self, entry: Entry) -> bool:
+        """Whether no framework and case of ``entry`` ran (among the records applied)."""
+        frameworks, cases = entry.globs.get("framework", ("*",)), entry.globs.get("case", ("*",))
+        return not any(any(value_matches(f, g) for g in frameworks)
+                       and any(value_matches(c, g) for g in cases) for f, c in self.seen)
 
 
 def is_new_discrepancy(record: Record) -> bool:
