@@ -13,6 +13,7 @@ called like that API: ``conformance.adapters.implementation``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "all, or one per --conformance-impl")
     parser.addini("conformance_cases", type="paths", default=["cases"],
                   help="directories whose YAML files are collected as conformance cases")
+
+
+# Loggers whose records say nothing to a reader of a failure: TorchDynamo's structured trace
+# (``torch.__trace``, DEBUG records with empty messages, hundreds per compilation, meant for
+# TORCH_TRACE files; torch hands that logger the root's handlers, so pytest captures them)
+# would fill most of a compiled item's "Captured log" section.
+QUIET_LOGGERS = re.compile(r"\btorch\.__trace\b")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """A case item's report without the captured log lines of ``QUIET_LOGGERS`` (only the
+    report: TORCH_TRACE and other handlers get every record)."""
+    outcome = yield
+    if not isinstance(item, _CaseItemBase):
+        return
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    sections = []
+    for title, text in report.sections:
+        if title.startswith("Captured log"):
+            text = "\n".join(line for line in text.splitlines()
+                             if not QUIET_LOGGERS.search(line))
+            if not text.strip():
+                continue
+        sections.append((title, text))
+    report.sections = sections
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -223,6 +251,13 @@ class CaseItem(_CaseItemBase):
         super().__init__(**kwargs)
         self.job, self.case, self.framework = job, job.case, framework
 
+    def reportinfo(self) -> tuple[Path, int, str]:
+        """The failure's header: the case, and the API, device and dtype it failed on."""
+        job = self.job
+        return (self.path, self.case.line - 1,
+                f"{self.case.id}: {self.framework} {job.api.name} on {job.device.id}, "
+                f"{job.dtype}")
+
     def runtest(self) -> None:
         adapter = _adapter(self.config, self.framework, self.config.getoption(
             "conformance_framework"))
@@ -234,6 +269,9 @@ class DocumentedItem(_CaseItemBase):
     def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.case.line - 1, f"{self.case.id}: documented values, float64"
 
     def runtest(self) -> None:
         self._judge(check_documented(self.case))

@@ -11,6 +11,7 @@ matrix), ``conformance.cases`` and ``reference``; an adapter never imports anoth
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from importlib.metadata import entry_points
 
@@ -26,11 +27,45 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
 }
 
 
+# What a built-in framework's adapter imports (top-level modules), and the pip packages that
+# give them; this project's extra of the same name installs them at the tested versions.
+REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",), "jax": ("jax", "jaxlib", "optax"), "tensorflow": ("keras", "tensorflow"),
+}
+PACKAGES: dict[str, str] = {"torch": "torch", "jax": "jax, jaxlib and optax",
+                            "tensorflow": "tensorflow-cpu"}
+
 ADAPTERS_VARIABLE = "CONFORMANCE_ADAPTERS"
 # Installed packages register adapters under this entry-point group, as pytest plugins use
 # ``pytest11``: in pyproject.toml, [project.entry-points."conformance.adapters"]
 # mybackend = "my_package.adapter:MyAdapter"
 ENTRY_POINT_GROUP = "conformance.adapters"
+
+
+def install_hint(name: str) -> str:
+    """How to install framework ``name``: its pip package, with the tested versions."""
+    if name not in PACKAGES:
+        return "install the package that provides it"
+    return (f"install the pip package {PACKAGES[name]} at the tested version: "
+            f"pip install -c constraints.txt -e '.[{name}]' (in this project's checkout)")
+
+
+def not_installed(name: str) -> str | None:
+    """Why framework ``name`` cannot be imported, found without importing it (its modules
+    are looked up, not run), or None when they are all there.  An import can still fail
+    later (a broken installation): ``load_adapter`` then says so."""
+    known = frameworks()
+    if name not in known:
+        return f"unknown framework {name!r}; expected one of {', '.join(known)}"
+    modules = REQUIRED_MODULES.get(name, (known[name][0].split(".")[0],))
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{name} is not installed (no module named {module!r}); {install_hint(name)}"
+    return None
 
 
 def frameworks() -> dict[str, tuple[str, str]]:
@@ -91,7 +126,10 @@ def load_adapter(name: str) -> Adapter:
     try:
         adapter = getattr(importlib.import_module(module_name), class_name)()
     except ImportError as error:
-        raise AdapterUnavailable(f"{name} is not installed ({error})") from error
+        missing = getattr(error, "name", None)
+        what = f"no module named {missing!r}" if missing else str(error)
+        raise AdapterUnavailable(f"{name} is not installed ({what}); "
+                                 f"{install_hint(name)}") from error
     _loaded[name] = adapter
     return adapter
 
@@ -105,5 +143,7 @@ __all__ = [
     "Device",
     "Outcome",
     "frameworks",
+    "install_hint",
     "load_adapter",
+    "not_installed",
 ]
