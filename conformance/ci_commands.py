@@ -25,16 +25,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", nargs="+", type=Path, metavar="YAML",
                    help="known discrepancies (baselines/*.yaml): a fail or error matching an "
                         "entry is an xfail, a matched pass an xpass; only new discrepancies "
-                        "make the exit code 1")
+                        "make the exit code 1 (default: none)")
     p.add_argument("--strict-baseline", action="store_true",
                    help="with --baseline, an xpass (a known discrepancy that now passes) "
                         "also makes the exit code 1")
     p.add_argument("--junit-xml", type=Path, metavar="FILE",
-                   help="also write the run's jobs as JUnit XML, one testcase per job")
+                   help="also write the run's jobs as JUnit XML, one testcase per job "
+                        "(default: none)")
     p.add_argument("--shard", metavar="K/N|auto",
                    help="run only shard K of N (whole cases, balanced by size); auto: from "
                         "$CONFORMANCE_SHARD, $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT or "
-                        "$JOB_COMPLETION_INDEX/$CONFORMANCE_SHARD_COUNT")
+                        "$JOB_COMPLETION_INDEX/$CONFORMANCE_SHARD_COUNT (default: every case)")
     p.add_argument("--oracle-only", action="store_true",
                    help="only fill the oracle cache for the cases (of the shard), run no "
                         "framework and write no results: ship the cache to the shards")
@@ -103,13 +104,15 @@ def finish_run(args: argparse.Namespace, options: Any, summary: RunSummary) -> t
 def _add_baseline(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("baseline", help="write a known-discrepancy baseline from results "
                                         "files: one entry per case and API family")
-    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="YAML",
-                   help="the baseline to write")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                   help="results files (JSON Lines) whose discrepancies to list (required)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                   help="the baseline (YAML) to write (required)")
     p.add_argument("--keep", type=Path, metavar="YAML",
                    help="an earlier baseline (often the same file as -o): its entries that "
                         "still match a discrepancy are kept as they are, reason and link "
-                        "included; only discrepancies none of them covers get new entries")
+                        "included; only discrepancies none of them covers get new entries "
+                        "(default: none)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace -o if it exists (implied when -o is the --keep file)")
 
@@ -184,14 +187,19 @@ def validate_results(paths: list[Path]) -> int:
 def _add_repro(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("repro", help="write a standalone script (the framework and numpy "
                                      "only) reproducing one discrepancy of a results file")
-    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS")
-    p.add_argument("--case", required=True, metavar="ID")
-    p.add_argument("--framework", metavar="NAME")
-    p.add_argument("--api", metavar="NAME", help="the API's name or id (a glob)")
-    p.add_argument("--dtype", metavar="DTYPE")
-    p.add_argument("--device", metavar="DEVICE")
-    p.add_argument("--quantity", metavar="QUANTITY", help="output or grad")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="PY")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS",
+                   help="results files (JSON Lines) holding the record (required)")
+    p.add_argument("--case", required=True, metavar="ID", help="the case's id (required)")
+    p.add_argument("--framework", metavar="NAME", help="the framework (default: any)")
+    p.add_argument("--api", metavar="NAME",
+                   help="the API's name or id, a glob (default: any)")
+    p.add_argument("--dtype", metavar="DTYPE", help="the dtype (default: any)")
+    p.add_argument("--device", metavar="DEVICE", help="the device id (default: any)")
+    p.add_argument("--quantity", metavar="QUANTITY",
+                   help="output or grad (default: any; a discrepancy first)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
+                   help="the script to write, a .py (and a sibling .npz for large inputs; "
+                        "required)")
     p.add_argument("--cases-root", type=Path, metavar="DIR", default=Path.cwd(),
                    help="where the records' case files are (default: the current directory)")
 

@@ -250,7 +250,8 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
                    help="case files or directories")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per valid file")
     p.add_argument("--results", nargs="+", type=Path, metavar="FILE",
-                   help="check results files (JSON Lines) against the results schema instead")
+                   help="check results files (JSON Lines) against the results schema instead "
+                        "(default: check case files)")
     p.add_argument("--no-oracle", action="store_true",
                    help="do not check documented values against the oracle")
 
