@@ -35,6 +35,9 @@ class Api:
     # option (or "*") -> the framework's own definition it follows for that option; a failing
     # record of a case using the option is then "semantic" (conformance/judge/check.py)
     semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # Why the API has no gradient (a forward-only runtime), or "" where it has one: a case's
+    # gradient is then recorded ``unsupported`` with this reason, its output still judged.
+    no_grad: str = ""
     # The public function (or class) a user's implementation stands in for under
     # ``conformance run --impl ... --like NAME`` (``conformance.adapters.implementation``),
     # named from the framework's top-level module ("torch.nn.functional.cross_entropy");
@@ -66,6 +69,9 @@ class Outcome:
     grad: np.ndarray | None = None
     error_type: str = ""
     message: str = ""
+    # The dtype the framework's output had, where the adapter tells it ("" where it does not):
+    # an output in another dtype than the inputs' is a discrepancy (conformance/judge/check.py).
+    dtype: str = ""
 
 
 class Adapter(abc.ABC):
@@ -132,7 +138,7 @@ def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
         "apis": [
             {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
              "supports": sorted(a.supports), "reasons": dict(a.reasons),
-             "semantics": dict(a.semantics)}
+             "semantics": dict(a.semantics), **({"no_grad": a.no_grad} if a.no_grad else {})}
             for a in adapter.apis()
         ],
     }

@@ -37,6 +37,8 @@ GROUPS: dict[str, str] = {
                "well defined (a value is expected)",
     "large": "large vocabularies (32k to 128k classes) and one 32 x 131072 batch: the oracle "
              "takes seconds to minutes per dtype; leave them out with --exclude-group large",
+    "found": "discrepancies found by conformance hunt that no other case showed, as the hunt "
+             "shrank them (cases/found/)",
 }
 TAGS = ("generated", "expect-error", "no-grad")
 
