@@ -107,6 +107,13 @@ class Adapter(abc.ABC):
     def apis_for(self, op: str) -> tuple[Api, ...]:
         return tuple(api for api in self.apis() if api.op == op)
 
+    def build(self) -> dict[str, str | None]:
+        """What the framework says of its build and of what it sees: CUDA, cuDNN or ROCm
+        versions, its BLAS and oneDNN, the accelerator driver, the CPU kernels it picked.
+        A key is absent where the framework cannot tell; None where it says it has none
+        (a CPU-only build has no CUDA).  Nothing is guessed."""
+        return {}
+
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
         """Make ``run(api, ...)`` compute what ``run(like, ...)`` does, eagerly, calling
@@ -120,6 +127,14 @@ class Adapter(abc.ABC):
         return cls.stand_in is not Adapter.stand_in
 
 
+def _safe_build(adapter: Adapter) -> dict[str, str | None]:
+    """``adapter.build()``, or what failed in it: build information is never worth a run."""
+    try:
+        return {str(k): None if v is None else str(v) for k, v in adapter.build().items()}
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
 def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
     """What ``adapter`` declares, as plain data: the ``adapter`` line of a results file."""
     return {
@@ -127,6 +142,7 @@ def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
         "version": adapter.version(),
         "devices": [asdict(d) for d in adapter.devices()],
         "dtypes": list(adapter.dtypes()),
+        "build": _safe_build(adapter),
         "apis": [
             {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
              "supports": sorted(a.supports), "reasons": dict(a.reasons),

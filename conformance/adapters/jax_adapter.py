@@ -33,6 +33,7 @@ recorded for it, and the code compiled is the same with or without the cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -174,6 +175,9 @@ class JaxAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return tuple(device for device, _ in self._devices)
+
+    def build(self) -> dict[str, str | None]:
+        return jax_build(self.jax)
 
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
@@ -373,6 +377,29 @@ def _discover(jax: Any) -> list[tuple[Device, Any]]:
     for i, gpu in enumerate(gpus):
         found.append((Device(f"cuda:{i}", "gpu", str(gpu.device_kind)), gpu))
     return found
+
+
+def jax_build(jax: Any) -> dict[str, str | None]:
+    """jaxlib's word on its CUDA plugin (``jax._src.lib.cuda_versions``: None without one)
+    and the platform version of each backend it runs."""
+    info: dict[str, str | None] = {"default_backend": jax.default_backend()}
+    try:
+        from jax._src.lib import cuda_versions
+    except ImportError:
+        cuda_versions = None
+    if cuda_versions is None:
+        info["cuda"] = None  # jaxlib has no CUDA plugin here
+    else:
+        for key, name in (("cuda_runtime_seen", "cuda_runtime_get_version"),
+                          ("cudnn_seen", "cudnn_get_version"),
+                          ("cuda_driver", "cuda_driver_get_version")):
+            with contextlib.suppress(Exception):
+                info[key] = str(getattr(cuda_versions, name)())
+    for device in {d.platform: d for d in jax.devices()}.values():
+        version = getattr(getattr(device, "client", None), "platform_version", None)
+        if version and version not in ("<unknown>", device.platform):
+            info[f"{device.platform}_platform"] = str(version)
+    return info
 
 
 def _resident_bytes() -> int | None:

@@ -305,6 +305,9 @@ class TensorFlowAdapter(Adapter):
     def devices(self) -> tuple[Device, ...]:
         return tuple(device for device, _ in self._devices)
 
+    def build(self) -> dict[str, str | None]:
+        return tensorflow_build(self.tf)
+
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
         """``api`` runs ``like``'s recipe eagerly (no ``tf.function``), ``like.callee``
@@ -557,6 +560,32 @@ def _discover(tf: Any) -> list[tuple[Device, str]]:
         found.append((Device(f"cuda:{i}", "gpu", str(details.get("device_name", gpu.name))),
                       f"/GPU:{i}"))
     return found
+
+
+def tensorflow_build(tf: Any) -> dict[str, str | None]:
+    """TensorFlow's word on its build (``tf.sysconfig.get_build_info``), its oneDNN
+    (``IsMklEnabled``; ``TF_ENABLE_ONEDNN_OPTS`` as set) and the GPUs it sees."""
+    build = tf.sysconfig.get_build_info()
+    info: dict[str, str | None] = {
+        "cuda_built": str(build["cuda_version"]) if build.get("is_cuda_build") else None,
+        "cudnn_built": str(build["cudnn_version"]) if build.get("is_cuda_build") else None,
+        "rocm_built": str(build.get("rocm_version", "yes")) if build.get("is_rocm_build")
+        else None,
+    }
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        info["onednn"] = "built in" if _pywrap_util_port.IsMklEnabled() else None
+    except (ImportError, AttributeError):
+        pass
+    if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+        info["TF_ENABLE_ONEDNN_OPTS"] = os.environ["TF_ENABLE_ONEDNN_OPTS"]
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = [tf.config.experimental.get_device_details(g) for g in gpus]
+        info["gpus"] = ", ".join(f"{d.get('device_name', '?')} (compute capability "
+                                 f"{d.get('compute_capability', '?')})" for d in details)
+    return info
 
 
 def _numpy(tf: Any, tensor: Any) -> np.ndarray:

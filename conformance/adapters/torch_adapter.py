@@ -151,6 +151,9 @@ class TorchAdapter(Adapter):
     def dtypes(self) -> tuple[str, ...]:
         return DTYPES
 
+    def build(self) -> dict[str, str | None]:
+        return torch_build(self.torch)
+
     def devices(self) -> tuple[Device, ...]:
         return (Device("cpu", "cpu", cpu_name()), *accelerators(self.torch))
 
@@ -463,6 +466,35 @@ def _weighted_cross_entropy(torch: Any, x: Any, t: Any, w: Any, dim: int, ii: in
 
 def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().to("cpu").double().numpy()
+
+
+def torch_build(torch: Any) -> dict[str, str | None]:
+    """torch's word on its build (``torch.version``, ``torch.__config__.show()``) and on what
+    it sees (cuDNN loaded, the driver, each GPU's compute capability, the CPU kernels)."""
+    info: dict[str, str | None] = {
+        "cuda_built": torch.version.cuda, "rocm_built": getattr(torch.version, "hip", None),
+        "cudnn_seen": None if torch.backends.cudnn.version() is None
+        else str(torch.backends.cudnn.version()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", config)
+    if blas:
+        info["blas"] = blas.group(1)
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) v([0-9.]+)", config)
+    if onednn:
+        info["onednn"] = onednn.group(1)
+    elif not torch.backends.mkldnn.is_available():
+        info["onednn"] = None
+    if torch.cuda.is_available():
+        driver = getattr(torch._C, "_cuda_getDriverVersion", None)  # no public API for it
+        if driver is not None:
+            info["cuda_driver"] = str(driver())
+        info["gpus"] = ", ".join(
+            "{} (compute capability {}.{})".format(torch.cuda.get_device_name(i),
+                                                   *torch.cuda.get_device_capability(i))
+            for i in range(torch.cuda.device_count()))
+    return info
 
 
 def _outcome_of(error: Exception) -> Outcome:

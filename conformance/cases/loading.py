@@ -23,7 +23,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,9 @@ class Case:
     # the comparison's tolerance override (conformance/judge/compare.py): a number (a scale) or a
     # mapping {scale, k, reason}; not part of the case's identity
     tolerance: Any = field(default=None, compare=False)
+    # with expect: error, what a framework should raise: ExpectedError for all, or a tuple of
+    # (framework, ExpectedError) pairs (``expected_error``); not part of the case's identity
+    error: Any = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -665,12 +668,64 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
         file=str(path), line=line, group=raw.get("group", path.stem), raw=raw,
         **{k: _freeze(v) for k, v in raw.items() if k != "group"},
     )
+    if case.error is not None:
+        case = replace(case, error=_expected_errors(path, located, where, raw["error"],
+                                                    case.expect))
     if case.expect == "value":
         _check_domain(path, located, where, case)
     elif _has_spec(case):  # an expected error still needs inputs that can be generated
         _raise_problem(path, located, where, generate.check_generation(
             case.input, case.target, case.weight))
     return case
+
+
+@dataclass(frozen=True)
+class ExpectedError:
+    """An exception a framework should raise: one of ``types`` (class names; empty: any)
+    with a message in which ``match`` (a regular expression) is found (empty: any)."""
+
+    types: tuple[str, ...] = ()
+    match: str = ""
+
+    def accepts(self, error_type: str, message: str) -> bool:
+        return (not self.types or error_type in self.types) and (
+            not self.match or re.search(self.match, message) is not None)
+
+    def __str__(self) -> str:
+        kinds = "|".join(self.types) or "an exception"
+        return kinds + (f" matching {self.match!r}" if self.match else "")
+
+
+def _expected_errors(path: Path, located: _Located, where: tuple[Any, ...], raw: Any,
+                     expect: str) -> Any:
+    """``error:`` as an ``ExpectedError`` or a tuple of (framework, ``ExpectedError``)."""
+    here = (*where, "error")
+    if expect != "error":
+        raise CaseError(path, located.line_of(here), _dotted(here),
+                        "names the error expected, so the case needs 'expect: error'")
+
+    def one(spec: dict[str, Any], at: tuple[Any, ...]) -> ExpectedError:
+        if "match" in spec:
+            try:
+                re.compile(spec["match"])
+            except re.error as error:
+                raise CaseError(path, located.line_of((*at, "match")),
+                                _dotted((*at, "match")),
+                                f"not a regular expression: {error}") from None
+        types = tuple(spec["type"].split("|")) if "type" in spec else ()
+        return ExpectedError(types, spec.get("match", ""))
+
+    if set(raw) <= {"type", "match"}:
+        return one(raw, here)
+    return tuple((name, one(spec, (*here, name))) for name, spec in sorted(raw.items()))
+
+
+def expected_error(case: Case, framework: str) -> ExpectedError | None:
+    """What ``framework`` should raise on ``case`` (None: any exception)."""
+    spec = case.error
+    if spec is None or isinstance(spec, ExpectedError):
+        return spec
+    return dict(spec).get(framework)
 
 
 def _has_spec(case: Case) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.implementation import like_of
-from conformance.cases.loading import Case, documented_array
+from conformance.cases.loading import Case, ExpectedError, documented_array, expected_error
 from conformance.cases.problem import Problem, make_problem
 from conformance.judge.compare import (
     BEHAVIOUR,
@@ -113,7 +113,7 @@ def check_case(
     if outcome.status == "unsupported":
         return [replace(base, status="unsupported", message=_raised(outcome))]
     if case.expect == "error":
-        return [_judge_expected_error(base, outcome)]
+        return [_judge_expected_error(base, outcome, expected_error(case, adapter.name))]
     reference = expected_for(case, dtype)
     base = replace(base, oracle_precision=reference.precision)
     if outcome.status == "error":
@@ -290,9 +290,16 @@ def _raised(outcome: Outcome) -> str:
     return f"{outcome.error_type}: {outcome.message}".strip(": ")
 
 
-def _judge_expected_error(base: Record, outcome: Outcome) -> Record:
-    if outcome.status == "error":
+def _judge_expected_error(base: Record, outcome: Outcome,
+                          wanted: ExpectedError | None = None) -> Record:
+    """An expected error: raised (and, when the case names it, the error it names), or a
+    ``behaviour`` discrepancy saying what happened instead."""
+    if outcome.status == "error" and (wanted is None or wanted.accepts(outcome.error_type,
+                                                                      outcome.message)):
         return replace(base, status="pass", message=f"raised as expected: {_raised(outcome)}")
+    if outcome.status == "error":
+        return replace(base, status="fail", kind=BEHAVIOUR,
+                       message=f"raised {_raised(outcome)}; expected {wanted}")
     return replace(base, status="fail", kind=BEHAVIOUR, actual=values_for_record(outcome.output),
                    message="returned a value where the inputs are invalid and an error is expected")
 
