@@ -18,8 +18,11 @@ until every element, rounded to float64 *and* to the dtype under test, is identi
 successive precisions, or a pass is certified by its bounds.  The precision of the accepted
 evaluation is returned.  The first precision is ``128 + bits(C)`` bits
 (``compute.first_precision``), so a pass normally suffices.  A mathematically exact zero
-reached through cancellation can never be certified by a bound; after ``MAX_PRECISION`` the
-result is returned with ``certified=False``.  nll_loss, rows with a non-finite logit or
+reached through cancellation can never be certified by a bound.  Two precisions that both lose
+a tiny value to cancellation agree on a wrong 0, so a pass whose ledger says it computed a
+zero that is provably not one (``Ledger.false_zero``) is never accepted by agreement: the
+loop goes on until the precision resolves the value.  After ``MAX_PRECISION`` the result is
+returned with ``certified=False``.  nll_loss, rows with a non-finite logit or
 coefficient, a mean over a zero divisor, and results that fall on (or within the bound of) a
 rounding boundary take this way.
 
@@ -75,8 +78,9 @@ def accept(problem: Problem, fmt: FloatFormat, want_grad: bool) -> Accepted:
         certified = computed.ledger.certifies(fmt)
         key = None if certified else (_rounding_key(computed.output, fmt),
                                       _rounding_key(computed.grad, fmt))
-        if certified or key == previous_key or precision >= MAX_PRECISION:
-            return Accepted(computed, precision, certified or key == previous_key, ingredients)
+        agreed = key == previous_key and not computed.ledger.false_zero
+        if certified or agreed or precision >= MAX_PRECISION:
+            return Accepted(computed, precision, certified or agreed, ingredients)
         previous_key = key
         precision *= 2
 

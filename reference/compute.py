@@ -67,7 +67,11 @@ def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
                 grads[r] = row_grad
             continue
         ledger.fail()
-        outputs[r], grads[r] = definitions.normalize_row(problem.op, mpf_row(problem.logits, r))
+        row = mpf_row(problem.logits, r)
+        outputs[r], grads[r] = definitions.normalize_row(problem.op, row)
+        if want_grad and definitions.cancelled_zero(problem.op, row, [ZERO] * classes,
+                                                    grads[r]):
+            ledger.false_zero = True
     shape = (*problem.batch_shape, classes)
     output = restore(outputs, shape, problem.class_axis)
     grad = restore(grads, shape, problem.class_axis)
@@ -109,7 +113,10 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
             continue
         ledger.fail()
         dense = [a.get(c, ZERO) for c in range(classes)]
-        loss, grad = definitions.row_loss(problem.op, mpf_row(problem.logits, r), dense)
+        row = mpf_row(problem.logits, r)
+        loss, grad = definitions.row_loss(problem.op, row, dense)
+        if want_grad and definitions.cancelled_zero(problem.op, row, dense, grad):
+            ledger.false_zero = True
         losses.append(loss)
         if grads is not None:
             grads[r] = grad if scale is None else [g * scale for g in grad]

@@ -17,7 +17,15 @@ correctly rounded, so each adds a relative error of at most ``u``):
 * ``-log p_c = log1p(T) - s_c`` adds two non-negative numbers: no cancellation;
 * losses are sums of non-negative terms when weights and targets are non-negative.
 
-What remains are cancellations (gradients ``A * p_c - a_c``, negative weights) and the
+The cross-entropy gradient ``W p_c - a_c`` (``W = sum_j a_j``) is evaluated as
+``(e_c R_c - a_c Q_c) / S`` with ``R_c = sum_{j != c} a_j`` (from the exact sum of the
+``a_j``, rounded once) and ``Q_c = S - e_c = sum_{k != c} exp(s_k)`` (the tail ``T`` at the
+maximum, ``>= S / 2`` elsewhere): the same number, but without the subtraction ``p_c - 1``,
+which loses every digit when ``p_c`` is within ``2**-p`` of 1 (``x = [0, -446]``, target 0:
+``-2.0e-194``).  Each product then carries a few ``u`` of its own size, and they cancel only
+where the gradient is genuinely small against them both.
+
+What remains are cancellations (such gradients, ``1 - C p_c``, negative weights) and the
 rounding of the result into float64 and the dtype under test, which can be arbitrarily
 sensitive near a rounding boundary.  ``reference/ledger.py`` (a-priori bounds, one pass) and
 ``reference/certify.py`` (Ziv's strategy) decide that a result rounds correctly.
@@ -64,7 +72,31 @@ def normalize_row(op: str, row: Sequence[mpf]) -> tuple[list[mpf], list[mpf]]:
     probs = [mpmath.exp(v) for v in log_probs]
     if op == "softmax":
         return probs, [ZERO] * classes  # d/dx sum(softmax(x)) = d/dx 1 = 0 exactly
+    if equal_logits(row):  # p_c = 1 / C: the gradient is exactly 0
+        return log_probs, [ZERO] * classes
     return log_probs, [1 - classes * p for p in probs]  # d/dx_k sum_c log p_c
+
+
+def equal_logits(row: Sequence[mpf]) -> bool:
+    """Whether every logit of the row is the same finite number."""
+    return all(mpmath.isfinite(v) and v == row[0] for v in row)
+
+
+def cancelled_zero(op: str, row: Sequence[mpf], a: Sequence[mpf], grad: Sequence[mpf]) -> bool:
+    """Whether a gradient element came out as 0 though it is provably not 0.
+
+    With the shifts ``s_j`` (rationals: differences of binary floats), ``S (1 - C p_c) =
+    sum_j e^{s_j} - C e^{s_c}`` and ``S (W p_c - a_c) = e^{s_c} R_c - a_c sum_{k != c} e^{s_k}``
+    (``e^{-inf} = 0``) are combinations of exponentials of rationals with rational
+    coefficients; by Lindemann-Weierstrass such a combination is 0 only if the coefficient of
+    each distinct exponential is.  Once the finite logits are not all equal, some ``e^{s_k}``
+    with ``s_k != s_c`` has the coefficient ``-1`` (log_softmax) or ``-a_c n`` (cross_entropy,
+    ``a_c != 0``): so a computed 0 at a finite logit is a cancellation."""
+    finite = [v for v in row if mpmath.isfinite(v)]
+    if op not in ("log_softmax", "cross_entropy") or all(v == finite[0] for v in finite):
+        return False
+    return any(g == 0 and mpmath.isfinite(x) and (op == "log_softmax" or ac != 0)
+               for g, x, ac in zip(grad, row, a))
 
 
 def target_weights(problem: Problem, r: int) -> dict[int, mpf]:
@@ -113,9 +145,31 @@ def row_loss(op: str, row: Sequence[mpf], a: list[mpf]) -> tuple[mpf, list[mpf]]
     if log_probs is None:
         return NAN, [NAN] * classes
     loss = mpmath.fsum(-ac * lp for ac, lp in zip(a, log_probs) if ac != 0)
-    total = mpmath.fsum(a)
-    grad = [total * mpmath.exp(lp) - ac for ac, lp in zip(a, log_probs)]
-    return loss, grad
+    return loss, loss_gradient(row, a)
+
+
+def loss_gradient(row: Sequence[mpf], a: Sequence[mpf]) -> list[mpf]:
+    """``W p_c - a_c`` as ``(e_c R_c - a_c Q_c) / S`` (the module docstring), for a row where
+    log_softmax is defined: ``R_c = W - a_c`` rounded once from the exact ``W``,
+    ``Q_c = sum_{k != c} e_k`` (the tail at the maximum, ``S - e_c >= S / 2`` elsewhere)."""
+    finite = [j for j, v in enumerate(row) if v != -INF]
+    top = max(finite, key=lambda j: row[j])
+    exps = [mpmath.exp(mpmath.fsub(v, row[top], exact=True)) if v != -INF else ZERO
+            for v in row]
+    exps[top] = ONE
+    tail = mpmath.fsum(e for j, e in enumerate(exps) if j != top)
+    total = 1 + tail
+    weight = ZERO
+    for ac in a:  # exactly
+        weight = mpmath.fadd(weight, ac, exact=True)
+    grad = []
+    for c, ac in enumerate(a):
+        if ac == 0:
+            grad.append(exps[c] * weight / total)
+            continue
+        rest = tail if c == top else total - exps[c]
+        grad.append((exps[c] * (weight - ac) - ac * rest) / total)
+    return grad
 
 
 def reduce_losses(problem: Problem, losses: list[mpf], denominator: mpf) -> np.ndarray:
