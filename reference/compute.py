@@ -67,9 +67,9 @@ def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
                 grads[r] = row_grad
             continue
         ledger.fail()
-        row = mpf_row(problem.logits, r)
-        outputs[r], grads[r] = definitions.normalize_row(problem.op, row)
-        if want_grad and definitions.cancelled_zero(problem.op, row, [ZERO] * classes,
+        logits = mpf_row(problem.logits, r)
+        outputs[r], grads[r] = definitions.normalize_row(problem.op, logits)
+        if want_grad and definitions.cancelled_zero(problem.op, logits, [ZERO] * classes,
                                                     grads[r]):
             ledger.false_zero = True
     shape = (*problem.batch_shape, classes)
@@ -113,9 +113,9 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
             continue
         ledger.fail()
         dense = [a.get(c, ZERO) for c in range(classes)]
-        row = mpf_row(problem.logits, r)
-        loss, grad = definitions.row_loss(problem.op, row, dense)
-        if want_grad and definitions.cancelled_zero(problem.op, row, dense, grad):
+        logits = mpf_row(problem.logits, r)
+        loss, grad = definitions.row_loss(problem.op, logits, dense)
+        if want_grad and definitions.cancelled_zero(problem.op, logits, dense, grad):
             ledger.false_zero = True
         losses.append(loss)
         if grads is not None:

@@ -49,7 +49,8 @@ absorbs the second-order terms and the float64 rounding of the bookkeeping):
   32u |s| |a_c| q_c + 16u |g_c|``.  The bound is relative to the two terms, so a gradient
   lost to cancellation before is now certified in one pass (``a_c = 0``: ``g_c = e_c W / S``);
 * softmax ``RN(e^_c / S^)``: ``E = 10u p_c``; log_softmax ``RN(s_c - L^)``:
-  ``E = 4u (L + |s_c| + 2 min(1, L))``, its gradient ``RN(1 - RN(C p^_c))``: ``E = 12u C p_c + 2u |g_c|``
+  ``E = 4u (L + |s_c| + 2 min(1, L))``; its gradient ``RN(1 - RN(C p^_c))``:
+  ``E = 12u C p_c + 2u |g_c|``
   (``1 - C p_c`` can cancel too, but no cheaper exact form exists: its bound certifies only
   the gradients that it decides, and ``Ledger.false_zero`` keeps Ziv's loop from accepting a
   zero that is provably not one; a row of equal logits has the exact gradient 0);
