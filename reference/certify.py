@@ -18,11 +18,18 @@ until every element, rounded to float64 *and* to the dtype under test, is identi
 successive precisions, or a pass is certified by its bounds.  The precision of the accepted
 evaluation is returned.  The first precision is ``128 + bits(C)`` bits
 (``compute.first_precision``), so a pass normally suffices.  A mathematically exact zero
-reached through cancellation can never be certified by a bound.  Two precisions that both lose
-a tiny value to cancellation agree on a wrong 0, so a pass whose ledger says it computed a
-zero that is provably not one (``Ledger.false_zero``) is never accepted by agreement: the
-loop goes on until the precision resolves the value.  After ``MAX_PRECISION`` the result is
-returned with ``certified=False``.  nll_loss, rows with a non-finite logit or
+reached through cancellation can never be certified by a bound.
+
+Agreement alone is not enough where a value is lost *below* the working precision: two
+precisions that both lose a tiny gradient to cancellation (``1 - C p_c`` with ``p_c`` within
+``2**-p`` of ``1 / C``) agree on a wrong 0, and two that both absorb a tiny ``log S`` into a
+shift ``s_c`` lying exactly on a float64 midpoint agree on the tie's rounding.  Such a value
+is exactly 0 or exactly a rounding boundary (a dyadic rational), which the elements that
+``compute.transcendental_elements`` marks provably never are (Lindemann-Weierstrass,
+``definitions.transcendental``).  So a pass where a marked element is exactly 0, a float64
+midpoint or a boundary of the dtype's rounding is never accepted by agreement: the loop goes on
+until the precision resolves the value.  After ``MAX_PRECISION`` the result is returned with
+``certified=False``.  nll_loss, rows with a non-finite logit or
 coefficient, a mean over a zero divisor, and results that fall on (or within the bound of) a
 rounding boundary take this way.
 
@@ -40,7 +47,7 @@ import mpmath
 import numpy as np
 
 from reference import vectorised
-from reference.compute import Pass, compute, first_precision
+from reference.compute import Pass, compute, first_precision, transcendental_elements
 from reference.formats import FloatFormat, nearest_float64, round_float64_array, round_to_format
 from reference.ledger import Ledger
 from reference.mpfr import Floats
@@ -78,11 +85,45 @@ def accept(problem: Problem, fmt: FloatFormat, want_grad: bool) -> Accepted:
         certified = computed.ledger.certifies(fmt)
         key = None if certified else (_rounding_key(computed.output, fmt),
                                       _rounding_key(computed.grad, fmt))
-        agreed = key == previous_key and not computed.ledger.false_zero
+        agreed = key == previous_key and not _unresolved(problem, computed, fmt, precision,
+                                                         want_grad)
         if certified or agreed or precision >= MAX_PRECISION:
             return Accepted(computed, precision, certified or agreed, ingredients)
         previous_key = key
         precision *= 2
+
+
+def _unresolved(problem: Problem, computed: Pass, fmt: FloatFormat, precision: int,
+                want_grad: bool) -> bool:
+    """Whether an element that is provably transcendental came out as a dyadic value it can
+    never be: exactly 0, a float64 midpoint or a rounding boundary of ``fmt`` (module
+    docstring)."""
+    with mpmath.workprec(precision):
+        marks = transcendental_elements(problem, want_grad)
+    return any(mask is not None and values is not None and _on_a_boundary(values, mask, fmt)
+               for values, mask in zip((computed.output, computed.grad), marks))
+
+
+def _on_a_boundary(values: np.ndarray, mask: np.ndarray, fmt: FloatFormat) -> bool:
+    """Whether some marked value is exactly 0, a float64 midpoint or a boundary of ``fmt``
+    (``round_float64_array``'s, each a float64)."""
+    flat = np.asarray(values, dtype=object).reshape(-1)
+    marked = np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
+    if not marked.size:
+        return False
+    nearest = nearest_float64(flat[marked])
+    _rounded, boundary = round_float64_array(nearest, fmt)
+    for value, f, on_boundary in zip(flat[marked], nearest.tolist(), boundary.tolist()):
+        _sign, man, exp, bc = value._mpf_
+        if not man:
+            if not exp:  # an exact 0 (inf and nan have a zero mantissa and an exponent)
+                return True
+            continue
+        # man is odd: the value's lowest bit is 2**exp; a float64 midpoint has it half an ulp
+        # below the float64 grid at its magnitude (2**max(top - 52, -1074))
+        if exp == max(exp + bc - 53, -1074) - 1 or (on_boundary and value == f):
+            return True
+    return False
 
 
 @contextlib.contextmanager

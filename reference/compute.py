@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import mpmath
 import numpy as np
 from mpmath import mpf
 
@@ -53,6 +54,49 @@ def compute(problem: Problem, want_grad: bool) -> Pass:
     return Pass(output, grad, ledger, ingredients)
 
 
+def transcendental_elements(problem: Problem, want_grad: bool
+                            ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``definitions.transcendental`` by element, shaped like the output and the gradient
+    (None without one), at the working precision: the elements that can never be exactly 0 or
+    a rounding boundary (``reference/certify.py``).  Nothing of nll_loss is marked.  A reduced
+    cross_entropy is marked when no coefficient is negative and some row's loss is
+    transcendental: ``sum_r W_r log S_r`` is then positive, a non-zero linear form in
+    logarithms of algebraic numbers, which Baker's theorem makes transcendental, and so is the
+    sum (plus a rational) and the mean (over a rational)."""
+    rows, classes = problem.logits.shape
+    by_class = np.zeros((rows, classes), dtype=object)
+    log_type = np.zeros((rows, classes), dtype=object)
+    losses = np.zeros(rows, dtype=object)
+    signed = False
+    for r in range(rows):
+        logits = mpf_row(problem.logits, r)
+        a = None
+        if problem.op == "cross_entropy":
+            a = list(definitions.target_weights(problem, r).values())
+            signed = signed or any(ac < 0 for ac in a)
+            if not a:  # a row that weighs nothing: exact zeros
+                continue
+        if problem.op == "nll_loss":
+            continue
+        logs, ratios = definitions.transcendental(logits, a)
+        finite = [bool(mpmath.isfinite(v)) for v in logits]
+        losses[r] = logs
+        log_type[r] = [logs and f for f in finite]
+        by_class[r] = [ratios and f for f in finite]
+    shape = (*problem.batch_shape, classes)
+    ratio_marks = restore(by_class, shape, problem.class_axis).astype(bool)
+    if problem.op == "softmax":
+        return ratio_marks, None
+    if problem.op == "log_softmax":
+        return (restore(log_type, shape, problem.class_axis).astype(bool),
+                ratio_marks if want_grad else None)
+    if problem.reduction == "none":
+        output = losses.reshape(problem.batch_shape).astype(bool)
+    else:
+        output = np.array(problem.op == "cross_entropy" and not signed and bool(losses.any()))
+    return output, ratio_marks if want_grad else None
+
+
 def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
                ingredients: dict[int, Floats]) -> tuple[np.ndarray, np.ndarray | None]:
     rows, classes = problem.logits.shape
@@ -69,9 +113,6 @@ def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
         ledger.fail()
         logits = mpf_row(problem.logits, r)
         outputs[r], grads[r] = definitions.normalize_row(problem.op, logits)
-        if want_grad and definitions.cancelled_zero(problem.op, logits, [ZERO] * classes,
-                                                    grads[r]):
-            ledger.false_zero = True
     shape = (*problem.batch_shape, classes)
     output = restore(outputs, shape, problem.class_axis)
     grad = restore(grads, shape, problem.class_axis)
@@ -115,8 +156,6 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
         dense = [a.get(c, ZERO) for c in range(classes)]
         logits = mpf_row(problem.logits, r)
         loss, grad = definitions.row_loss(problem.op, logits, dense)
-        if want_grad and definitions.cancelled_zero(problem.op, logits, dense, grad):
-            ledger.false_zero = True
         losses.append(loss)
         if grads is not None:
             grads[r] = grad if scale is None else [g * scale for g in grad]

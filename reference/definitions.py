@@ -82,21 +82,26 @@ def equal_logits(row: Sequence[mpf]) -> bool:
     return all(mpmath.isfinite(v) and v == row[0] for v in row)
 
 
-def cancelled_zero(op: str, row: Sequence[mpf], a: Sequence[mpf], grad: Sequence[mpf]) -> bool:
-    """Whether a gradient element came out as 0 though it is provably not 0.
+def transcendental(row: Sequence[mpf], a: Sequence[mpf] | None = None) -> tuple[bool, bool]:
+    """Whether the row's values at its finite logits are transcendental (so never 0, never a
+    rounding boundary, which are dyadic rationals): ``(log-type, ratio-type)``.  The first
+    covers log_softmax's output and cross_entropy's row loss (coefficients ``a``), the second
+    softmax's output, log_softmax's gradient (``a`` None) and cross_entropy's gradient.
 
-    With the shifts ``s_j`` (rationals: differences of binary floats), ``S (1 - C p_c) =
-    sum_j e^{s_j} - C e^{s_c}`` and ``S (W p_c - a_c) = e^{s_c} R_c - a_c sum_{k != c} e^{s_k}``
-    (``e^{-inf} = 0``) are combinations of exponentials of rationals with rational
-    coefficients; by Lindemann-Weierstrass such a combination is 0 only if the coefficient of
-    each distinct exponential is.  Once the finite logits are not all equal, some ``e^{s_k}``
-    with ``s_k != s_c`` has the coefficient ``-1`` (log_softmax) or ``-a_c n`` (cross_entropy,
-    ``a_c != 0``): so a computed 0 at a finite logit is a cancellation."""
+    The shifts ``s_j`` are rationals (differences of binary floats), the ``a_c`` rationals.
+    By Lindemann-Weierstrass, ``sum_v b_v e^v = 0`` for distinct algebraic ``v`` and algebraic
+    ``b_v`` only if every ``b_v`` is 0, and ``log S`` is transcendental for algebraic
+    ``S != 1``.  So with two finite logits or more (``S > 1``): ``s_c - log S`` and the loss
+    ``W log S - sum_c a_c s_c`` (``W = sum_c a_c != 0``) are transcendental.  Once the finite
+    logits are not all equal: ``p_c = r`` would make ``e^{s_c} = r sum_j e^{s_j}``, with a
+    non-zero coefficient at a shift other than ``s_c``; so would ``1 - C p_c = r``; and
+    ``S (W p_c - a_c - r) = e^{s_c} (...) - (a_c + r) sum_{s_k != s_c} e^{s_k}`` vanishes only
+    for ``r = -a_c``, which leaves ``W e^{s_c}``: the gradient is rational only for ``W = 0``.
+    Elements at masked (-inf) logits are exact (0, -inf, 1 or ``-a_c``) and are not covered."""
     finite = [v for v in row if mpmath.isfinite(v)]
-    if op not in ("log_softmax", "cross_entropy") or all(v == finite[0] for v in finite):
-        return False
-    return any(g == 0 and mpmath.isfinite(x) and (op == "log_softmax" or ac != 0)
-               for g, x, ac in zip(grad, row, a))
+    weighs = a is None or mpmath.fsum(a) != 0
+    spread = len(finite) > 1 and any(v != finite[0] for v in finite)
+    return len(finite) > 1 and weighs, spread and weighs
 
 
 def target_weights(problem: Problem, r: int) -> dict[int, mpf]:

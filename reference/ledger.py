@@ -37,14 +37,10 @@ class Ledger:
     """What certifies a pass on its own: for every element of the output and the gradient,
     the float64 ``f`` nearest to the computed value ``v``, ``r = v - f`` rounded to float64,
     and the bound ``E`` of ``|v - exact|`` (0: known exactly).  ``complete`` turns False for
-    good as soon as one element has no bound.  ``false_zero`` turns True when an element came
-    out as 0 though it is provably not 0 (a cancellation that the working precision could not
-    resolve): no bound certifies a zero, and Ziv's loop (``reference/certify.py``) must not take
-    two such zeros at two precisions for agreement either."""
+    good as soon as one element has no bound."""
 
     def __init__(self) -> None:
         self.complete = True
-        self.false_zero = False
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def fail(self) -> None:

@@ -52,8 +52,8 @@ absorbs the second-order terms and the float64 rounding of the bookkeeping):
   ``E = 4u (L + |s_c| + 2 min(1, L))``; its gradient ``RN(1 - RN(C p^_c))``:
   ``E = 12u C p_c + 2u |g_c|``
   (``1 - C p_c`` can cancel too, but no cheaper exact form exists: its bound certifies only
-  the gradients that it decides, and ``Ledger.false_zero`` keeps Ziv's loop from accepting a
-  zero that is provably not one; a row of equal logits has the exact gradient 0);
+  the gradients that it decides, and Ziv's loop never accepts a zero that is provably not one
+  (``reference/certify.py``); a row of equal logits has the exact gradient 0);
 * reductions: ``sum`` is one correctly rounded sum, ``E = sum_r E(l_r) + 2u sum_r |l_r|``;
   ``mean`` divides that by the exact ``D`` once more: ``E(sum) / |D| + 2u |mean|``.
 
@@ -247,11 +247,6 @@ def normalize_row(op: str, found: Exponentials, ledger: Ledger,
             ledger.exact(classes)
             return mpfs_of(log_probs), [ZERO] * classes
         grads = [1 - classes * p for p in probs]
-        if any(not g for g in grads):
-            # S - C e_c is a sum of exponentials of distinct rationals with non-zero integer
-            # coefficients (logits not all equal), never 0 (Lindemann-Weierstrass): a zero here
-            # is a cancellation, which no second precision may confirm
-            ledger.false_zero = True
         nearest = nearest_floats(grads)
         sizes = np.abs(nearest) * LOOSE + ETA
         ledger.add(grads, 12 * u * classes * p_up + 2 * u * sizes + FLOOR, nearest)
@@ -293,10 +288,6 @@ def row_loss(found: Exponentials, a: dict[int, mpf], scale: mpf | None, ledger: 
             terms = (found.exps[c] * (exact_weight - ac), ac * rest)
             grad = (terms[0] - terms[1]) / found.total
             grads[c] = grad if s is None else grad * s
-            if not grad and floats.s.any():
-                # e_c R_c - a_c Q_c holds -a_c times the exponential of a shift other than
-                # s_c, which no other term cancels (Lindemann-Weierstrass): not 0
-                ledger.false_zero = True
     if ledger.complete:
         size = 1 if s is None else s
         p_up = floats.e / floats.total * LOOSE + ETA

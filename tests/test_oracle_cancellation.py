@@ -94,7 +94,7 @@ def test_the_weighted_gradient_is_right(reduction: str, monkeypatch: pytest.Monk
 def test_log_softmax_gradients_that_cancel_are_right(dtype: str, x: list[float],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # 1 - C p_c, with p_c within 1e-300 of 1 / C: lost below 1000 bits; Ziv's loop must go on
-    # until it is resolved (Ledger.false_zero), not take two zeros for agreement
+    # until it is resolved (reference/certify.py), not take two zeros for agreement
     monkeypatch.setattr(vectorised, "ENABLED", False)
     result = evaluate("log_softmax", [x], dtype=dtype)
     with mpmath.workprec(HIGH):

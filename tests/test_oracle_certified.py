@@ -147,7 +147,7 @@ def test_a_dominant_class_gradient_needs_one_pass() -> None:
 def test_deep_cancellation_falls_back_to_ziv_and_stays_right() -> None:
     # log_softmax of (0, -1e-300): dl/dx_0 = 1 - 2 p_0 = expm1(s) / (1 + e^s) ~ -5e-301 ~ 2**-998,
     # lost to cancellation below 1000 bits.  A pass that computes it as 0 says so
-    # (Ledger.false_zero), so two such passes never agree: Ziv's strategy goes on to a
+    # (reference/certify.py), so two such passes never agree: Ziv's strategy goes on to a
     # precision that resolves it
     x = [[0.0, -1e-300]]
     result = evaluate("log_softmax", x, dtype="float64")
