@@ -28,10 +28,15 @@ is exactly 0 or exactly a rounding boundary (a dyadic rational), which the eleme
 ``compute.transcendental_elements`` marks provably never are (Lindemann-Weierstrass,
 ``definitions.transcendental``).  So a pass where a marked element is exactly 0, a float64
 midpoint or a boundary of the dtype's rounding is never accepted by agreement: the loop goes on
-until the precision resolves the value.  After ``MAX_PRECISION`` the result is returned with
-``certified=False``.  nll_loss, rows with a non-finite logit or
-coefficient, a mean over a zero divisor, and results that fall on (or within the bound of) a
-rounding boundary take this way.
+until the precision resolves the value.  Where a gradient is rational instead (a row of equal
+logits, a masked class, nll_loss: ``compute.rational_gradients``), a value on such a boundary
+is accepted only when it is that rational exactly (coefficients rounded at the working
+precision can absorb a label smoothing of ``1e-300``).  What is left to plain agreement: a
+loss that is rational (weights that cancel, nll_loss) landing exactly on a boundary.  After
+``MAX_PRECISION`` the result is returned with ``certified=False``.
+
+nll_loss, rows with a non-finite logit or coefficient, a mean over a zero divisor, and results
+that fall on (or within the bound of) a rounding boundary take this way.
 
 Each pass runs in ``mpmath.workprec`` (the global ``mp.prec`` is never changed).
 """
@@ -47,7 +52,14 @@ import mpmath
 import numpy as np
 
 from reference import vectorised
-from reference.compute import Pass, compute, first_precision, transcendental_elements
+from reference.compute import (
+    Pass,
+    compute,
+    first_precision,
+    rational,
+    rational_gradients,
+    transcendental_elements,
+)
 from reference.formats import FloatFormat, nearest_float64, round_float64_array, round_to_format
 from reference.ledger import Ledger
 from reference.mpfr import Floats
@@ -100,30 +112,40 @@ def _unresolved(problem: Problem, computed: Pass, fmt: FloatFormat, precision: i
     docstring)."""
     with mpmath.workprec(precision):
         marks = transcendental_elements(problem, want_grad)
-    return any(mask is not None and values is not None and _on_a_boundary(values, mask, fmt)
-               for values, mask in zip((computed.output, computed.grad), marks))
-
-
-def _on_a_boundary(values: np.ndarray, mask: np.ndarray, fmt: FloatFormat) -> bool:
-    """Whether some marked value is exactly 0, a float64 midpoint or a boundary of ``fmt``
-    (``round_float64_array``'s, each a float64)."""
-    flat = np.asarray(values, dtype=object).reshape(-1)
-    marked = np.flatnonzero(np.asarray(mask, dtype=bool).reshape(-1))
-    if not marked.size:
+    if any(mask is not None and values is not None
+           and _on_a_boundary(values, fmt)[np.asarray(mask, dtype=bool).reshape(-1)].any()
+           for values, mask in zip((computed.output, computed.grad), marks)):
+        return True
+    if computed.grad is None:
         return False
-    nearest = nearest_float64(flat[marked])
+    landed = np.flatnonzero(_on_a_boundary(computed.grad, fmt))
+    if not landed.size:
+        return False
+    # a rational gradient on a boundary must be it exactly (its coefficients, rounded at the
+    # working precision, may have absorbed a label smoothing of 1e-300)
+    exact = rational_gradients(problem)
+    if exact is None:
+        return False
+    flat, exact = np.asarray(computed.grad, dtype=object).reshape(-1), exact.reshape(-1)
+    return any(exact[i] is not None and rational(flat[i]) != exact[i] for i in landed)
+
+
+def _on_a_boundary(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """By element, whether the value is exactly 0, a float64 midpoint or a boundary of
+    ``fmt`` (``round_float64_array``'s, each a float64)."""
+    flat = np.asarray(values, dtype=object).reshape(-1)
+    nearest = nearest_float64(flat)
     _rounded, boundary = round_float64_array(nearest, fmt)
-    for value, f, on_boundary in zip(flat[marked], nearest.tolist(), boundary.tolist()):
+    landed = np.zeros(flat.size, dtype=bool)
+    for i, (value, f, on_boundary) in enumerate(zip(flat, nearest.tolist(), boundary.tolist())):
         _sign, man, exp, bc = value._mpf_
         if not man:
-            if not exp:  # an exact 0 (inf and nan have a zero mantissa and an exponent)
-                return True
+            landed[i] = not exp  # an exact 0 (inf and nan have a zero mantissa, an exponent)
             continue
         # man is odd: the value's lowest bit is 2**exp; a float64 midpoint has it half an ulp
         # below the float64 grid at its magnitude (2**max(top - 52, -1074))
-        if exp == max(exp + bc - 53, -1074) - 1 or (on_boundary and value == f):
-            return True
-    return False
+        landed[i] = exp == max(exp + bc - 53, -1074) - 1 or (on_boundary and value == f)
+    return landed
 
 
 @contextlib.contextmanager

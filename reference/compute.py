@@ -14,6 +14,7 @@ reuses those of the first pass).  ``first_precision`` is where the precision loo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import mpmath
@@ -95,6 +96,72 @@ def transcendental_elements(problem: Problem, want_grad: bool
     else:
         output = np.array(problem.op == "cross_entropy" and not signed and bool(losses.any()))
     return output, ratio_marks if want_grad else None
+
+
+def rational(value: mpf) -> Fraction | None:
+    """A finite mpf as a Fraction, exactly; None for inf and nan."""
+    if not mpmath.isfinite(value):
+        return None
+    sign, man, exp, _bc = value._mpf_
+    magnitude = Fraction(int(man)) * Fraction(2) ** int(exp)
+    return -magnitude if sign else magnitude
+
+
+def exact_coefficients(problem: Problem, r: int) -> list[Fraction] | None:
+    """``definitions.target_weights`` of row ``r`` in exact rational arithmetic, by class
+    (zeros included); None where an input is not finite."""
+    classes = problem.logits.shape[1]
+    eps = rational(problem.label_smoothing)
+    weight = ([Fraction(1)] * classes if problem.weight is None
+              else [rational(w) for w in problem.weight])
+    if eps is None or any(w is None for w in weight):
+        return None
+    share = eps / classes
+    if problem.prob_target is not None:
+        y = [rational(v) for v in mpf_row(problem.prob_target, r)]
+        if any(v is None for v in y):
+            return None
+        return [w * ((1 - eps) * v + share) for w, v in zip(weight, y)]  # type: ignore[operator]
+    assert problem.index_target is not None
+    t = int(problem.index_target[r])
+    if t == problem.ignore_index:
+        return [Fraction(0)] * classes
+    if not 0 <= t < classes:
+        return None
+    return [w * (share + (1 - eps) * (c == t)) for c, w in enumerate(weight)]
+
+
+def rational_gradients(problem: Problem) -> np.ndarray | None:
+    """The gradient's elements that are rational, exactly (Fractions; None elsewhere), shaped
+    like the gradient: cross_entropy's ``W p_c - a_c`` at a masked logit (``-a_c``), where
+    ``W = 0`` (``-a_c``) and in a row whose finite logits are all equal (``W / n - a_c``), and
+    nll_loss's ``-a_c``, each times the mean's ``1 / D``; None for the other ops, or a mean
+    over ``D = 0``.  (Elsewhere the gradient is transcendental: ``definitions.transcendental``.)
+    """
+    if problem.op not in ("cross_entropy", "nll_loss"):
+        return None
+    rows, classes = problem.logits.shape
+    scale = Fraction(1)
+    if problem.reduction == "mean":
+        divisor = rational(definitions.mean_divisor(problem))
+        if not divisor:
+            return None
+        scale = 1 / divisor
+    exact = np.full((rows, classes), None, dtype=object)
+    for r in range(rows):
+        a = exact_coefficients(problem, r)
+        logits = mpf_row(problem.logits, r)
+        if a is None or any(mpmath.isnan(v) or v == mpmath.inf for v in logits):
+            continue
+        finite = [v for v in logits if mpmath.isfinite(v)]
+        weight = sum(a, Fraction(0))
+        uniform = bool(finite) and all(v == finite[0] for v in finite)
+        for c, (ac, v) in enumerate(zip(a, logits)):
+            if problem.op == "nll_loss" or not mpmath.isfinite(v) or weight == 0:
+                exact[r, c] = -ac * scale
+            elif uniform:
+                exact[r, c] = (weight / len(finite) - ac) * scale
+    return restore(exact, (*problem.batch_shape, classes), problem.class_axis)
 
 
 def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,

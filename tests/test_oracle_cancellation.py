@@ -111,3 +111,29 @@ def test_softmax_gradient_is_exactly_zero() -> None:
     result = evaluate("softmax", [[0.0, -446.0, -1e-300]])
     assert result.certified and result.grad is not None
     assert all(g == 0 for g in result.grad.reshape(-1))
+
+
+# Values whose float64 rounding is decided far below the working precision: the shift
+# -446 + 71.74541247882925 is exactly a float64 midpoint, and the loss adds log1p(e^-374) to it;
+# in a row of equal logits the gradient W / 3 - a_c is, without the smoothing of 1e-300 that a
+# 130- or 260-bit coefficient absorbs, exactly a float64 midpoint too.  Two precisions that
+# both round the tie agree; the oracle must go on until the tiny part decides.
+ABSORBED = [
+    ([[-446.0, -71.74541247882925]], [0], None, 0.0),
+    ([[-1e-300, -1.110179395133879, 5.0], [-3.0, -1e-300, -3.0], [-446.0, -446.0, -446.0]],
+     [[1.0, 0.0, 0.0], [0.709154314832619, 0.5316807981016207, 0.28535193546424775],
+      [0.5710568927204642, 0.38261510877831373, 0.8164969778434581]], [0.5, 0.5, 2.0], 1e-300),
+]
+
+
+@pytest.mark.parametrize("x, y, weight, eps", ABSORBED, ids=["loss", "uniform-gradient"])
+def test_a_value_absorbed_on_a_midpoint_is_resolved(x: list, y: list, weight: list | None,
+                                                    eps: float,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vectorised, "ENABLED", False)
+    result = evaluate("cross_entropy", x, target=y, weight=weight, label_smoothing=eps,
+                      reduction="sum")
+    rows = [textbook_cross_entropy(row, target, weight, eps, "sum") for row, target in zip(x, y)]
+    with mpmath.workprec(HIGH):
+        loss = mpmath.fsum(row_loss for row_loss, _ in rows)
+    assert_rounds_as(result, loss, [g for _, grad in rows for g in grad], "float64")
