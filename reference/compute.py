@@ -21,11 +21,11 @@ import mpmath
 import numpy as np
 from mpmath import mpf
 
-from reference import definitions, mpfr
+from reference import definitions, mpfr, probabilities
 from reference.definitions import ZERO
 from reference.ledger import Ledger
 from reference.mpfr import Floats
-from reference.problem import Problem, mpf_row, restore
+from reference.problem import PROBS_OP, Problem, divides, mpf_row, restore
 
 
 @dataclass
@@ -56,15 +56,19 @@ def compute(problem: Problem, want_grad: bool) -> Pass:
 
 
 def transcendental_elements(problem: Problem, want_grad: bool
-                            ) -> tuple[np.ndarray, np.ndarray | None]:
+                            ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``definitions.transcendental`` by element, shaped like the output and the gradient
-    (None without one), at the working precision: the elements that can never be exactly 0 or
-    a rounding boundary (``reference/certify.py``).  Nothing of nll_loss is marked.  A reduced
+    (None where nothing is marked), at the working precision: the elements that can never be
+    exactly 0 or a rounding boundary (``reference/certify.py``).  Nothing of nll_loss (or the
+    probability inputs' op) is marked.  A reduced
     cross_entropy is marked when no coefficient is negative and some row's loss is
     transcendental: ``sum_r W_r log S_r`` is then positive, a non-zero linear form in
     logarithms of algebraic numbers, which Baker's theorem makes transcendental, and so is the
-    sum (plus a rational) and the mean (over a rational)."""
+    sum (plus a rational) and the mean (over a rational).  Nothing is marked where ``where``
+    masks classes (those elements are constants; plain agreement decides there, as before)."""
     rows, classes = problem.logits.shape
+    if problem.op not in ("softmax", "log_softmax", "cross_entropy") or problem.mask is not None:
+        return None, None
     by_class = np.zeros((rows, classes), dtype=object)
     log_type = np.zeros((rows, classes), dtype=object)
     losses = np.zeros(rows, dtype=object)
@@ -77,8 +81,6 @@ def transcendental_elements(problem: Problem, want_grad: bool
             signed = signed or any(ac < 0 for ac in a)
             if not a:  # a row that weighs nothing: exact zeros
                 continue
-        if problem.op == "nll_loss":
-            continue
         logs, ratios = definitions.transcendental(logits, a)
         finite = [bool(mpmath.isfinite(v)) for v in logits]
         losses[r] = logs
@@ -109,7 +111,16 @@ def rational(value: mpf) -> Fraction | None:
 
 def exact_coefficients(problem: Problem, r: int) -> list[Fraction] | None:
     """``definitions.target_weights`` of row ``r`` in exact rational arithmetic, by class
-    (zeros included); None where an input is not finite."""
+    (zeros included; ``where`` masks are not handled); None where an input is not finite."""
+    a = _exact_class_coefficients(problem, r)
+    if a is None or problem.sample_weight is None:
+        return a
+    s = rational(problem.sample_weight[r])
+    return None if s is None else [s * ac for ac in a]
+
+
+def _exact_class_coefficients(problem: Problem, r: int) -> list[Fraction] | None:
+    """``exact_coefficients`` before the sample weight."""
     classes = problem.logits.shape[1]
     eps = rational(problem.label_smoothing)
     weight = ([Fraction(1)] * classes if problem.weight is None
@@ -135,14 +146,14 @@ def rational_gradients(problem: Problem) -> np.ndarray | None:
     """The gradient's elements that are rational, exactly (Fractions; None elsewhere), shaped
     like the gradient: cross_entropy's ``W p_c - a_c`` at a masked logit (``-a_c``), where
     ``W = 0`` (``-a_c``) and in a row whose finite logits are all equal (``W / n - a_c``), and
-    nll_loss's ``-a_c``, each times the mean's ``1 / D``; None for the other ops, or a mean
-    over ``D = 0``.  (Elsewhere the gradient is transcendental: ``definitions.transcendental``.)
-    """
-    if problem.op not in ("cross_entropy", "nll_loss"):
+    nll_loss's ``-a_c``, each times the mean's ``1 / D``; None for the other ops, where ``where``
+    masks classes, or for a mean over ``D = 0``.  (Elsewhere the gradient is transcendental:
+    ``definitions.transcendental``.)"""
+    if problem.op not in ("cross_entropy", "nll_loss") or problem.mask is not None:
         return None
     rows, classes = problem.logits.shape
     scale = Fraction(1)
-    if problem.reduction == "mean":
+    if divides(problem.reduction):
         divisor = rational(definitions.mean_divisor(problem))
         if not divisor:
             return None
@@ -170,7 +181,7 @@ def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
     outputs = np.empty((rows, classes), dtype=object)
     grads = np.empty((rows, classes), dtype=object)
     for r in range(rows):
-        found = mpfr.fast_row(problem, r)
+        found = mpfr.fast_row(problem, r) if problem.mask is None else None
         if found is not None:
             ingredients[r] = found.floats
             outputs[r], row_grad = mpfr.normalize_row(problem.op, found, ledger, want_grad)
@@ -178,8 +189,9 @@ def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
                 grads[r] = row_grad
             continue
         ledger.fail()
-        logits = mpf_row(problem.logits, r)
-        outputs[r], grads[r] = definitions.normalize_row(problem.op, logits)
+        outputs[r], grads[r] = definitions.normalize_row(
+            problem.op, mpf_row(problem.logits, r),
+            None if problem.mask is None else problem.mask[r].tolist())
     shape = (*problem.batch_shape, classes)
     output = restore(outputs, shape, problem.class_axis)
     grad = restore(grads, shape, problem.class_axis)
@@ -192,7 +204,8 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
     denominator = definitions.mean_divisor(problem)
     # The mean's 1 / D is applied inside each row; a zero divisor follows IEEE division
     # (SPEC.md) afterwards, on the unscaled gradient.
-    scale = 1 / denominator if problem.reduction == "mean" and denominator != 0 else None
+    divided = divides(problem.reduction)
+    scale = 1 / denominator if divided and denominator != 0 else None
     losses: list[Any] = []  # MPFR numbers from the fast rows, mpf from the others
     bounds = np.zeros(rows)  # E(l_r), where the row has one
     grads = np.empty((rows, classes), dtype=object) if want_grad else None
@@ -209,6 +222,8 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
                 ledger.exact(classes)
             continue
         found = mpfr.fast_row(problem, r) if problem.op == "cross_entropy" else None
+        if problem.op == PROBS_OP:
+            found = None
         fast = None if found is None else mpfr.row_loss(
             found, a, scale, ledger, want_grad, mpfr.bounded_coefficients(problem, r))
         if fast is not None:
@@ -221,15 +236,19 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
             continue
         ledger.fail()
         dense = [a.get(c, ZERO) for c in range(classes)]
-        logits = mpf_row(problem.logits, r)
-        loss, grad = definitions.row_loss(problem.op, logits, dense)
+        if problem.op == PROBS_OP:
+            assert problem.clip is not None
+            loss, grad = probabilities.row_loss(mpf_row(problem.logits, r), dense, problem.clip,
+                                                problem.prob_target is None)
+        else:
+            loss, grad = definitions.row_loss(problem.op, mpf_row(problem.logits, r), dense)
         losses.append(loss)
         if grads is not None:
             grads[r] = grad if scale is None else [g * scale for g in grad]
     output = _reduce(problem, losses, bounds, denominator, ledger)
     if grads is None:
         return output, None
-    if problem.reduction == "mean" and denominator == 0:  # rows that weigh nothing stay 0
+    if divided and denominator == 0:  # rows that weigh nothing stay 0
         for row in np.flatnonzero(weighed):
             grads[row] = [definitions.divide(g, denominator) for g in grads[row]]
         ledger.fail()
@@ -240,7 +259,7 @@ def _reduce(problem: Problem, losses: list[Any], bounds: np.ndarray, denominator
             ledger: Ledger) -> np.ndarray:
     """The reduced loss; its bound goes to the ledger when every row had one."""
     if (mpfr.gmpy2 is None or not ledger.complete
-            or (problem.reduction == "mean" and denominator == 0)):
+            or (divides(problem.reduction) and denominator == 0)):
         ledger.fail()
         values = [v if isinstance(v, mpf) else mpfr.mpf_of(v) for v in losses]
         return definitions.reduce_losses(problem, values, denominator)

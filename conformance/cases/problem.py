@@ -17,6 +17,7 @@ from conformance.cases.generate import materialize, round_array
 from conformance.cases.loading import Case
 from reference.formats import round_to_float
 from reference.oracle import OracleResult, evaluate
+from reference.problem import class_axis_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -28,10 +29,26 @@ class Problem:
     input: np.ndarray
     target: np.ndarray | None
     weight: np.ndarray | None
+    # issue 20: per-example weights rounded to the dtype (shaped like the input without its
+    # class axis) and the class mask (booleans shaped like the input), None when unused
+    sample_weight: np.ndarray | None = None
+    where: np.ndarray | None = None
 
     @property
     def class_axis(self) -> int:
-        return 0 if self.input.ndim == 1 else 1
+        return class_axis_of(self.input.ndim, self.case.axis)
+
+    def oracle_options(self) -> dict[str, Any]:
+        """The oracle's keyword arguments for issue 20's keys, only those the case uses (so
+        an oracle that does not know one is never handed it by a case without it)."""
+        options: dict[str, Any] = {}
+        if self.case.axis is not None:
+            options["axis"] = self.case.axis
+        if self.sample_weight is not None:
+            options["sample_weight"] = self.sample_weight
+        if self.where is not None:
+            options["where"] = self.where
+        return options
 
     @property
     def classes(self) -> int:
@@ -49,6 +66,7 @@ class Problem:
             ignore_index=case.ignore_index, reduction=case.reduction,
             label_smoothing=case.label_smoothing,
             grad=case.grad if grad is None else grad, dtype=self.dtype,
+            **self.oracle_options(),
         )
 
 
@@ -63,7 +81,10 @@ def make_problem(case: Case, dtype: str) -> Problem:
             else np.asarray(values.target, dtype=np.int64)
         )
     weight = None if values.weight is None else _rounded(values.weight, dtype)
-    return Problem(case, dtype, _rounded(values.input, dtype), target, weight)
+    sample_weight = None if case.sample_weight is None else _rounded(case.sample_weight, dtype)
+    where = None if case.where is None else np.asarray(case.where, dtype=bool)
+    return Problem(case, dtype, _rounded(values.input, dtype), target, weight, sample_weight,
+                   where)
 
 
 def _rounded(values: Any, dtype: str) -> np.ndarray:

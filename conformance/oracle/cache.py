@@ -83,6 +83,7 @@ ENTRY_FORMAT = 4  # bump when the layout of an entry changes (3: digests of the 
 # 4: exact values may be stored as float64 pairs, {name}_hi + {name}_lo)
 SEMANTIC_FIELDS = ("op", "input", "target", "weight", "ignore_index", "reduction",
                    "label_smoothing", "grad")
+OPTIONAL_FIELDS = ("axis", "sample_weight", "where")
 # Besides every reference/*.py (a module added to the oracle counts without being listed):
 _SOURCES = ("conformance/cases/problem.py", "conformance/cases/generate.py")
 # OracleResult's float64 arrays (the error bounds), stored as they are when present.
@@ -125,7 +126,11 @@ def source_version(root: Path) -> str:
 
 def case_fingerprint(case: Case) -> dict[str, Any]:
     """What of ``case`` the oracle's result depends on, as plain JSON data."""
-    return {name: _plain(getattr(case, name)) for name in SEMANTIC_FIELDS}
+    fingerprint = {name: _plain(getattr(case, name)) for name in SEMANTIC_FIELDS}
+    # issue 20's keys only where a case uses them: the other cases keep their keys
+    fingerprint.update({name: _plain(getattr(case, name, None)) for name in OPTIONAL_FIELDS
+                        if getattr(case, name, None) is not None})
+    return fingerprint
 
 
 def entry_key(case: Case, dtype: str, version: str | None = None) -> str:
