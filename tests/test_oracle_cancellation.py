@@ -11,6 +11,7 @@ leave thousands of bits, never the rewritten formulas of reference/ under test.
 from __future__ import annotations
 
 import mpmath
+import numpy as np
 import pytest
 from mpmath import mpf
 
@@ -137,3 +138,21 @@ def test_a_value_absorbed_on_a_midpoint_is_resolved(x: list, y: list, weight: li
     with mpmath.workprec(HIGH):
         loss = mpmath.fsum(row_loss for row_loss, _ in rows)
     assert_rounds_as(result, loss, [g for _, grad in rows for g in grad], "float64")
+
+
+def test_boundaries_are_found_exactly() -> None:
+    # float64 midpoints (normal, subnormal, at a binade's edge), a float32 midpoint that is a
+    # float64, and 0 are boundaries; their neighbours 2**-200 away and plain floats are not
+    from reference.certify import _on_a_boundary
+
+    with mpmath.workprec(2000):  # holds v + 2**-1200 exactly
+        midpoints = [mpf(1) + mpf(2) ** -53, mpf(2) ** -1074 * 3 / 2, mpf(2) ** -1075,
+                     -(mpf(2) - mpf(2) ** -53), mpf(3) * 2 ** 600 + mpf(2) ** 548]
+        boundaries = [*midpoints, mpf(1) + mpf(2) ** -24, mpf(0)]
+        others = [v + mpf(2) ** -1200 for v in boundaries] + [mpf(1), mpf(2) ** -1074,
+                                                              mpf(1) / 3]
+        values = np.array(boundaries + others, dtype=object)
+        landed = _on_a_boundary(values, get_format("float32"))
+        assert landed.tolist() == [True] * len(boundaries) + [False] * len(others)
+        assert not _on_a_boundary(np.array([mpf(1) + mpf(2) ** -24], dtype=object),
+                                  get_format("float64")).any()  # no boundary of float64
