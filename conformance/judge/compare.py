@@ -183,7 +183,7 @@ DEFAULT_K = 4.0
 POLICY: dict[tuple[str, str], dict[str, float]] = {
     (op, quantity): {"float64": DEFAULT_K, "float32": DEFAULT_K, "float16": DEFAULT_K,
                      "bfloat16": DEFAULT_K}
-    for op in ("softmax", "log_softmax", "nll_loss", "cross_entropy")
+    for op in ("softmax", "log_softmax", "nll_loss", "cross_entropy", "linear_cross_entropy")
     for quantity in ("output", "grad")
 }
 RUN_SCALE_VARIABLE = "CONFORMANCE_TOLERANCE_SCALE"
