@@ -70,8 +70,8 @@ import mpmath
 import numpy as np
 
 from reference import definitions, eft
-from reference.formats import FloatFormat, get_format, round_float64_array
-from reference.mpfr import Floats, gmpy2, mpfr_of
+from reference.formats import FloatFormat, get_format, round_float64_array, round_to_format
+from reference.mpfr import Floats, gmpy2, mpf_of, mpfr_of
 from reference.problem import OracleDomainError, Problem, prepare
 from reference.tolerance import INFLATION, _sum_depth, problem_bounds
 
@@ -80,6 +80,8 @@ QUANTITIES = ("output", "grad", "grad_linear_weight", "grad_linear_bias")
 CHUNK_ELEMENTS = 1 << 22  # float64 terms held at once by one chunk of a certified sum
 LOOSE = 1 + 2.0 ** -40  # float64 bookkeeping of a bound, rounded a few times
 MATMUL_LOOSE = 1 + 2.0 ** -30  # a float64 matmul of non-negative numbers, as an upper bound
+MAX_PRECISION = 4096  # the refinement's last precision (as reference/certify.py's)
+MAX_REFINED_PRODUCTS = 20_000_000  # exact products the refinement may spend on logits
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ def _weighted_sums(g_high: np.ndarray, g_low: np.ndarray, g_bound: np.ndarray,
     per_outer = 5 * width * shared  # at most four exact products and one rounded, per k
     block = max(1, min(outer, CHUNK_ELEMENTS // max(1, per_outer)))
     step = max(1, min(shared, CHUNK_ELEMENTS // max(1, 5 * width * block)))
-    pieces = []
+    pieces = [eft.SumOfTerms((0, width)).result()]  # an empty batch: no rows to sum
     for first in range(0, outer, block):
         rows = slice(first, min(outer, first + block))
         count = rows.stop - rows.start
@@ -404,13 +406,138 @@ def evaluate_linear(
     bounds = _tolerance(problem, fmt, logits, computed, g_high, grad)
     result: dict[str, Quantity] = {}
     undecided = 0
+    refiner = _Refiner(problem, fmt, precision, zero_divisor)
     for name, (nearest, residual, bound, exact) in quantities.items():
         special = ~np.isfinite(nearest)
         known = _certified(nearest, residual, bound, exact | special, fmt)
+        if not known.all():
+            nearest, residual, known = refiner.refine(name, nearest, residual, known)
         undecided += int((~known).sum())
         fused, materialised = bounds[name]
         result[name] = Quantity(nearest, residual, fused, materialised)
     return LinearResult(result, precision, certified=undecided == 0, undecided=undecided)
+
+
+class _Refiner:
+    """Ziv's strategy for the elements the bounds leave undecided (a gradient a hair from a
+    midpoint of the dtype, as sums of a near one-hot softmax make them): the rows those
+    elements need are recomputed in MPFR at ``2p, 4p, ...`` bits, from logits that are
+    correctly rounded sums of the exact products (``gmpy2.fsum``), and each element is summed
+    the same way; it is accepted when its rounding to float64 and to the dtype is the same
+    at two successive precisions (``reference/certify.py``'s rule).  Work is capped at
+    ``MAX_REFINED_PRODUCTS`` exact products (the logits of the rows needed): past it the
+    elements stay undecided, and counted."""
+
+    def __init__(self, problem: LinearProblem, fmt: FloatFormat, precision: int,
+                 zero_divisor: bool) -> None:
+        self.problem, self.fmt, self.precision = problem, fmt, precision
+        self.zero_divisor = zero_divisor
+        self._rows: dict[tuple[int, int], tuple[Any, list[Any]]] = {}
+
+    def refine(self, name: str, nearest: np.ndarray, residual: np.ndarray, known: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        problem = self.problem
+        rows_total, features = problem.hidden.shape
+        classes = problem.matrix.shape[0]
+        positions = [int(i) for i in np.flatnonzero(~known.reshape(-1))]
+        rows = sorted({i // features for i in positions}) if name == "grad" \
+            else list(range(rows_total))
+        if self.zero_divisor or len(rows) * classes * max(features, 1) > MAX_REFINED_PRODUCTS:
+            return nearest, residual, known
+        nearest, residual = nearest.copy().reshape(-1), residual.copy().reshape(-1)
+        known = known.copy().reshape(-1)
+        precision, previous = 2 * self.precision, None
+        while precision <= MAX_PRECISION:
+            values = self._values(name, positions, rows, precision)
+            with gmpy2.context(precision=precision):
+                floats = [float(v) for v in values]
+                key = [(f, float(round_to_format(mpf_of(v), self.fmt))) for v, f in
+                       zip(values, floats)]
+                if key == previous:
+                    for i, v, f in zip(positions, values, floats):
+                        nearest[i], residual[i], known[i] = f, float(v - f), True
+                    break
+            previous, precision = key, 2 * precision
+        return (nearest.reshape(np.shape(self._shape(name))),
+                residual.reshape(np.shape(self._shape(name))),
+                known.reshape(np.shape(self._shape(name))))
+
+    def _shape(self, name: str) -> np.ndarray:
+        problem = self.problem
+        shapes = {"output": problem.ce.batch_shape if problem.ce.reduction == "none" else (),
+                  "grad": problem.input_shape,
+                  "grad_linear_weight": problem.matrix.shape,
+                  "grad_linear_bias": (problem.matrix.shape[0],)}
+        return np.empty(shapes[name])
+
+    def _row(self, r: int, precision: int) -> tuple[Any, list[Any]]:
+        """Row ``r``'s loss and ``g`` at ``precision``, from correctly rounded logits."""
+        if (r, precision) in self._rows:
+            return self._rows[(r, precision)]
+        problem, ce = self.problem, self.problem.ce
+        with mpmath.workprec(precision), gmpy2.context(precision=precision):
+            a = definitions.target_weights(ce, r)
+            classes = problem.matrix.shape[0]
+            if not a:
+                found: tuple[Any, list[Any]] = (gmpy2.mpfr(0), [gmpy2.mpfr(0)] * classes)
+                self._rows[(r, precision)] = found
+                return found
+            x = problem.hidden[r].tolist()
+            with gmpy2.context(precision=max(precision, 128)):  # exact float64 products
+                z = [gmpy2.fsum([gmpy2.mul(xv, wv) for xv, wv in zip(x, row)]
+                                + ([] if problem.bias is None else [gmpy2.mpfr(problem.bias[c])]))
+                     for c, row in enumerate(problem.matrix.tolist())]
+            z = [+v for v in z]  # rounded once to the working precision
+            top = max(z)
+            shifted = [v - top for v in z]
+            exps = [gmpy2.exp(v) for v in shifted]
+            total = gmpy2.fsum(exps)
+            log_total = gmpy2.log(total)
+            coefficients = {c: mpfr_of(ac) for c, ac in a.items()}
+            loss = gmpy2.fsum([ac * (log_total - shifted[c]) for c, ac in coefficients.items()])
+            divisor = definitions.mean_divisor(ce)
+            scale = gmpy2.div(1, mpfr_of(divisor)) if ce.reduction == "mean" else None
+            weight_sum = gmpy2.fsum(list(coefficients.values()))
+            factor = weight_sum / total if scale is None else weight_sum * scale / total
+            g = [e * factor for e in exps]
+            for c, ac in coefficients.items():
+                g[c] = g[c] - (ac if scale is None else ac * scale)
+        self._rows[(r, precision)] = (loss, g)
+        return loss, g
+
+    def _values(self, name: str, positions: list[int], rows: list[int],
+                precision: int) -> list[Any]:
+        problem, ce = self.problem, self.problem.ce
+        features = problem.hidden.shape[1]
+        computed = {r: self._row(r, precision) for r in rows}
+        with mpmath.workprec(precision), gmpy2.context(precision=precision):
+            if name == "output":
+                losses = [computed[r][0] for r in rows]
+                if ce.reduction == "none":
+                    return [losses[i] for i in positions]
+                total = gmpy2.fsum(losses)
+                if ce.reduction == "mean":
+                    total = total / mpfr_of(definitions.mean_divisor(ce))
+                return [total]
+            values = []
+            for i in positions:
+                with gmpy2.context(precision=precision + 64):  # each product exact
+                    terms = self._terms(name, i, rows, computed, features)
+                values.append(gmpy2.fsum(terms))
+            return values
+
+    def _terms(self, name: str, i: int, rows: list[int],
+               computed: dict[int, tuple[Any, list[Any]]], features: int) -> list[Any]:
+        """The terms of element ``i`` of ``name`` (products rounded at the caller's
+        precision, 64 bits above the working one: exact for a float64 factor)."""
+        problem = self.problem
+        if name == "grad":
+            n, d = divmod(i, features)
+            return [gc * wv for gc, wv in zip(computed[n][1], problem.matrix[:, d].tolist())]
+        if name == "grad_linear_weight":
+            c, d = divmod(i, features)
+            return [computed[r][1][c] * float(problem.hidden[r, d]) for r in rows]
+        return [computed[r][1][i] for r in rows]
 
 
 def _divided_by_zero(g: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ APPLICABLE: dict[str, frozenset[str]] = {
     "log_softmax": frozenset({"k_dim"}),
     "nll_loss": frozenset(OPTIONS) - {"probability_target", "label_smoothing"},
     "cross_entropy": frozenset(OPTIONS),
+    "linear_cross_entropy": frozenset(OPTIONS) - {"k_dim"},  # (N, D) or (D,) inputs only
 }
 HEADERS = {
     "index_target": "index target", "probability_target": "prob. target", "weight": "weight",
