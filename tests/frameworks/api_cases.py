@@ -133,9 +133,86 @@ cases:
     input: [-1.5, -0.5, -2.0]
     target: 1
     reduction: none
+  - id: linear-index-mean
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [1, 3, 0]
+  - id: linear-weighted-ignored-sum
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    target: [1, -100, 2]
+    weight: [0.5, 1.0, 2.0, 4.0]
+    reduction: sum
+  - id: linear-weighted-ignored-mean
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [1.0, 0.0, -1.0, 0.5]
+    target: [3, 1, -100]
+    weight: [0.5, 1.0, 2.0, 4.0]
+  - id: linear-sum
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [1, 0, 2]
+    reduction: sum
+  - id: linear-none-unbatched
+    op: linear_cross_entropy
+    input: [1.0, 2.0, -1.0]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: 2
+    reduction: none
+  - id: linear-ignored-none
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    target: [-100, 2]
+    reduction: none
+  - id: linear-smoothed
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [3, 0]
+    label_smoothing: 0.1
+  - id: linear-probability-weighted-smoothed-sum
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [[0.25, 0.25, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    weight: [1.0, 0.5, 2.0, 1.0]
+    reduction: sum
+    label_smoothing: 0.25
+  - id: linear-probability-mean
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    target: [[0.25, 0.25, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+  - id: linear-probability-none
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [[0.25, 0.25, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    reduction: none
 """
 
 DTYPES = ("float32", "float64")
+
+
+def quantities(case: Case) -> list[str]:
+    """The records a value case writes: output and grad; for linear_cross_entropy also the
+    weight's gradient and, with a bias, the bias's."""
+    if case.op != "linear_cross_entropy":
+        return ["output", "grad"]
+    return ["output", "grad", "grad_linear_weight",
+            *(["grad_linear_bias"] if case.linear_bias is not None else [])]
 
 
 def api_cases(tmp_path: Path) -> list[Case]:
@@ -163,7 +240,7 @@ def check_every_api(adapter: Adapter, cases: list[Case], apis: tuple[Api, ...] |
                 if reason is not None:
                     assert [(r.status, r.message) for r in got] == [("unsupported", reason)], where
                     continue
-                assert [r.quantity for r in got] == ["output", "grad"], (where, got)
+                assert [r.quantity for r in got] == quantities(case), (where, got)
                 bad = [r for r in got if r.status != "pass"]
                 if (api.id, case.id) in known:
                     assert bad, f"{where} passes: is this fixed? {known[api.id, case.id]}"
