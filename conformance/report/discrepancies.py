@@ -478,7 +478,8 @@ def _case_template(index: CaseIndex, case_file: str, case_id: str, tid: str) -> 
         return h("template", h("h4", "Case"),
                  h("p", f"Inputs and YAML unavailable: {problem}. The case is {case_id} in "
                         f"{case_file or '(unknown file)'}.", class_="note"), id=tid)
-    inputs = [("input", case.raw.get("input")), ("target", case.raw.get("target")),
+    inputs = [("input", case.raw.get("input")), ("linear_weight", case.raw.get("linear_weight")),
+              ("linear_bias", case.raw.get("linear_bias")), ("target", case.raw.get("target")),
               ("weight", case.raw.get("weight"))]
     options = {k: case.raw[k] for k in ("ignore_index", "reduction", "label_smoothing", "grad",
                                         "expect") if k in case.raw}
