@@ -662,9 +662,15 @@ def _tolerance(problem: LinearProblem, fmt: FloatFormat, logits: eft.CertifiedSu
         g_abs = np.nan_to_num(np.abs(g), nan=0.0, posinf=0.0)
         result: dict[str, list[np.ndarray]] = {}
         for delta in (fused, fused + u * np.abs(z)):
-            spread = (probabilities * delta).sum(axis=1, keepdims=True)
-            g_extra = scale * np.abs(weights)[:, None] * probabilities * (delta + spread)
-            added = (g_abs * delta).sum(axis=1)
+            # Not first order: logits off by delta_c (at most delta_max in a row) move each
+            # p_c by a factor within exp(+-(delta_c + delta_max)) (softmax is shift
+            # invariant), so |p' - p| <= p expm1(delta_c + delta_max) however large delta is
+            # (bfloat16 logits of 1e3 are off by units); and along the way |dl/dz_c| <=
+            # |g_c| + |A| p_c expm1(2 delta_max) / |D|.
+            widest = delta.max(axis=1, keepdims=True) if classes else delta
+            moved = scale * np.abs(weights)[:, None] * probabilities
+            g_extra = moved * np.expm1(delta + widest)
+            added = ((g_abs + moved * np.expm1(2 * widest)) * delta).sum(axis=1)
             out = np.asarray(output_bound) + (added.reshape(ce.batch_shape)
                                               if ce.reduction == "none" else added.sum())
             result.setdefault("output", []).append(out)

@@ -120,10 +120,15 @@ and an implementation that **materialises** the logits in the dtype (a composed
 reach the outputs through cross_entropy's first derivatives, ``g = dl/dz`` (``g_k = (A p_k -
 a_k) / D``) and ``dp_k/dz_j = p_k ([k = j] - p_j)``:
 
-* output: ``beta_CE + sum_c |g_c| delta_c`` (per row for ``none``, summed otherwise),
-  ``beta_CE`` the shift-invariant bound above on the exact logits;
-* ``g``: ``beta_g + |A| p_k (delta_k + sum_j p_j delta_j) / |D|``, plus ``u |g_k|`` where
-  ``g`` is rounded to the dtype before the backward matmuls;
+* output: ``beta_CE + sum_c (|g_c| + |A| p_c expm1(2 delta_max) / |D|) delta_c`` (per row
+  for ``none``, summed otherwise; ``delta_max`` the row's largest ``delta``), ``beta_CE`` the
+  shift-invariant bound above on the exact logits: along the way from ``z`` to the rounded
+  logits ``|dl/dz_c|`` stays below that;
+* ``g``: ``beta_g + |A| p_k expm1(delta_k + delta_max) / |D|``, plus ``u |g_k|`` where ``g``
+  is rounded to the dtype before the backward matmuls.  Not first order: softmax is shift
+  invariant, so logits off by ``delta`` move ``p_k`` by a factor within ``exp(+-(delta_k +
+  delta_max))`` however large ``delta`` is (bfloat16 logits of 1e3 are off by units, and a
+  first-order term undercounts that by orders of magnitude);
 * ``grad = g W``: ``gbar |W| + (c(C, C) + 1) u_acc |g| |W| + u |grad| + eta``;
   ``grad_linear_weight = g^T x``: ``gbar^T |x| + (c(N, N) + 1) u_acc |g|^T |x| + u |gW| + eta``;
   ``grad_linear_bias = sum_n g``: ``sum_n gbar + (c(N, N) + 1) u_acc sum_n |g| + u |gb| + eta``;
