@@ -6,11 +6,14 @@ bug report (where the case is, its inputs, the oracle's value, the framework's, 
 ULP).  Each case with documented values also gets a ``[documented]`` item that checks them
 against the oracle.  YAML files are collected when named on the command line or when they
 lie under a directory listed in the ``conformance_cases`` ini option (default ``cases``).
-Options: ``--conformance-framework``, ``--conformance-dtype``, ``--conformance-device``.
+Options: ``--conformance-framework``, ``--conformance-dtype``, ``--conformance-device``, and
+``--conformance-impl [NAME=]MODULE:FUNCTION`` with ``--conformance-like API`` (a user's function
+called like that API: ``conformance.adapters.implementation``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,14 @@ from typing import Any
 import pytest
 
 from conformance.adapters import AdapterUnavailable, frameworks, load_adapter
+from conformance.adapters.base import Adapter
+from conformance.adapters.implementation import (
+    Implementation,
+    ImplementationError,
+    WithImplementations,
+    pair_likes,
+    resolve,
+)
 from conformance.cases.loading import CASE_FILE_SUFFIXES, Case, CaseError, load_file
 from conformance.judge.check import check_case, check_documented
 from conformance.results.records import Record
@@ -31,8 +42,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-dtype", action="append", help="only this dtype (repeatable)")
     group.addoption("--conformance-device", action="append",
                     help="only this device id or kind, e.g. cpu, gpu, cuda:0 (repeatable)")
+    group.addoption("--conformance-impl", action="append", default=[],
+                    metavar="[NAME=]MODULE:FUNCTION",
+                    help="audit your own function, called like --conformance-like (repeatable; "
+                         "without --conformance-framework only the implementations run)")
+    group.addoption("--conformance-like", action="append", default=[], metavar="API",
+                    help="the API whose calling convention --conformance-impl follows: one for "
+                         "all, or one per --conformance-impl")
     parser.addini("conformance_cases", type="paths", default=["cases"],
                   help="directories whose YAML files are collected as conformance cases")
+
+
+# Loggers whose records say nothing to a reader of a failure: TorchDynamo's structured trace
+# (``torch.__trace``, DEBUG records with empty messages, hundreds per compilation, meant for
+# TORCH_TRACE files; torch hands that logger the root's handlers, so pytest captures them)
+# would fill most of a compiled item's "Captured log" section.
+QUIET_LOGGERS = re.compile(r"\btorch\.__trace\b")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[None]:
+    """A case item's report without the captured log lines of ``QUIET_LOGGERS`` (only the
+    report: TORCH_TRACE and other handlers get every record)."""
+    outcome = yield
+    if not isinstance(item, _CaseItemBase):
+        return
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    sections = []
+    for title, text in report.sections:
+        if title.startswith("Captured log"):
+            text = "\n".join(line for line in text.splitlines()
+                             if not QUIET_LOGGERS.search(line))
+            if not text.strip():
+                continue
+        sections.append((title, text))
+    report.sections = sections
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _implemented(config)  # a bad --conformance-impl is a usage error before collection
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -52,7 +101,10 @@ class CaseFile(pytest.File):
             cases = load_file(self.path)
         except CaseError as error:
             raise self.CollectError(str(error)) from None
-        names = self.config.getoption("conformance_framework") or list(frameworks())
+        chosen = self.config.getoption("conformance_framework")
+        implemented = _implemented(self.config)
+        names = chosen or ([] if implemented else list(frameworks()))
+        names = list(dict.fromkeys([*names, *implemented]))
         dtypes = self.config.getoption("conformance_dtype")
         devices = self.config.getoption("conformance_device")
         for case in cases:
@@ -60,7 +112,7 @@ class CaseFile(pytest.File):
                 yield DocumentedItem.from_parent(self, name=f"{case.id}[documented]", case=case)
         for framework in names:
             try:
-                adapter = load_adapter(framework)
+                adapter = _adapter(self.config, framework, chosen)
             except AdapterUnavailable as error:
                 for case in cases:
                     yield SkippedItem.from_parent(self, name=f"{case.id}[{framework}]",
@@ -69,6 +121,38 @@ class CaseFile(pytest.File):
             for job in jobs(adapter, cases, dtypes, devices):
                 yield CaseItem.from_parent(self, name=_item_name(framework, job), job=job,
                                            framework=framework)
+
+
+_IMPLEMENTATIONS = pytest.StashKey[list[Implementation]]()
+_ADAPTERS = pytest.StashKey[dict[str, Adapter]]()
+
+
+def _implemented(config: pytest.Config) -> list[str]:
+    """The frameworks of ``--conformance-impl``, resolved once per session (a bad one is a
+    usage error naming it)."""
+    if _IMPLEMENTATIONS not in config.stash:
+        try:
+            pairs = pair_likes(config.getoption("conformance_impl"),
+                               config.getoption("conformance_like"))
+            config.stash[_IMPLEMENTATIONS] = resolve(pairs, list(frameworks()))
+        except ImplementationError as error:
+            raise pytest.UsageError(str(error).replace("--impl", "--conformance-impl")
+                                    .replace("--like", "--conformance-like")) from None
+    return list(dict.fromkeys(i.framework for i in config.stash[_IMPLEMENTATIONS]))
+
+
+def _adapter(config: pytest.Config, framework: str, chosen: list[str] | None) -> Adapter:
+    """The framework's adapter, with the session's implementations of it (and, where the
+    framework was not chosen with --conformance-framework, none of its own APIs)."""
+    adapters = config.stash.setdefault(_ADAPTERS, {})
+    if framework not in adapters:
+        adapter = load_adapter(framework)
+        mine = [i for i in config.stash.get(_IMPLEMENTATIONS, []) if i.framework == framework]
+        if mine:
+            adapter = WithImplementations(
+                adapter, mine, None if chosen and framework in chosen else [])
+        adapters[framework] = adapter
+    return adapters[framework]
 
 
 def _item_name(framework: str, job: Job) -> str:
@@ -108,8 +192,16 @@ class CaseItem(_CaseItemBase):
         super().__init__(**kwargs)
         self.job, self.case, self.framework = job, job.case, framework
 
+    def reportinfo(self) -> tuple[Path, int, str]:
+        """The failure's header: the case, and the API, device and dtype it failed on."""
+        job = self.job
+        return (self.path, self.case.line - 1,
+                f"{self.case.id}: {self.framework} {job.api.name} on {job.device.id}, "
+                f"{job.dtype}")
+
     def runtest(self) -> None:
-        adapter = load_adapter(self.framework)
+        adapter = _adapter(self.config, self.framework, self.config.getoption(
+            "conformance_framework"))
         job = self.job
         self._judge(check_case(job.case, adapter, job.api, job.device, job.dtype))
 
@@ -118,6 +210,9 @@ class DocumentedItem(_CaseItemBase):
     def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.case.line - 1, f"{self.case.id}: documented values, float64"
 
     def runtest(self) -> None:
         self._judge(check_documented(self.case))

@@ -57,7 +57,12 @@ class Problem:
 
 def _as_mpf_array(values: Any) -> np.ndarray:
     array = np.asarray(values, dtype=object)
-    return np.vectorize(_to_mpf, otypes=[object])(array) if array.size else array
+    if not array.size:
+        return array
+    # one _to_mpf per element (np.vectorize would warn "invalid value" on each NaN it casts)
+    out = np.empty(array.shape, dtype=object)
+    out.reshape(-1)[:] = [_to_mpf(v) for v in array.reshape(-1)]
+    return out
 
 
 def _to_mpf(value: Any) -> mpf:

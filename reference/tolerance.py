@@ -70,11 +70,27 @@ def _row_terms(x: np.ndarray, u: float, eta: float, found: Floats | None) -> _Ro
     total_f, log_total = found.total, found.log_total
     p /= total_f
     lp = np.where(masked, 0.0, s + log_total)  # |s_j - L| = |s_j| + L (s_j <= 0 <= L)
-    sigma = float(np.sum(p * s))
+    sigma = float(np.sum(_times_probability(p, s)))
     count = int((~masked).sum())
     lam = log_total + sigma + _sum_depth(count, count) + 1 + count * eta / (2 * u * total_f)
     pi = np.where(masked, 0.0, s + lam + lp + 1)
     return _RowTerms(s, p, lp, masked, lam, pi)
+
+
+def _times_probability(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``p * q`` where ``p > 0``, and 0 where ``p == 0``: where ``q`` (a shift ``s_j``, or a
+    term that contains it) is inf, ``0 * inf`` would be NaN.
+
+    A float64 ``p_j = e_j / S`` (S >= 1) is 0 only where it underflowed, so the exact
+    ``p_j = exp(-s_j) / S`` is below 2**-1073 and ``s_j > 700`` (or ``s_j`` overflowed
+    float64: the shift of two logits near the float64 maximum). Every ``q_j`` here is at most
+    ``2 s_j + lam + 3``, and ``s exp(-s)`` decreases, so the exact ``p_j q_j`` is below
+    2**-1050: the term dropped is far below the bound's absolute ``eta`` (times u) and below
+    the ``INFLATION`` margin (2**-40 of ``lam >= 1`` in sigma), as it already was where a
+    finite ``s_j``'s float64 product is 0. Dropping it keeps the bound rigorous."""
+    out = np.zeros(np.broadcast_shapes(np.shape(p), np.shape(q)))
+    np.multiply(p, q, out=out, where=p > 0)
+    return out
 
 
 def _bound_exponentials(logits: np.ndarray) -> Floats:
@@ -138,13 +154,14 @@ def _normalize_bounds(problem: Problem, u: float, eta: float,
             continue
         p, pi = terms.p, terms.pi
         if problem.op == "softmax":
-            outputs[r] = u * p * pi + eta
+            p_pi = _times_probability(p, pi)
+            outputs[r] = u * p_pi + eta
             # sum_c softmax = 1: the backward's p_k * (1 - sum_j p^_j) is all rounding error
-            spread = float(np.sum(p * pi)) + _sum_depth(classes, classes) + 1
+            spread = float(np.sum(p_pi)) + _sum_depth(classes, classes) + 1
             grads[r] = u * p * spread + p * classes * eta / 2 + eta
         else:
             outputs[r] = np.where(terms.masked, eta, u * (terms.s + terms.lam + terms.lp) + eta)
-            grads[r] = u * (classes * p * (pi + 2) + np.abs(1 - classes * p)) \
+            grads[r] = u * (classes * _times_probability(p, pi + 2) + np.abs(1 - classes * p)) \
                 + classes * eta / 2 + eta
     shape = (*problem.batch_shape, classes)
     return (restore(outputs, shape, problem.class_axis),
@@ -206,7 +223,7 @@ def _loss_bounds(problem: Problem, u: float, eta: float,
         scale = 1 / abs(divisor)
         p = terms.p
         g = np.abs(total * p - a) * scale
-        b = (abs(total) * p * (terms.pi + 1)
+        b = (abs(total) * _times_probability(p, terms.pi + 1)
              + (depth + 2 + divisor_error) * (total_abs * p + np.abs(a))) * scale + g
         grads[r] = u * b + eta * (total_abs * scale / 2 + 1)
     shape = (*problem.batch_shape, classes)

@@ -2,13 +2,15 @@
 """Open a conformance report in headless Chromium and save a screenshot of it.
 
     python scripts/screenshot_report.py results/report.html -o report.png \\
-        [--select fw=torch] [--sections overview,accuracy,discrepancies] [--open-first]
+        [--select fw=torch] [--sections overview,accuracy,discrepancies] [--open-first] \
+        [--viewport]
 
 The page is loaded from disk in a fresh profile with networking features off; the script
 drives it over the DevTools protocol on a pipe (``--remote-debugging-pipe``; Python stdlib
 only), so it can use the page's own controls before the shot: ``--select fw=torch`` picks
 that framework in every framework filter, ``--sections`` hides the other sections,
-``--open-first`` opens the first listed discrepancy.  The whole page is captured (``.png``,
+``--open-first`` opens the first listed discrepancy (its cause's row, then its first
+record).  The whole page is captured (``.png``,
 or ``.jpg`` for a smaller file).  It prints every URL the page requested: a report that
 works offline requests only itself.
 
@@ -150,12 +152,19 @@ class ReportPage:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result.get("result", {}).get("value")
 
-    def screenshot(self, path: Path) -> int:
-        """Capture the whole page (PNG, or JPEG for .jpg/.jpeg); returns the bytes written."""
-        size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
+    def screenshot(self, path: Path, viewport: bool = False) -> int:
+        """Capture the whole page, or only what the window shows with ``viewport`` (PNG, or
+        JPEG for .jpg/.jpeg); returns the bytes written."""
+        # two animation frames: what content-visibility defers is laid out once it shows
+        self.evaluate("new Promise(function (done) { requestAnimationFrame(function () {"
+                      " requestAnimationFrame(done); }); })")
+        metrics = self.call("Page.getLayoutMetrics", session=True)
+        size = metrics["cssVisualViewport" if viewport else "cssContentSize"]
+        size = {"width": size.get("width", size.get("clientWidth")),
+                "height": size.get("height", size.get("clientHeight"))}
         jpeg = path.suffix.lower() in (".jpg", ".jpeg")
         params: dict[str, Any] = {
-            "format": "jpeg" if jpeg else "png", "captureBeyondViewport": True,
+            "format": "jpeg" if jpeg else "png", "captureBeyondViewport": not viewport,
             "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
                      "scale": 1},
         }
@@ -201,13 +210,16 @@ SHOW_SECTIONS = """(function (names) {
     s.style.display = names.indexOf(s.id) >= 0 ? '' : 'none'; });
   return names.length;
 })(%s)"""
-OPEN_FIRST = """(function () {
-  var row = Array.prototype.find.call(document.querySelectorAll('#disc-table tr.row'),
+OPEN_FIRST = """(window.conformanceReady || Promise.resolve()).then(function () {
+  var group = Array.prototype.find.call(document.querySelectorAll('#disc-table tr.grow'),
     function (r) { return !r.classList.contains('hidden'); });
+  if (!group) { return null; }
+  if (!group.classList.contains('open')) { group.click(); }
+  var row = group.nextElementSibling.querySelector('tr.row');
   if (!row) { return null; }
   row.click();
   return row.id;
-})()"""
+})"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                                            "overview,accuracy,discrepancies")
     parser.add_argument("--open-first", action="store_true",
                         help="open the first listed discrepancy")
+    parser.add_argument("--viewport", action="store_true",
+                        help="capture only what the window shows (the first screen), not the "
+                             "whole page")
     args = parser.parse_args(argv)
     url = args.report.resolve().as_uri()
     with ReportPage(url, width=args.width) as page:
@@ -233,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.open_first:
             opened = page.evaluate(OPEN_FIRST)
             print(f"opened: {opened}")
-        written = page.screenshot(args.output)
+        written = page.screenshot(args.output, viewport=args.viewport)
         print(f"screenshot: {args.output} ({written // 1024} KiB)")
         print("requests: " + ", ".join(page.requests))
     return 0

@@ -27,6 +27,7 @@ STAND_INS = {
     "exact": "ExactAdapter", "offset": "OffsetAdapter", "segfault": "SegfaultAdapter",
     "abort": "AbortAdapter", "hang": "HangAdapter", "noisy": "NoisyAdapter",
     "import-crash": "ImportCrashAdapter", "missing": "MissingAdapter", "zeros": "ZerosAdapter",
+    "tracing": "TracingAdapter", "raising": "RaisingAdapter",
 }
 
 

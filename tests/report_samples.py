@@ -7,6 +7,7 @@ writing, so NaN may be given as a float or as the string ``"nan"``).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +97,41 @@ def small_run(env_id: str = ENV_A, case_file: str = "") -> list[dict[str, Any]]:
                dtype="*", device_name="", reference=None, actual=None, max_ulp_error=None,
                message="jax is not installed (No module named 'jax')", **common),
     ]
+
+
+# --- reading a report's data (what its script builds the details from) ----------------------
+
+
+def report_data(page: str) -> dict[str, Any]:
+    """The decompressed data of a report's ``#report-data`` (empty when it has none)."""
+    from conformance.report.discrepancies import unpack
+
+    match = re.search(r'<div id="report-data" hidden data-gzip="([A-Za-z0-9+/=]*)">', page)
+    return unpack(match.group(1)) if match else {}
+
+
+def with_details(page: str) -> str:
+    """The page's markup followed by the text of every detail its script can build."""
+    from conformance.report.html import node_text
+
+    data = report_data(page)
+    return page + "\n".join(node_text(tree) for trees in data.values() for tree in trees)
+
+
+def nodes(tree: Any, tag: str, **attrs: str) -> list[tuple[dict[str, str], str]]:
+    """(attributes, text) of every element ``tag`` in a data tree with these attributes."""
+    from conformance.report.html import node_text
+
+    found: list[tuple[dict[str, str], str]] = []
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list) and len(item) >= 2 and isinstance(item[0], str) \
+                and isinstance(item[1], dict):
+            if item[0] == tag and all(item[1].get(k.rstrip("_").replace("_", "-")) == v
+                                      for k, v in attrs.items()):
+                found.append((item[1], node_text(item)))
+            stack.extend(reversed(item[2:]))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return found

@@ -14,11 +14,16 @@ Faulty frameworks, exact everywhere except on the case whose id is ``$STANDIN_FA
   every run (a framework that logs to stdout must not corrupt the worker's protocol);
 * ``ImportCrashAdapter`` dies of SIGSEGV as it is created (a framework crashing on import);
 * ``MissingAdapter`` raises ImportError as it is created (a framework not installed);
-* ``ZerosAdapter`` answers zeros without computing anything (a fast, wrong framework).
+* ``ZerosAdapter`` answers zeros without computing anything (a fast, wrong framework);
+* ``RaisingAdapter`` raises ``AssertionError`` there, through the suite's check (what a bug
+  of the suite's own code looks like to the runner);
+* ``TracingAdapter`` is ``OffsetAdapter`` logging as TorchDynamo does: many empty DEBUG
+  records on ``torch.__trace`` per run, and one WARNING of its own.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -147,3 +152,22 @@ class ZerosAdapter(ExactAdapter):
             axis = problem.class_axis
             shape = shape[:axis] + shape[axis + 1:] if problem.case.reduction == "none" else ()
         return Outcome("ok", np.zeros(shape), np.zeros(problem.input.shape))
+
+
+class TracingAdapter(OffsetAdapter):
+    name = "tracing"
+
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        trace = logging.getLogger("torch.__trace")
+        trace.setLevel(logging.DEBUG)  # torch's trace logger is always at DEBUG
+        for _ in range(100):
+            trace.debug("")
+        logging.getLogger("standin").warning("tracing: a warning worth reading")
+        return super().run(api, problem, device)
+
+
+class RaisingAdapter(_Faulty):
+    name = "raising"
+
+    def fault(self) -> None:
+        raise AssertionError("a bug of the suite's own code")

@@ -3,6 +3,7 @@ duplicates kept and marked, idempotence; and the report of a merge."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,11 @@ from tests.report_samples import (
     ENV_B,
     adapter,
     environment,
+    nodes,
+    report_data,
     result,
     small_run,
+    with_details,
     write_results,
 )
 
@@ -56,7 +60,9 @@ def test_report_of_two_environments(laptop: Path, gpu_box: Path, tmp_path: Path)
         assert expected in text
     # environment selectors appear once there are two, in the overview and the table
     assert 'data-dim="env"' in text and 'data-filter="env"' in text
-    assert f'data-env="{ENV_B}"' in text and 'data-device="cuda:0"' in text
+    # a cause's row lists every environment and device its records come from
+    assert re.search(f'data-env="[^"]*[|]{ENV_B}[|]', text)
+    assert re.search('data-device="[^"]*[|]cuda:0[|]', text)
 
 
 def test_merging_is_idempotent(laptop: Path, gpu_box: Path, tmp_path: Path) -> None:
@@ -86,8 +92,11 @@ def test_conflicting_duplicates_are_kept_and_marked(laptop: Path, tmp_path: Path
     assert {merged.records[i].status for i in indices} == {"pass", "fail"}
     assert [merged.sources[i] for i in indices] == [f"{laptop}:3", f"{rerun}:2"]
     assert len(merged.environments[ENV_A].runs) == 2  # two runs of one machine
-    text = write_report([laptop, rerun], tmp_path / "report.html").path.read_text()
-    assert text.count('class="badge s-conflict"') == 2  # both rows of the table say so
+    page = write_report([laptop, rerun], tmp_path / "report.html").path.read_text()
+    text = with_details(page)  # and the records and details the page's script builds
+    assert page.count('class="badge s-conflict"') == 1  # the row of their cause says so,
+    data = report_data(page)
+    assert len(nodes(data["groups"], "span", class_="badge s-conflict")) == 2  # and each record
     assert "1 comparison(s) have conflicting duplicates" in text
     assert f"from {laptop}:3, {rerun}:2" in text
     assert '<option value="conflict">conflicting duplicates</option>' in text

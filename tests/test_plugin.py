@@ -72,3 +72,19 @@ def test_yaml_outside_the_case_directories_is_left_alone(pytester, stand_ins) ->
     pytester.makepyfile(test_nothing="def test_ok():\n    pass\n")
     result = pytester.runpytest()
     result.assert_outcomes(passed=1)
+
+
+def test_a_failure_header_names_the_api_device_and_dtype(pytester, case_file) -> None:
+    result = pytester.runpytest(str(case_file), "--conformance-framework", "offset",
+                                "-k", "three-classes and offset")
+    result.stdout.fnmatch_lines(
+        ["_* three-classes: offset standin.cross_entropy on cpu, float32 _*"])
+
+
+def test_a_failure_carries_no_torch_trace_records(pytester, case_file) -> None:
+    result = pytester.runpytest(str(case_file), "--conformance-framework", "tracing",
+                                "-k", "three-classes and tracing")
+    result.assert_outcomes(failed=1, deselected=3)
+    text = result.stdout.str()
+    assert "torch.__trace" not in text
+    result.stdout.fnmatch_lines(["*Captured log call*", "*tracing: a warning worth reading*"])

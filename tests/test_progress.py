@@ -59,54 +59,75 @@ def test_count_jobs_follows_the_declaration(case_file: Path) -> None:
     assert count_jobs(gpu, cases, None, None) == 8 and count_jobs(gpu, cases, None, ["gpu"]) == 4
 
 
+JOBS = ["p-ce|cross_entropy|cpu|float32", "p-ce|cross_entropy|cpu|float64",
+        "p-ce|nll_loss-log_softmax|cpu|float32", "p-ce|nll_loss-log_softmax|cpu|float64"]
+
+
 def test_plain_lines_in_ci(case_file: Path) -> None:
     out = io.StringIO()
-    progress = Progress(out, interactive=False, interval=3600)
+    progress = Progress(out, interactive=False, interval=3600, frameworks=["torch", "jax"])
     progress.start(load_file(case_file))
     progress.adapter(adapter())
-    jobs = ["p-ce|cross_entropy|cpu|float32", "p-ce|cross_entropy|cpu|float64",
-            "p-ce|nll_loss-log_softmax|cpu|float32", "p-ce|nll_loss-log_softmax|cpu|float64"]
-    for job in jobs[:3]:
+    for job in JOBS[:3]:
         for record in _job_records("torch", job, 2):
             progress.record(record)
-    assert out.getvalue() == ""  # nothing before the interval, nothing until a framework ends
+    assert out.getvalue() == ""  # nothing before the interval
     assert progress.done["torch"] == 3
-    first, second = _job_records("torch", jobs[3], 2)
+    first, second = _job_records("torch", JOBS[3], 2)
     progress.record(first)
     assert progress.done["torch"] == 3  # a job counts once all its records arrived
     progress.record(second)
+    assert progress.total() is None  # jax has not declared itself: no overall total yet
+    progress.adapter({**adapter(), "framework": "jax"})
+    assert progress.total() == 8
+    assert progress.plain_line().startswith(
+        "progress [0:00]: 4/8 jobs, about ")
+    assert progress.plain_line().endswith(
+        "; torch 4/4 (8 pass, 0 fail, 0 error); jax 0/4 (0 pass, 0 fail, 0 error)")
     progress.log("torch 2.13.0+cpu: 4 jobs")
-    lines = out.getvalue().splitlines()
-    assert lines[0].startswith("progress: torch 4/4 jobs; 8 pass [0:0")
-    assert lines[1] == "torch 2.13.0+cpu: 4 jobs"
+    assert out.getvalue() == "torch 2.13.0+cpu: 4 jobs\n"
+
+
+def test_one_plain_line_an_interval(case_file: Path) -> None:
+    out = io.StringIO()
+    progress = Progress(out, interactive=False, interval=0.0, frameworks=["torch"])
+    progress.start(load_file(case_file))
+    progress.oracle(2)
+    progress.oracle_done()
+    assert out.getvalue().splitlines()[-1] == "progress [0:00]: oracle 1/2 results"
+    progress.oracle_done()
+    progress.adapter(adapter())
+    for record in _job_records("torch", JOBS[0], 1):
+        progress.record(record)
+    assert out.getvalue().splitlines()[-1].startswith("progress [0:00]: 1/4 jobs, about ")
     assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+    assert len(out.getvalue().splitlines()) == 3  # one line per call, as the interval is 0
 
 
-def test_plain_lines_every_interval() -> None:
+def test_a_framework_that_is_not_installed_ends_its_bar(case_file: Path) -> None:
+    progress = Progress(io.StringIO(), interactive=False, frameworks=["jax"])
+    progress.start(load_file(case_file))
+    skip = replace(record_from_json(result("p-ce", "skip", framework="jax")),
+                   job="p-ce|*|*|*", job_records=1)
+    progress.record(skip)
+    assert progress.total() == 0 and progress.framework_text("jax") == "jax skipped"
+
+
+def test_bars_on_a_terminal(case_file: Path) -> None:
     out = io.StringIO()
-    progress = Progress(out, interactive=False, interval=0.0)
-    for n in range(3):
-        for record in _job_records("jax", f"c{n}|api|cpu|float32", 1):
-            progress.record(record)
-    assert out.getvalue().splitlines()[-1].startswith("progress: jax 3 jobs; 3 pass")
-
-
-def test_bar_on_a_terminal(case_file: Path) -> None:
-    out = io.StringIO()
-    progress = Progress(out, interactive=True)
+    progress = Progress(out, interactive=True, frameworks=["torch", "jax"])
     progress.start(load_file(case_file))
     progress.adapter(adapter())
-    for record in _job_records("torch", "p-ce|cross_entropy|cpu|float32", 2):
+    progress.adapter({**adapter(), "framework": "jax"})
+    for record in _job_records("torch", JOBS[0], 2):
         progress.record(record)
-    drawn = out.getvalue()
-    assert drawn.startswith("\r[") and "1/4 jobs" in drawn and "torch 1/4" in drawn
-    assert "2 pass" in drawn and drawn.endswith("\x1b[K")
     progress.log("a message")
-    after = out.getvalue()[len(drawn):]
-    assert after.startswith("\r\x1b[Ka message\n")  # the bar is cleared, then redrawn
-    assert after.endswith("\x1b[K") and "1/4 jobs" in after
     progress.close()
-    assert out.getvalue().endswith("\r\x1b[K")
+    drawn = out.getvalue()
+    assert "a message\n" in drawn and "\x1b[" in drawn  # rich's redrawn lines
+    last = drawn[drawn.rindex("a message"):]
+    assert "torch" in last and "1/4" in last and "2 pass, 0 fail, 0 error" in last
+    assert "jax" in last and "0/4" in last and "1/8" in last  # the bar of all frameworks
 
 
 def test_interactive_only_on_a_real_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,10 +153,11 @@ def test_summary_lines() -> None:
     assert lines[0] == "summary:"
     assert lines[1].split() == ["jax", "1", "skip"]
     assert lines[2].split() == ["torch", "1", "error,", "2", "fail,", "1", "pass"]
-    assert lines[3] == "worst discrepancies (1 more in the results):"
-    assert lines[4].startswith("  c[torch-torch.nn.functional.cross_entropy-cpu-float32] "
-                               "output: fail numeric 300 ULP")
-    assert lines[5].startswith("  b[")
+    # by cause, in the report's order: the larger ULP error first, the error after the fails
+    assert lines[3] == "worst discrepancies, by cause (1 more in the report):"
+    assert lines[4].startswith("  c on torch.nn.functional.cross_entropy (torch): "
+                               "fail numeric, 1 record(s) in float32: ")
+    assert lines[5].startswith("  b on ")
     assert lines[-2:] == ["results: results/r.jsonl", "report:  results/report.html"]
     assert not any(line.startswith("report") for line in summary_lines(summary))
 
@@ -147,14 +169,34 @@ def test_run_exit_codes_and_report(stand_ins: None, case_file: Path, tmp_path: P
             "--jobs", "1"]
     assert main(argv) == 0  # every record passes
     captured = capsys.readouterr()
-    assert "progress: exact 3/3 jobs; 6 pass" in captured.err  # plain lines: not a terminal
+    assert "exact 1.0: 3 jobs" in captured.err and "\nprogress" not in captured.err
+    assert "oracle: 3 computed, 0 from the cache" in captured.out.splitlines()
+    assert "\x1b" not in captured.err
     assert f"results: {out}" in captured.out and "report:" not in captured.out
     argv = ["run", "--cases", str(case_file), "--framework", "offset", "--out", str(out),
             "--overwrite", "--jobs", "1", "--report", str(report)]
     assert main(argv) == 1  # discrepancies
     captured = capsys.readouterr()
     assert "worst discrepancies" in captured.out and f"report:  {report}" in captured.out
+    assert "oracle: 0 computed, 3 from the cache" in captured.out.splitlines()
+    assert [line for line in (captured.out + captured.err).splitlines()
+            if line.startswith("oracle")] == ["oracle: 0 computed, 3 from the cache"]
     statuses = Counter(r.status for r in read_results([out]).records)
     assert statuses["fail"] == 3 and report.is_file()
     assert "p-softmax" in report.read_text(encoding="utf-8")
     assert main([*argv, "--exit-zero"]) == 0  # audits that only want the report
+
+
+def test_a_workers_job_count_sets_the_total(case_file: Path) -> None:
+    """A worker's count of the jobs it will run replaces the declaration's estimate; a
+    restarted worker counts only those left, so the jobs done before are added."""
+    progress = Progress(io.StringIO(), interactive=False, frameworks=["torch"])
+    progress.start(load_file(case_file))
+    progress.adapter(adapter())
+    assert progress.total() == 4
+    progress.jobs("torch", 3)  # e.g. --impl left three
+    assert progress.total() == 3
+    for record in _job_records("torch", JOBS[0], 1):
+        progress.record(record)
+    progress.jobs("torch", 2)  # a fresh worker, after the first died
+    assert progress.total() == 3 and progress.done["torch"] == 1

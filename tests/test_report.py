@@ -16,6 +16,7 @@ import pytest
 from conformance.cases.options import OPTIONS
 from conformance.cli import main
 from conformance.report.assets import JS
+from conformance.report.html import node_text
 from conformance.report.page import write_report
 from tests.report_samples import (
     ENV_A,
@@ -23,8 +24,11 @@ from tests.report_samples import (
     TORCH_COMPOSED,
     adapter,
     environment,
+    nodes,
+    report_data,
     result,
     small_run,
+    with_details,
     write_results,
 )
 
@@ -188,40 +192,82 @@ def test_support_matrix_has_a_labelled_column_for_every_declarable_option(
     assert index_cells[TORCH_COMPOSED] == ({"class": "sup composed"}, "composed")
 
 
-def test_discrepancy_table_lists_every_non_pass_record(report: tuple[str, Page]) -> None:
+def test_discrepancies_are_one_row_per_cause_worst_first(report: tuple[str, Page]) -> None:
     text, page = report
-    rows = [a for a, _ in page.find("tr") if a.get("class") == "row"]
-    statuses = [a["data-status"] for a in rows]
-    assert statuses == ["fail", "fail", "fail", "error", "unsupported", "skip"]
-    assert [a["data-kind"] for a in rows][:3] == ["numeric", "numeric", "special-value"]
-    first = rows[0]  # the furthest past its bound comes first
-    assert (first["data-fw"], first["data-api"], first["data-dtype"], first["data-device"]) == (
-        "torch 2.13.0+cpu", TORCH_CE, "float32", "cpu")
+    groups = [a for a, _ in page.find("tr") if a.get("class") == "grow"]
+    # a wrong NaN first, then the numeric fails (furthest past its bound first), the error last
+    assert [(a["data-status"], a["data-kind"], a["data-api"]) for a in groups] == [
+        ("|fail|", "|special-value|", f"|{TORCH_CE}|"),
+        ("|fail|", "|numeric|", f"|{TORCH_CE}|"),
+        ("|fail|", "|numeric|", f"|{TORCH_COMPOSED}|"),
+        ("|error|", "|behaviour|", f"|{TORCH_CE}|")]
+    first = groups[1]
+    assert (first["data-fw"], first["data-dtype"], first["data-device"]) == (
+        "|torch 2.13.0+cpu|", "|float32|", "|cpu|")
     cells = Page(section(text, "discrepancies")).find("td", data_sort="12.5")
     assert [t for _, t in cells] == ["12.5"]  # x bound
-    detail = page.find("template", id=first["data-detail"])[0][1]
+    data = report_data(text)  # what a row opens: built by the page's script from this
+    rows = [a for a, _ in nodes(data["groups"][int(first["data-group-id"])], "tr",
+                                class_="row")]
+    assert [(a["data-status"], a["data-kind"]) for a in rows] == [("fail", "numeric")]
+    assert nodes(data["groups"][int(first["data-group-id"])], "td", data_sort="12.5")
+    detail = node_text(data["comparisons"][int(rows[0]["data-detail"])])
     assert "K=4 (policy)" in detail and "1.34e+03" in detail
     filters = {a["data-filter"] for a, _ in page.find("select") if "data-filter" in a}
     assert {"status", "fw", "kind", "dtype", "device", "api", "group"} <= filters
 
 
+def test_unsupported_and_skipped_records_are_counted_per_api_and_reason(
+        report: tuple[str, Page]) -> None:
+    text, _ = report
+    rows = [[t for _, t in Page(markup).find("td")]
+            for markup in re.findall(r"<tr>.*?</tr>", section(text, "unsupported"))]
+    assert [r for r in rows if r] == [
+        ["torch 2.13.0+cpu", TORCH_COMPOSED, "unsupported",
+         "nll_loss has no label_smoothing argument", "1", "1"],
+        ["jax", "*", "skip", "jax is not installed (No module named 'jax')", "1", "1"]]
+    assert 'data-status="unsupported"' not in section(text, "discrepancies")
+
+
+def test_the_first_screen_counts_failing_cases_per_framework_and_group(
+        report: tuple[str, Page]) -> None:
+    text, _ = report
+    grid = Page(section(text, "grid"))
+    cells = {(a["data-fw"], a.get("data-group", a.get("data-dtype"))): (a["class"], t)
+             for a, t in grid.find("td")}
+    # edge-values: c-numeric (numeric) and c-nan (special-value): 2 cases, the worst a NaN
+    assert cells[("torch 2.13.0+cpu", "edge-values")] == (
+        "gcell s-fail w-special-value", "2special-value")
+    assert cells[("torch 2.13.0+cpu", "invalid-inputs")] == (
+        "gcell s-error w-behaviour", "1error: behaviour")
+    # seeds: c-pass passes, but the composed API fails c-numeric there
+    assert cells[("torch 2.13.0+cpu", "seeds")] == ("gcell s-fail w-numeric", "1numeric")
+    assert cells[("torch 2.13.0+cpu", "")] == ("gcell s-fail w-special-value",
+                                               "3special-value")
+    assert cells[("torch 2.13.0+cpu", "float16")] == ("gcell s-fail w-special-value",
+                                                      "1special-value")
+    assert ("jax", "seeds") not in cells  # only skipped: it did not run
+    # it is the first section of the page
+    assert re.findall(r'<section id="(\w+)">', text)[0] == "grid"
+
+
 def test_detail_shows_values_side_by_side_and_reproduction(report: tuple[str, Page]) -> None:
-    _, page = report
-    row = next(a for a, _ in page.find("tr") if a.get("data-status") == "fail"
-               and a.get("data-kind") == "special-value")
-    detail = page.find("template", id=row["data-detail"])[0][1]
+    text, _ = report
+    data = report_data(text)
+    row = next(a for a, _ in nodes(data["groups"], "tr", data_status="fail",
+                                   data_kind="special-value"))
+    detail = node_text(data["comparisons"][int(row["data-detail"])])
+    case = node_text(data["cases"][int(row["data-case"])])
     assert "oracle (113 bits, rounded to float64)" in detail
     assert "0.25" in detail and "nan" in detail and "1 special-value mismatch(es)" in detail
     assert ("pytest 'CASES::c-nan[torch-cross_entropy-cpu-float16]' --conformance-framework "
-            "torch").replace("CASES", row_case_file(page, row)) in detail
+            "torch").replace("CASES", row_case_file(case)) in detail
     assert "conformance run --cases repro.yaml --framework torch --dtype float16 --device cpu" \
         in detail
-    case = page.find("template", id=row["data-case"])[0][1]
     assert "id: c-nan" in case and "target:" in case and "[[1.0, -inf, 0.5]]" in case
 
 
-def row_case_file(page: Page, row: dict[str, str]) -> str:
-    case = page.find("template", id=row["data-case"])[0][1]
+def row_case_file(case: str) -> str:
     match = re.search(r"# c-nan from (\S+):\d+", case)
     assert match, case
     return match.group(1)
@@ -231,13 +277,15 @@ def test_hostile_strings_are_escaped(report: tuple[str, Page]) -> None:
     text, page = report
     assert HOSTILE_DESCRIPTION not in text and "<img src=x" not in text
     assert HOSTILE_MESSAGE not in text and "<svg onload" not in text
-    assert html.escape(HOSTILE_DESCRIPTION) in text  # shown, as text
-    assert html.escape(HOSTILE_MESSAGE) in text
+    assert html.escape(HOSTILE_MESSAGE) in text  # shown, as text, in the cause's row
     scripts = page.find("script")
     assert len(scripts) == 1 and scripts[0][1] == JS  # only the report's own script
     assert text.count("<script") == 1
-    # and it survives parsing: the description is the text of the case block
-    assert any(HOSTILE_DESCRIPTION in t for _, t in page.find("template"))
+    # the description is text in the data the script builds the case block from (as text
+    # nodes: the browser test below checks the page shows it and runs nothing of it)
+    data = report_data(text)
+    assert any(HOSTILE_DESCRIPTION in node_text(case) for case in data["cases"])
+    assert {a.get("class", "") for a, _ in nodes(data, "code")} <= {""}
 
 
 def test_page_is_self_contained(report: tuple[str, Page]) -> None:
@@ -250,10 +298,11 @@ def test_page_is_self_contained(report: tuple[str, Page]) -> None:
 
 def test_missing_case_file_degrades_gracefully(tmp_path: Path) -> None:
     results = write_results(tmp_path / "r.jsonl", small_run(case_file="gone/cases.yaml"))
-    text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    text = with_details(write_report([results], tmp_path / "report.html").path.read_text(
+        encoding="utf-8"))
     assert (f"could not load case file gone/cases.yaml: not found under the cases root "
             f"{Path.cwd()} when this report was built") in text
-    assert "Values side by side" in text  # everything else still comes from the results
+    assert "Values side by side" in with_details(text)  # the rest comes from the results
 
 
 def test_malformed_results_line_names_file_and_line(tmp_path: Path,
@@ -295,7 +344,7 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
     with shot.ReportPage(path.as_uri()) as page:
         # the script ran: the table shows fail + error by default
         assert page.evaluate("document.getElementById('disc-count').textContent") \
-            == "4 of 6 shown"
+            == "4 of 4 shown"
         # the overview cells (and the table) follow a dtype chosen in the page's selectors
         assert page.evaluate(shot.SELECT % ('"dtype"', '"float16"')) == 2
         cells = page.evaluate(
@@ -304,7 +353,7 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
         assert f"{TORCH_CE}/edge-values=0/11 fail" in cells
         assert f"{TORCH_CE}/seeds=–" in cells and "*/seeds=0/11 skip" in cells
         assert page.evaluate("document.getElementById('disc-count').textContent") \
-            == "1 of 6 shown"
+            == "1 of 4 shown"
         assert page.evaluate(shot.OPEN_FIRST).startswith("rec-")
         detail = page.evaluate("document.querySelector('tr.detail').textContent")
         assert "oracle (113 bits" in detail and HOSTILE_DESCRIPTION in detail
@@ -313,6 +362,39 @@ def test_page_in_headless_chromium(report: tuple[str, Page], tmp_path: Path) -> 
         assert all(url.startswith("file://") for url in page.requests), page.requests
         written = page.screenshot(tmp_path / "shot.png")
     assert written > 1000 and (tmp_path / "shot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_first_screen_and_causes_in_headless_chromium(report: tuple[str, Page],
+                                                      tmp_path: Path) -> None:
+    shot = _screenshot_module()
+    if shot.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium, or set $CHROMIUM)")
+    path = next(tmp_path.rglob("report.html"))
+    count = "document.getElementById('disc-count').textContent"
+    with shot.ReportPage(path.as_uri()) as page:
+        # one click on a cell of the first screen lists its cases: c-nan and c-numeric
+        listed = page.evaluate(
+            "(function () { document.querySelector('#grid td.gcell[data-group=\"edge-values\"]"
+            "').click(); return Array.prototype.filter.call(document.querySelectorAll("
+            "'#disc-table tr.grow'), function (r) { return !r.classList.contains('hidden'); })"
+            ".map(function (r) { return r.querySelector('code').textContent; }); })()")
+        assert listed == ["c-nan", "c-numeric"] and page.evaluate(count) == "2 of 4 shown"
+        # the columns become dtypes
+        shown = page.evaluate(
+            "(function () { var s = document.getElementById('grid-columns'); s.value = 'dtype';"
+            " s.dispatchEvent(new Event('change')); return Array.prototype.map.call("
+            "document.querySelectorAll('#grid div[id^=\"grid-\"]'), function (d) {"
+            " return d.id + ':' + d.classList.contains('hidden'); }); })()")
+        assert shown == ["grid-group:true", "grid-dtype:false"]
+        # a cause opens into its records, a record into its details, built from the data
+        opened = page.evaluate(shot.OPEN_FIRST)
+        assert opened.startswith("rec-")
+        records = page.evaluate("document.querySelector('tr.gdetail').textContent")
+        assert "returns nan where the exact value is 0.25" in records
+        detail = page.evaluate("document.querySelector('tr.detail').textContent")
+        assert "oracle (113 bits, rounded to float64)" in detail and "id: c-nan" in detail
+        assert page.evaluate("document.querySelectorAll('tr.detail script, tr.detail img,"
+                             " tr.gdetail [onerror], tr.gdetail [onload]').length") == 0
 
 
 LONG = "wrap" * 1250  # 5,000 characters without a space

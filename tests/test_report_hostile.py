@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,15 @@ from conformance.results.jsonl import MAX_NESTING, read_results, results_schema
 from conformance.results.merge import merge_results
 from conformance.results.records import QUANTITIES, STATUSES, Record
 from reference.formats import DTYPES
-from tests.report_samples import ENV_A, adapter, environment, result, small_run, write_results
+from tests.report_samples import (
+    ENV_A,
+    adapter,
+    environment,
+    result,
+    small_run,
+    with_details,
+    write_results,
+)
 
 # --- every line checked against the results schema ---------------------------------------
 
@@ -201,7 +210,9 @@ BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c
 
 def _report(tmp_path: Path, lines: list[dict[str, Any]]) -> str:
     results = write_results(tmp_path / "results.jsonl", lines)
-    return write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    # the page and the (compressed) data its details are built from, decompressed
+    return with_details(write_report([results], tmp_path / "report.html").path.read_text(
+        encoding="utf-8"))
 
 
 def test_bidi_and_control_characters_are_shown_escaped(tmp_path: Path) -> None:
@@ -290,3 +301,24 @@ def test_the_schema_ships_with_the_package() -> None:
     shipped = config["tool"]["setuptools"]["package-data"]
     assert "schema.json" in shipped["conformance.cases"]
     assert "schema.json" in shipped["conformance.results"]
+
+
+def test_detail_trees_hold_text_only_and_round_trip() -> None:
+    """What the page's script builds details from: element trees whose strings are text
+    (control characters shown escaped, long words given ``wbr`` places to wrap), packed as
+    gzip + base64, which has no character HTML treats specially."""
+    from conformance.report.discrepancies import pack, unpack
+    from conformance.report.html import node, node_text
+
+    hostile = '<img src=x onerror=alert(1)>\u202e"&'
+    tree = node("td", hostile, node("code", "w" * 100), class_="num", title=hostile + "\x00")
+    assert tree[0] == "td" and tree[1] == {"class": "num",
+                                           "title": '<img src=x onerror=alert(1)>\\u202e"&\\u0000'}
+    assert tree[2] == '<img src=x onerror=alert(1)>\\u202e"&'  # text, shown as it is
+    code = tree[3]
+    assert [c if isinstance(c, str) else c[0] for c in code[2:]] == ["w" * 40, "wbr", "w" * 40,
+                                                                    "wbr", "w" * 20]
+    assert node_text(tree) == tree[2] + "w" * 100
+    packed = pack({"cases": [tree]})
+    assert re.fullmatch(r"[A-Za-z0-9+/=]+", packed)
+    assert unpack(packed) == {"cases": [json.loads(json.dumps(tree))]}

@@ -1,6 +1,8 @@
-"""Framework adapters: one module per framework (``*_adapter``), loaded lazily by name, the
-interface they implement (``base``), their shared glue (``common``), and the support matrix
-built from their declarations (``support``).
+"""Framework adapters: one module per framework (``*_adapter``), loaded lazily by name (the
+built-in ones, those installed packages register under the ``conformance.adapters`` entry
+point, and ``$CONFORMANCE_ADAPTERS``), the interface they implement (``base``), their shared
+glue (``common``), the support matrix built from their declarations (``support``), and a
+user's function run in place of an API (``implementation``).
 
 May import: ``conformance.results`` (the environment's CPU name, results files for the support
 matrix), ``conformance.cases`` and ``reference``; an adapter never imports another adapter.
@@ -9,9 +11,12 @@ matrix), ``conformance.cases`` and ``reference``; an adapter never imports anoth
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+from importlib.metadata import entry_points
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.adapters.common import warn_once
 from conformance.cases.options import OPTIONS
 
 # framework name -> (module, class); the module imports the framework when instantiated.
@@ -22,17 +27,59 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
 }
 
 
+# What a built-in framework's adapter imports (top-level modules), and the pip packages that
+# give them; this project's extra of the same name installs them at the tested versions.
+REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
+    "torch": ("torch",), "jax": ("jax", "jaxlib", "optax"), "tensorflow": ("keras", "tensorflow"),
+}
+PACKAGES: dict[str, str] = {"torch": "torch", "jax": "jax, jaxlib and optax",
+                            "tensorflow": "tensorflow-cpu"}
+
 ADAPTERS_VARIABLE = "CONFORMANCE_ADAPTERS"
+# Installed packages register adapters under this entry-point group, as pytest plugins use
+# ``pytest11``: in pyproject.toml, [project.entry-points."conformance.adapters"]
+# mybackend = "my_package.adapter:MyAdapter"
+ENTRY_POINT_GROUP = "conformance.adapters"
+
+
+def install_hint(name: str) -> str:
+    """How to install framework ``name``: its pip package, with the tested versions."""
+    if name not in PACKAGES:
+        return "install the package that provides it"
+    return (f"install the pip package {PACKAGES[name]} at the tested version: "
+            f"pip install -c constraints.txt -e '.[{name}]' (in this project's checkout)")
+
+
+def not_installed(name: str) -> str | None:
+    """Why framework ``name`` cannot be imported, found without importing it (its modules
+    are looked up, not run), or None when they are all there.  An import can still fail
+    later (a broken installation): ``load_adapter`` then says so."""
+    known = frameworks()
+    if name not in known:
+        return f"unknown framework {name!r}; expected one of {', '.join(known)}"
+    modules = REQUIRED_MODULES.get(name, (known[name][0].split(".")[0],))
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{name} is not installed (no module named {module!r}); {install_hint(name)}"
+    return None
 
 
 def frameworks() -> dict[str, tuple[str, str]]:
-    """The built-in frameworks plus any named in ``$CONFORMANCE_ADAPTERS``.
+    """The built-in frameworks, then the adapters installed packages register under the
+    entry-point group ``conformance.adapters`` (a name of a built-in one is not replaced),
+    then any named in ``$CONFORMANCE_ADAPTERS`` (which wins: the user's explicit choice).
 
     ``CONFORMANCE_ADAPTERS="mybackend=my_package.adapter:MyAdapter,other=..."`` plugs in an
     adapter from outside this package (a new hardware backend, a test stand-in); it is
     inherited by the worker processes of ``conformance run``.
     """
-    extra: dict[str, tuple[str, str]] = {}
+    extra: dict[str, tuple[str, str]] = {
+        name: target for name, target in _entry_point_adapters().items()
+        if name not in FRAMEWORKS}
     for entry in filter(None, os.environ.get(ADAPTERS_VARIABLE, "").split(",")):
         name, sep, target = entry.partition("=")
         module, colon, cls = target.partition(":")
@@ -42,6 +89,21 @@ def frameworks() -> dict[str, tuple[str, str]]:
             )
         extra[name.strip()] = (module.strip(), cls.strip())
     return {**FRAMEWORKS, **extra}
+
+
+def _entry_point_adapters() -> dict[str, tuple[str, str]]:
+    """name -> (module, class) of every ``conformance.adapters`` entry point installed."""
+    found: dict[str, tuple[str, str]] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        module, colon, cls = point.value.partition(":")
+        source = getattr(point.dist, "name", None) or "an installed package"
+        if not (colon and module.strip() and cls.strip()) or " " in cls.strip():
+            # one broken package must not stop every command: said once, left out
+            warn_once(f"entry point {point.name!r} of {source} in group "
+                      f"{ENTRY_POINT_GROUP!r}: {point.value!r} is not module:Class; ignored")
+            continue
+        found.setdefault(point.name, (module.strip(), cls.strip()))
+    return found
 
 
 class AdapterUnavailable(RuntimeError):
@@ -64,7 +126,10 @@ def load_adapter(name: str) -> Adapter:
     try:
         adapter = getattr(importlib.import_module(module_name), class_name)()
     except ImportError as error:
-        raise AdapterUnavailable(f"{name} is not installed ({error})") from error
+        missing = getattr(error, "name", None)
+        what = f"no module named {missing!r}" if missing else str(error)
+        raise AdapterUnavailable(f"{name} is not installed ({what}); "
+                                 f"{install_hint(name)}") from error
     _loaded[name] = adapter
     return adapter
 
@@ -78,5 +143,7 @@ __all__ = [
     "Device",
     "Outcome",
     "frameworks",
+    "install_hint",
     "load_adapter",
+    "not_installed",
 ]

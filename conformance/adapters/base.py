@@ -13,6 +13,7 @@ user would, e.g. ``nll_loss(log_softmax(x))``); a composed API says so in its ``
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +39,11 @@ class Api:
     # composed linear + cross_entropy does); its records are judged with the bound that allows
     # that rounding (conformance/judge/compare.py), the others with the fused one
     materialises_logits: bool = False
+    # The public function (or class) a user's implementation stands in for under
+    # ``conformance run --impl ... --like NAME`` (``conformance.adapters.implementation``),
+    # named from the framework's top-level module ("torch.nn.functional.cross_entropy");
+    # "" where the API calls none that could be replaced (glue only, a compiled twin).
+    callee: str = field(default="", compare=False)
 
     def unsupported_reason(self, options: list[str]) -> str | None:
         """Why this API cannot run a case needing ``options``, or None if it can."""
@@ -95,6 +101,18 @@ class Adapter(abc.ABC):
 
     def apis_for(self, op: str) -> tuple[Api, ...]:
         return tuple(api for api in self.apis() if api.op == op)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """Make ``run(api, ...)`` compute what ``run(like, ...)`` does, eagerly, calling
+        ``replacement(public)`` wherever ``like`` calls its public ``like.callee`` (``public``
+        is that function or class itself): same arguments, same tensors on the same device.
+        Adapters that support ``conformance run --impl`` override it (``stands_in``)."""
+        raise NotImplementedError(f"the {self.name} adapter does not run implementations")
+
+    @classmethod
+    def stands_in(cls) -> bool:
+        return cls.stand_in is not Adapter.stand_in
 
 
 def adapter_declaration(adapter: Adapter) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from conformance.adapters.base import Api
 from conformance.cases.problem import Problem
@@ -58,7 +59,7 @@ def settings_for(problem: Problem) -> Settings:
 def twin(api: Api, prefix: str, wrapper: str) -> Api:
     """The same API run through a compiler (``jax.jit``, ``tf.function``, ``torch.compile``):
     id ``{prefix}-{id}``, name ``{wrapper}({name})``, same kind and options."""
-    return replace(api, id=f"{prefix}-{api.id}", name=f"{wrapper}({api.name})")
+    return replace(api, id=f"{prefix}-{api.id}", name=f"{wrapper}({api.name})", callee="")
 
 
 def one_line(message: str, limit: int = 600) -> str:
@@ -109,3 +110,36 @@ def unwritable(directory: str) -> str | None:
     except OSError as error:
         return str(error)
     return None
+
+
+class _Replaced:
+    """A module (or class) seen with one attribute replaced: what a recipe written against
+    ``torch.nn.functional.cross_entropy`` calls instead, with the real module untouched (so a
+    user's function that calls the real one gets the real one)."""
+
+    def __init__(self, real: Any, name: str, value: Any) -> None:
+        self._real, self._name, self._value = real, name, value
+
+    def __getattr__(self, attribute: str) -> Any:
+        return self._value if attribute == self._name else getattr(self._real, attribute)
+
+
+def stand_in_roots(roots: dict[str, Any], callee: str,
+                   replacement: Callable[[Any], Callable[..., Any]]) -> dict[str, Any]:
+    """``roots`` (top-level name -> module, e.g. ``{"torch": torch}``) with the object at the
+    dotted path ``callee`` replaced by ``replacement(that object)``, for an adapter's recipes
+    to be built on (``Adapter.stand_in``).  ``ValueError`` if the path names nothing there."""
+    root, *path = callee.split(".")
+    if root not in roots or not path:
+        raise ValueError(f"{callee!r} is not a public function under {', '.join(roots)}")
+    chain = [roots[root]]
+    for name in path:
+        try:
+            chain.append(getattr(chain[-1], name))
+        except AttributeError:
+            raise ValueError(f"{callee!r}: {'.'.join([root, *path[:len(chain)]])} "
+                             "does not exist") from None
+    value: Any = replacement(chain[-1])
+    for owner, name in zip(reversed(chain[:-1]), reversed(path)):
+        value = _Replaced(owner, name, value)
+    return {**roots, root: value}

@@ -46,6 +46,7 @@ from conformance.adapters.common import (
     exception_chain,
     one_line,
     settings_for,
+    stand_in_roots,
     twin,
     warn_once,
 )
@@ -65,30 +66,35 @@ NLL_NO_SMOOTHING = "NLL of one picked log-probability has no label smoothing"
 
 GLUE = "class weights, ignore mask, mean/sum"
 EAGER_APIS: tuple[Api, ...] = (
-    Api("softmax", "jax.nn.softmax", "softmax", frozenset({"k_dim"})),
-    Api("log_softmax", "jax.nn.log_softmax", "log_softmax", frozenset({"k_dim"})),
+    Api("softmax", "jax.nn.softmax", "softmax", frozenset({"k_dim"}), callee="jax.nn.softmax"),
+    Api("log_softmax", "jax.nn.log_softmax", "log_softmax", frozenset({"k_dim"}),
+        callee="jax.nn.log_softmax"),
     Api("softmax_cross_entropy", "optax.softmax_cross_entropy", "cross_entropy",
         frozenset({"probability_target", "reduction_none", "k_dim"}),
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
                  "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
-                 "reduction_sum": UNREDUCED}),
+                 "reduction_sum": UNREDUCED},
+        callee="optax.softmax_cross_entropy"),
     Api("integer_labels", "optax.softmax_cross_entropy_with_integer_labels", "cross_entropy",
         frozenset({"index_target", "reduction_none", "k_dim"}),
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
                  "ignore_index": NO_IGNORE, "label_smoothing": SMOOTHING_NEEDS_ONE_HOT,
-                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED}),
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED},
+        callee="optax.softmax_cross_entropy_with_integer_labels"),
     Api("softmax_cross_entropy-composed",
         "optax.softmax_cross_entropy(x, w * optax.smooth_labels(y)) + jnp.mean/jnp.sum",
         "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY}),
+        reasons={"index_target": INDEX_FOR_PROBABILITY}, callee="optax.softmax_cross_entropy"),
     Api("integer_labels-composed",
         f"optax.softmax_cross_entropy_with_integer_labels(x, t) + {GLUE}",
         "cross_entropy", NLL_OPTIONS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
-                 "label_smoothing": SMOOTHING_NEEDS_ONE_HOT}),
+                 "label_smoothing": SMOOTHING_NEEDS_ONE_HOT},
+        callee="optax.softmax_cross_entropy_with_integer_labels"),
     Api("nll-log_softmax", f"NLL(jax.nn.log_softmax(x), t) via jnp.take_along_axis + {GLUE}",
         "cross_entropy", NLL_OPTIONS, kind="composed",
-        reasons={"probability_target": PROBABILITY_FOR_INDEX, "label_smoothing": NLL_NO_SMOOTHING}),
+        reasons={"probability_target": PROBABILITY_FOR_INDEX, "label_smoothing": NLL_NO_SMOOTHING},
+        callee="jax.nn.log_softmax"),
     Api("nll", f"NLL(logp, t) via jnp.take_along_axis + {GLUE}", "nll_loss", NLL_OPTIONS,
         kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}),
 )
@@ -156,6 +162,12 @@ class JaxAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return tuple(device for device, _ in self._devices)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe eagerly (no ``jax.jit``), ``like.callee`` replaced."""
+        roots = stand_in_roots({"jax": self.jax, "optax": self.optax}, like.callee, replacement)
+        self._recipes[api.id] = _recipes(roots["jax"], self.jnp, roots["optax"])[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         try:

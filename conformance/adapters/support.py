@@ -262,8 +262,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only these frameworks (default: every known one)")
     p.add_argument("--results", nargs="+", type=Path, metavar="FILE",
                    help="rebuild the matrix from the adapter lines of these results files "
-                        "instead of loading the frameworks")
-    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+                        "instead of loading the frameworks (default: load them)")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown",
+                   help="markdown tables or the matrix as JSON")
     p.add_argument("--table-only", action="store_true",
                    help="only the table: no versions, dtypes, devices or reasons (the part "
                         "that depends on the adapters' code alone, as shown in README.md)")

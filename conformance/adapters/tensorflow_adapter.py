@@ -49,6 +49,7 @@ from conformance.adapters.common import (
     Settings,
     one_line,
     settings_for,
+    stand_in_roots,
     twin,
 )
 from conformance.cases.problem import Problem
@@ -105,50 +106,57 @@ LABELS_MUST_SUM_TO_ONE = ("class weights would scale the labels off a probabilit
 GLUE = "class weights, ignore mask, mean/sum"
 KERAS_SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
 EAGER_APIS: tuple[Api, ...] = (
-    Api("softmax", "tf.nn.softmax", "softmax", frozenset({"k_dim"})),
-    Api("log_softmax", "tf.nn.log_softmax", "log_softmax", frozenset({"k_dim"})),
+    Api("softmax", "tf.nn.softmax", "softmax", frozenset({"k_dim"}), callee="tf.nn.softmax"),
+    Api("log_softmax", "tf.nn.log_softmax", "log_softmax", frozenset({"k_dim"}),
+        callee="tf.nn.log_softmax"),
     Api("softmax_cross_entropy_with_logits", "tf.nn.softmax_cross_entropy_with_logits",
         "cross_entropy", frozenset({"probability_target", "reduction_none", "k_dim"}),
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
                  "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
                  "reduction_sum": UNREDUCED},
-        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT}),
+        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT},
+        callee="tf.nn.softmax_cross_entropy_with_logits"),
     Api("sparse_softmax_cross_entropy_with_logits",
         "tf.nn.sparse_softmax_cross_entropy_with_logits", "cross_entropy",
         frozenset({"index_target", "reduction_none"}),
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
                  "ignore_index": NO_IGNORE, "label_smoothing": NO_SMOOTHING,
-                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, "k_dim": CLASS_LAST}),
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, "k_dim": CLASS_LAST},
+        callee="tf.nn.sparse_softmax_cross_entropy_with_logits"),
     Api("softmax_cross_entropy_with_logits-composed",
         "tf.nn.softmax_cross_entropy_with_logits(smoothed y, x) + tf.reduce_mean/tf.reduce_sum",
         "cross_entropy", PROBABILITY_OPTIONS - {"weight"}, kind="composed",
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": LABELS_MUST_SUM_TO_ONE},
         # smoothing keeps a row's sum (y (1 - eps) + eps / C), so the rows it is given are
         # distributions exactly where the case's are
-        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT}),
+        semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT},
+        callee="tf.nn.softmax_cross_entropy_with_logits"),
     Api("log_softmax-composed",
         "-tf.reduce_sum(w * smoothed y * tf.nn.log_softmax(x)) + tf.reduce_mean/tf.reduce_sum",
         "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY}),
+        reasons={"index_target": INDEX_FOR_PROBABILITY}, callee="tf.nn.log_softmax"),
     Api("sparse_softmax_cross_entropy_with_logits-composed",
         f"tf.nn.sparse_softmax_cross_entropy_with_logits (class axis moved last) + {GLUE}",
         "cross_entropy", NLL_OPTIONS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
-                 "label_smoothing": NO_SMOOTHING}),
+                 "label_smoothing": NO_SMOOTHING},
+        callee="tf.nn.sparse_softmax_cross_entropy_with_logits"),
     Api("CategoricalCrossentropy",
         "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=x.dtype)", "cross_entropy",
         frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS,
         reasons={"index_target": "takes probability (one-hot) labels; index labels go to "
                                  "SparseCategoricalCrossentropy",
                  "weight": KERAS_WEIGHTS},
-        semantics={LABELS_OFF_A_DISTRIBUTION: KERAS_SOFTMAX_XENT_GRADIENT}),
+        semantics={LABELS_OFF_A_DISTRIBUTION: KERAS_SOFTMAX_XENT_GRADIENT},
+        callee="keras.losses.CategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy", KERAS_SPARSE, "cross_entropy",
         frozenset({"index_target", "ignore_index"}) | REDUCTIONS,
         reasons={"probability_target": "takes index labels; probability labels go to "
                                        "CategoricalCrossentropy",
                  "weight": KERAS_WEIGHTS, "label_smoothing": KERAS_NO_SMOOTHING,
                  "k_dim": KERAS_AXIS},
-        semantics={"ignore_index": KERAS_NO_NAN_MEAN}),
+        semantics={"ignore_index": KERAS_NO_NAN_MEAN},
+        callee="keras.losses.SparseCategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy-sample_weight",
         f"{KERAS_SPARSE[:-1]}, reduction='mean_with_sample_weight')"
         "(t, x, sample_weight=tf.gather(w, t))",
@@ -156,7 +164,8 @@ EAGER_APIS: tuple[Api, ...] = (
         kind="composed",
         reasons={"probability_target": "takes index labels", "label_smoothing": KERAS_NO_SMOOTHING,
                  "k_dim": KERAS_AXIS},
-        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN}),
+        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN},
+        callee="keras.losses.SparseCategoricalCrossentropy"),
     Api("nll", f"NLL(logp, t) via tf.gather + {GLUE}", "nll_loss", NLL_OPTIONS, kind="composed",
         reasons={"label_smoothing": NLL_NO_SMOOTHING}),
 )
@@ -216,6 +225,13 @@ class TensorFlowAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return tuple(device for device, _ in self._devices)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe eagerly (no ``tf.function``), ``like.callee``
+        replaced."""
+        roots = stand_in_roots({"tf": self.tf, "keras": self.keras}, like.callee, replacement)
+        self._recipes[api.id] = _recipes(roots["tf"], roots["keras"])[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         tf = self.tf

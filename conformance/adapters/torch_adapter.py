@@ -1,4 +1,5 @@
-"""PyTorch adapter: torch.nn.functional and torch.nn losses, on CPU and every CUDA device.
+"""PyTorch adapter: torch.nn.functional and torch.nn losses, on CPU and every accelerator
+torch reports (``torch.accelerator``: CUDA, XPU, MPS, PrivateUse1 backends such as npu).
 
 ``softmax``, ``log_softmax``, ``cross_entropy`` and ``nll_loss`` also run through
 ``torch.compile`` (TorchInductor; on CPU it generates C++ and needs a working C++ compiler).
@@ -46,6 +47,7 @@ from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
     exception_chain,
     one_line,
+    stand_in_roots,
     twin,
     unwritable,
     warn_once,
@@ -60,15 +62,21 @@ NO_SMOOTHING = "nll_loss has no label_smoothing argument"
 NO_PROBABILITIES = "nll_loss takes class-index targets only"
 
 EAGER_APIS: tuple[Api, ...] = (
-    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"})),
-    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax", frozenset({"k_dim"})),
-    Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL),
-    Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL),
+    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"}),
+        callee="torch.nn.functional.softmax"),
+    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax", frozenset({"k_dim"}),
+        callee="torch.nn.functional.log_softmax"),
+    Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL,
+        callee="torch.nn.functional.cross_entropy"),
+    Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL,
+        callee="torch.nn.CrossEntropyLoss"),
     Api("nll_loss-log_softmax", "torch.nn.functional.nll_loss(log_softmax(x))",
         "cross_entropy", INDEX_ONLY, kind="composed",
-        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES}),
-    Api("nll_loss", "torch.nn.functional.nll_loss", "nll_loss", INDEX_ONLY),
-    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY),
+        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES},
+        callee="torch.nn.functional.nll_loss"),
+    Api("nll_loss", "torch.nn.functional.nll_loss", "nll_loss", INDEX_ONLY,
+        callee="torch.nn.functional.nll_loss"),
+    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY, callee="torch.nn.NLLLoss"),
 )
 # linear_cross_entropy: torch's own op on its reference path (options=None, which runs
 # linear then cross_entropy: logits in the dtype), one API per chunked configuration a user
@@ -93,7 +101,8 @@ CHUNKED_CONFIGURATIONS: dict[str, dict[str, Any]] = {
 }
 LINEAR_APIS = (
     Api("linear_cross_entropy", "torch.nn.functional.linear_cross_entropy(options=None)",
-        LINEAR_OP, LINEAR_ALL, materialises_logits=True),
+        LINEAR_OP, LINEAR_ALL, materialises_logits=True,
+        callee="torch.nn.functional.linear_cross_entropy"),
     *(Api(f"linear_cross_entropy-{name}",
           "torch.nn.functional.linear_cross_entropy(options=LinearCrossEntropyOptions("
           + ", ".join(f"{k}={v!r}" for k, v in arguments.items())
@@ -154,11 +163,14 @@ class TorchAdapter(Adapter):
         return DTYPES
 
     def devices(self) -> tuple[Device, ...]:
-        devices = [Device("cpu", "cpu", cpu_name())]
-        if self.torch.cuda.is_available():
-            for i in range(self.torch.cuda.device_count()):
-                devices.append(Device(f"cuda:{i}", "gpu", self.torch.cuda.get_device_name(i)))
-        return tuple(devices)
+        return (Device("cpu", "cpu", cpu_name()), *accelerators(self.torch))
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe eagerly, with ``like.callee`` replaced."""
+        roots = stand_in_roots({"torch": self.torch}, like.callee, replacement)
+        recipes = {**_functions(roots["torch"]), **_linear_functions(roots["torch"])}
+        self._functions[api.id] = recipes[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         try:
@@ -414,6 +426,34 @@ def _use_cache_directory(torch: Any, directory: str | None) -> None:
 
         clear_caches()
         torch._dynamo.reset()
+
+
+# Accelerator types that are GPUs (the device kind ``--device gpu`` selects); any other
+# accelerator (a PrivateUse1 backend such as torch_npu's "npu", Gaudi's "hpu") is its own kind.
+GPU_TYPES = frozenset({"cuda", "xpu", "mps"})
+
+
+def accelerators(torch: Any) -> list[Device]:
+    """Every accelerator device torch reports: through ``torch.accelerator`` (torch >= 2.6:
+    CUDA/ROCm, XPU, MPS and PrivateUse1 backends such as npu, one type per process), else
+    through ``torch.cuda``.  Ids are torch's own (``cuda:0``, ``xpu:1``, ``npu:0``), so
+    ``--device`` takes them; names come from the backend module's ``get_device_name`` where
+    it has one."""
+    api = getattr(torch, "accelerator", None)
+    if api is not None and hasattr(api, "current_accelerator"):
+        if not api.is_available():
+            return []
+        kind = str(api.current_accelerator().type)
+        count = int(api.device_count())
+    elif torch.cuda.is_available():
+        kind, count = "cuda", int(torch.cuda.device_count())
+    else:
+        return []
+    module = getattr(torch, kind, None)
+    named = getattr(module, "get_device_name", None)
+    return [Device(f"{kind}:{i}", "gpu" if kind in GPU_TYPES else kind,
+                   str(named(i)) if callable(named) else f"{kind} device {i}")
+            for i in range(count)]
 
 
 def _functions(torch: Any) -> dict[str, Callable[..., Any]]:

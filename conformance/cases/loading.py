@@ -431,16 +431,30 @@ def _schema_error(path: Path, located: _Located) -> CaseError | None:
     errors = sorted(_validator().iter_errors(located.data), key=lambda e: list(e.absolute_path))
     if not errors:
         return None
-    error = jsonschema.exceptions.best_match(errors)
-    where = list(error.absolute_path)
+    return _schema_errors_of(path, located, jsonschema.exceptions.best_match(errors))[0][1]
+
+
+def _schema_errors(path: Path, located: _Located) -> list[tuple[tuple[Any, ...], CaseError]]:
+    """Every schema error of the file (each unknown key its own), with its path."""
+    found = []
+    for error in _validator().iter_errors(located.data):
+        # best_match of one error descends into a oneOf's branches to the telling one
+        found += _schema_errors_of(path, located, jsonschema.exceptions.best_match([error]))
+    return found
+
+
+def _schema_errors_of(path: Path, located: _Located, error: jsonschema.ValidationError
+                      ) -> list[tuple[tuple[Any, ...], CaseError]]:
+    where = tuple(error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = error.schema.get("properties", {})
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = schema.get("properties", {})
         unknown = [key for key in error.instance if key not in allowed]
-        where.append(unknown[0])
-        message = (f"unknown key {_brief(repr(unknown[0]))}{_did_you_mean(unknown[0], allowed)}"
-                   f"; allowed keys: {', '.join(sorted(allowed))}")
-        return CaseError(path, located.line_of(where), _dotted(where), message)
-    return CaseError(path, located.line_of(where), _dotted(where), _explain(error))
+        return [((*where, key), CaseError(
+            path, located.line_of((*where, key)), _dotted((*where, key)),
+            f"unknown key {_brief(repr(key))}{_did_you_mean(key, allowed)}"
+            f"; allowed keys: {', '.join(sorted(allowed))}")) for key in unknown]
+    return [(where, CaseError(path, located.line_of(where), _dotted(where), _explain(error)))]
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -512,6 +526,13 @@ def _too_deep(value: Any, limit: int) -> tuple[int, ...] | None:
 def _check_fields(path: Path, located: _Located) -> None:
     """What the schema cannot say, in the defaults and in every case, each at its own line:
     finite positive tolerances, and tensors of at most ``MAX_DIMENSIONS`` dimensions."""
+    for _, error in _field_errors(path, located):
+        raise error
+
+
+def _field_errors(path: Path, located: _Located
+                  ) -> Iterator[tuple[tuple[Any, ...], CaseError]]:
+    """``_check_fields``' errors, each with the path of its section."""
     sections: list[tuple[tuple[Any, ...], Any]] = [
         (("cases", i), raw) for i, raw in enumerate(located.data["cases"])]
     if "defaults" in located.data:
@@ -520,34 +541,86 @@ def _check_fields(path: Path, located: _Located) -> None:
         for field_path, value in _tolerances(raw):
             at = (*where, *field_path)
             if not is_finite_positive(value):
-                raise CaseError(path, located.line_of(at), _dotted(at),
-                                f"{'.'.join(field_path)} must be a finite number > 0, got "
-                                f"{_brief(repr(value))}")
+                yield where, CaseError(path, located.line_of(at), _dotted(at),
+                                       f"{'.'.join(field_path)} must be a finite number > 0, "
+                                       f"got {_brief(repr(value))}")
         for name in TENSOR_FIELDS:
             deep = _too_deep(raw.get(name), MAX_DIMENSIONS)
             if deep is not None:
-                raise CaseError(path, located.line_of((*where, name, *deep)),
-                                _dotted((*where, name)),
-                                f"{name} nests lists more than {MAX_DIMENSIONS} deep: at most "
-                                f"{MAX_DIMENSIONS} dimensions (MAX_DIMENSIONS, numpy's limit)")
+                yield where, CaseError(
+                    path, located.line_of((*where, name, *deep)), _dotted((*where, name)),
+                    f"{name} nests lists more than {MAX_DIMENSIONS} deep: at most "
+                    f"{MAX_DIMENSIONS} dimensions (MAX_DIMENSIONS, numpy's limit)")
 
 
 def load_file(path: Path | str) -> list[Case]:
-    """Load and validate one case file; raises ``CaseError`` at the first problem.  Reads
-    only a regular file, within ``MAX_FILE_BYTES``, ``MAX_NODES`` and ``MAX_DEPTH``."""
+    """Load and validate one case file; raises ``CaseError`` at its first problem in file
+    order (``check_file`` lists them all).  Reads only a regular file, within
+    ``MAX_FILE_BYTES``, ``MAX_NODES`` and ``MAX_DEPTH``."""
+    cases, errors = check_file(path)
+    if errors:
+        raise errors[0]
+    return cases
+
+
+MAX_ERRORS = 50  # errors ``check_file`` reports for one file, in file order
+
+# Keys that mean nothing for an op: a case of that op that sets one is refused (a softmax
+# with a target was surely meant to be a loss).  Keys another op lacks are not listed.
+NOT_FOR_OP: dict[str, frozenset[str]] = {
+    "softmax": frozenset({"target", "weight", "ignore_index", "reduction", "label_smoothing"}),
+    "log_softmax": frozenset({"target", "weight", "ignore_index", "reduction",
+                              "label_smoothing"}),
+}  # nll_loss with label_smoothing: the oracle's domain check refuses it
+
+
+def check_file(path: Path | str, limit: int = MAX_ERRORS) -> tuple[list[Case], list[CaseError]]:
+    """Every error of one case file, in file order (line, then field), at most ``limit``,
+    and the cases that are valid.  An error that leaves the file's structure unknown (not
+    YAML, beyond a limit, no ``cases`` list, a bad ``defaults``) is the only one reported;
+    otherwise each case is checked on its own, all of it."""
     path = Path(path)
-    located = _load_yaml(path)
+    try:
+        located = _load_yaml(path)
+    except CaseError as error:
+        return [], [error]
     if not isinstance(located.data, dict):
-        raise CaseError(path, 1, "", "a case file is a mapping with a 'cases' list")
-    error = _schema_error(path, located)
-    if error is not None:
-        raise error
-    _check_fields(path, located)
-    defaults = located.data.get("defaults", {})
-    return [
-        _build_case(path, located, index, {**defaults, **raw})
-        for index, raw in enumerate(located.data["cases"])
-    ]
+        return [], [CaseError(path, 1, "", "a case file is a mapping with a 'cases' list")]
+    errors = _schema_errors(path, located)
+    if not any(where[:1] == ("defaults",) for where, _ in errors):
+        errors += _field_errors(path, located)
+    found = [error for _, error in errors]
+    broken = {where[:2] for where, _ in errors}
+    cases: list[Case] = []
+    if all(len(where) >= 2 and where[0] == "cases" for where in broken):
+        defaults = located.data.get("defaults", {})
+        for index, raw in enumerate(located.data["cases"]):
+            if ("cases", index) in broken:
+                continue
+            try:
+                case = _build_case(path, located, index, {**defaults, **raw})
+            except CaseError as error:
+                found.append(error)
+                continue
+            misplaced = _keys_not_for_op(path, located, index, case)
+            found += misplaced
+            if not misplaced:
+                cases.append(case)
+    found.sort(key=lambda e: (e.line or 0, e.field))
+    return cases, found[:limit]
+
+
+def _keys_not_for_op(path: Path, located: _Located, index: int, case: Case) -> list[CaseError]:
+    """A case's own keys (not the file's defaults) that its op has no use for; a case that
+    expects an error may set them (it checks that a framework refuses them)."""
+    if case.expect != "value":
+        return []
+    raw = located.data["cases"][index]
+    return [CaseError(path, located.line_of(("cases", index, key)),
+                      _dotted(("cases", index, key)),
+                      f"{key!r} does not apply to op {case.op!r}; remove it (or is the op "
+                      "wrong?)")
+            for key in raw if key in NOT_FOR_OP.get(case.op, ())]
 
 
 def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) -> Case:

@@ -16,6 +16,7 @@ import mpmath
 import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.adapters.implementation import like_of
 from conformance.cases.generate import LINEAR_OP
 from conformance.cases.loading import Case
 from conformance.cases.problem import Problem, make_problem
@@ -105,6 +106,7 @@ def check_case(
         framework_version=adapter.version(), api=api.name, api_kind=api.kind,
         device=device.id, device_name=device.name, dtype=dtype, quantity="output",
         status="skip", case_file=case.file, environment_id=environment_id,
+        extra={"like": like_of(api)} if like_of(api) else {},
     )
     reason = api.unsupported_reason(case.options())
     if reason is None and dtype not in adapter.dtypes():

@@ -512,7 +512,7 @@ def _verdicts(expected: Expected, a: np.ndarray, errors: np.ndarray, e: np.ndarr
               limit: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Which elements lie outside ``limit`` (decided exactly), and error / limit."""
     # errors[i] is |a - e| up to 2**-52 relative plus |e - e64| <= spacing(e64) / 2
-    margin = errors * 2.0 ** -51 + np.spacing(np.abs(e)) / 2
+    margin = errors * 2.0 ** -51 + _half_spacing(e)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         outside = finite & (errors - margin > limit)
         unsure = finite & ~outside & (errors + margin > limit)
@@ -524,6 +524,22 @@ def _verdicts(expected: Expected, a: np.ndarray, errors: np.ndarray, e: np.ndarr
                                     exact=True))
             outside[index] = bool(error > exact(float(limit[index])))
     return outside, np.where(finite, use, 0.0)
+
+
+# The spacing of float64 numbers in the binade of the largest one, 2**(1023 - 52): np.spacing
+# of the largest float64 is the gap to the next one up, which overflows to inf.
+_TOP_SPACING = 2.0 ** 971
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def _half_spacing(e: np.ndarray) -> np.ndarray:
+    """Half the float64 spacing at each |e|, which bounds |exact - e| for e the float64
+    rounding of an exact value; computed only below the largest float64 (there it is
+    ``_TOP_SPACING / 2``; it is unused where e is not finite)."""
+    magnitude = np.abs(e)
+    spacing = np.full(np.shape(e), _TOP_SPACING)
+    np.spacing(magnitude, out=spacing, where=magnitude < _LARGEST)
+    return spacing / 2
 
 
 def _correctly_rounded(expected: Expected, e: np.ndarray, fmt: Any,

@@ -6,7 +6,9 @@ results files (data flows one way: the records are already there, no framework i
 again): records of different frameworks on the same case, API kind (``native`` or
 ``composed``), device kind and dtype, for the same quantity and in the same environment, are
 compared elementwise, and for every pair of frameworks the largest disagreement over their
-APIs is kept.
+APIs is kept.  A user's implementation (``api_kind`` ``implementation``, ``conformance run
+--impl``) is also paired with the API it mimics (``extra.like``) on the same device: a pair of
+one framework with itself, the implementation's figures beside the framework's own.
 
 For two values ``a`` and ``b`` of one element:
 
@@ -179,7 +181,7 @@ def pairs_from_records(records: Iterable[Record],
         key = _GroupKey(record.environment_id, record.case_id, record.dtype, record.quantity,
                         record.api_kind, _device_kind(record, kinds))
         groups[key].append(record)
-    pairs = []
+    pairs = _implementation_pairs([r for members in groups.values() for r in members], kinds)
     for key, members in groups.items():
         by_framework: dict[str, list[Record]] = defaultdict(list)
         for record in members:
@@ -191,6 +193,30 @@ def pairs_from_records(records: Iterable[Record],
                 worst = max(candidates, key=lambda p: p.severity)
                 pairs.append(replace(worst, api_pairs=len(candidates)))
     return sorted(pairs, key=lambda p: p.severity, reverse=True)
+
+
+def _implementation_pairs(records: list[Record],
+                          kinds: dict[tuple[str, str, str], str]) -> list[Pair]:
+    """Each implementation (``conformance run --impl``) against the API it mimics
+    (``extra.like``), on the same case, dtype, quantity and device, in one environment: a
+    pair of one framework with itself, the implementation first."""
+    mimicked: dict[tuple[str, ...], Record] = {}
+    for record in records:
+        mimicked[(record.environment_id, record.case_id, record.dtype, record.quantity,
+                  record.framework, record.device, record.api)] = record
+    pairs = []
+    for record in records:
+        like = record.extra.get("like") if record.api_kind == "implementation" else None
+        theirs = mimicked.get((record.environment_id, record.case_id, record.dtype,
+                               record.quantity, record.framework, record.device, str(like)))
+        if like is None or theirs is None:
+            continue
+        key = _GroupKey(record.environment_id, record.case_id, record.dtype, record.quantity,
+                        record.api_kind, _device_kind(record, kinds))
+        pair = _pair(key, record, theirs)
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
 
 
 def _pair(key: _GroupKey, ra: Record, rb: Record) -> Pair | None:

@@ -1,22 +1,33 @@
-"""The report's discrepancy table and its details.
+"""The report's discrepancies, grouped by root cause, and their details.
 
-The table lists every record that is not a pass, plus every record of a comparison with
-conflicting duplicates, worst first (fail, error, unsupported, skip; then the largest ULP
-error).  Rows carry ``data-*`` attributes the inline script filters and sorts on.  Clicking a
-row opens two inert ``<template>`` blocks shared by the rows that need them:
+The table has one row per case and API family of a framework (``conformance.judge.
+grouping``): every ``fail`` and ``error`` record of that case on the API and its compiled
+twins, over every dtype, device and quantity, plus every record of a comparison with
+conflicting duplicates; worst group first, in the order the terminal's "worst" list uses.
+Each row says how far off its worst record is in words (``conformance.judge.wording``).
+Rows carry ``data-*`` lists (``|a|b|``) the inline script filters on, and ``data-sort`` keys.
+Nothing is rendered per record until asked: clicking a row clones its inert ``<template>``,
+the table of its records, worst first; clicking a record clones two more templates shared
+by the records that need them:
 
 * a **comparison** block per (case, dtype, quantity): the oracle's value and every
-  framework's, side by side (abbreviated to the first elements and each record's worst
-  element when large), each record's verdict, errors and message, and the commands that
-  reproduce it;
+  framework's that ran, side by side (abbreviated to the first elements and each record's
+  worst element when large), each record's verdict, errors and message, and the commands
+  that reproduce it;
 * a **case** block per case: its description, inputs (abbreviated) and the exact YAML,
   read from the case file named in the records when that file is present at report time.
   When it is not (or no longer holds the case), the block says so; everything else in the
   report comes from the results alone.
+
+``unsupported`` and ``skip`` records are not rows: ``conformance.report.unsupported`` counts
+them per API and reason.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import math
 import shlex
 from collections import defaultdict
@@ -27,14 +38,23 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from conformance.cases.loading import Case, CaseError, load_file
-from conformance.report.html import Safe, h, join
+from conformance.judge.grouping import (
+    DISCREPANCY,
+    UNMEASURED,
+    Group,
+    api_family,
+    framework_label,
+    group_discrepancies,
+    status_rank,
+)
+from conformance.judge.wording import how_far_off
+from conformance.report.html import Node, Safe, fragment, h, join, node
 from conformance.report.plots import format_ulp
 
 if TYPE_CHECKING:
     from conformance.results.merge import Merged
     from conformance.results.records import Record
 
-SEVERITY = {"fail": 0, "error": 1, "unsupported": 2, "skip": 3, "pass": 4}
 NUMERIC_COLUMNS = ("x bound", "max ULP", "max abs")
 COLUMN_TITLES = {"x bound": "the largest error over the allowed one (K x bound): above 1 fails",
                  "max ULP": "the largest error in ULPs of the dtype under test"}
@@ -111,63 +131,84 @@ class CaseIndex:
 
 
 def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
-    """The ``Discrepancies`` section: filters, the table, and the detail templates."""
-    listed = [i for i, r in enumerate(merged.records)
-              if r.status != "pass" or merged.in_conflict(i)]
-    listed.sort(key=lambda i: _severity(merged.records[i]))
+    """The ``Discrepancies`` section: one row per case and API family (``conformance.judge.
+    grouping``), the filters, and the data the script builds what a row opens from (its
+    records, and each record's comparison and case blocks: ``pack``)."""
+    listed = {i for i, r in enumerate(merged.records)
+              if r.status in DISCREPANCY or merged.in_conflict(i)}
+    groups = group_discrepancies(merged.records, include=listed.__contains__)
     title = h("h2", "Discrepancies")
-    if not listed:
-        return join([title, h("p", "Every record passes.", class_="muted")])
+    if not groups:
+        return join([title, h("p", "No discrepancy: every record that ran passes.",
+                              class_="muted")])
     details: dict[tuple[str, str, str], str] = {}
     cases: dict[tuple[str, str], str] = {}
-    for i in listed:
-        r = merged.records[i]
-        details.setdefault((r.case_id, r.dtype, r.quantity), f"d-{len(details)}")
-        cases.setdefault((r.case_file, r.case_id), f"c-{len(cases)}")
+    for group in groups:
+        for i in group.members:
+            r = merged.records[i]
+            details.setdefault((r.case_id, r.dtype, r.quantity), str(len(details)))
+            cases.setdefault((r.case_file, r.case_id), str(len(cases)))
     show_env = len(merged.environments) > 1
-    rows = [_row(merged, i, details, cases, show_env) for i in listed]
-    heads = ["status", "kind", "framework", "API", "case", "group", "quantity", "dtype",
-             "device"] + (["environment"] if show_env else []) + [
-                 "x bound", "max ULP", "max abs", "message"]
+    rows = [_group_row(merged, n, group) for n, group in enumerate(groups)]
     head = h("tr", *(h("th", c, data_type="num" if c in NUMERIC_COLUMNS else None,
-                       title=COLUMN_TITLES.get(c)) for c in heads))
+                       title=COLUMN_TITLES.get(c)) for c in GROUP_COLUMNS))
     index = CaseIndex(cases_root)
     members: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(merged.records):
-        if (r.case_id, r.dtype, r.quantity) in details:
+        if (r.case_id, r.dtype, r.quantity) in details and (
+                r.status not in ("unsupported", "skip") or i in listed):
             members[(r.case_id, r.dtype, r.quantity)].append(i)
-    templates = [_comparison_template(merged, key, members[key], tid)
-                 for key, tid in details.items()]
-    templates += [_case_template(index, file, case_id, tid)
-                  for (file, case_id), tid in cases.items()]
+    data = {
+        "groups": [_group_template(merged, n, group, details, cases, show_env)
+                   for n, group in enumerate(groups)],
+        "comparisons": [_comparison_block(merged, key, members[key]) for key in details],
+        "cases": [_case_block(index, file, case_id) for file, case_id in cases],
+    }
+    n_records = sum(len(g.members) for g in groups)
     return join([
         title,
-        h("p", "Every record that is not a pass, worst first. Click a row for the inputs, the "
-               "oracle's and each framework's values side by side, and how to reproduce it; "
-               "click a column title to sort.", class_="note"),
-        h("div", _filters(merged, listed, show_env), class_="controls"),
+        h("p", f"{len(groups)} causes behind {n_records} records, worst first: one row per "
+               "case and API family (an API and its compiled twins), over every dtype, device "
+               "and quantity it fails in. Click a row for its records, and a record for the "
+               "oracle's and each framework's values side by side, the case and how to "
+               "reproduce it; click a column title to sort.", class_="note"),
+        h("div", _filters(merged, groups, show_env), class_="controls"),
         # a box of its own (scrolling both ways, so the sticky header still sticks): a
         # record of long names cannot widen the page
         h("div", h("table", h("thead", head), h("tbody", rows), id="disc-table",
                    class_="disc"), class_="scroll tall"),
-        join(templates),
+        h("div", id="report-data", hidden=True, data_gzip=pack(data)),
     ])
 
 
-def _severity(record: Record) -> tuple[int, float, float, str]:
-    """Worst first: by status, then how far past its bound, then the ULP error."""
-    def figure(value: float | None) -> float:
-        return -1.0 if value is None or math.isnan(value) else value
-
-    return (SEVERITY.get(record.status, 5), -figure(record.bound_use),
-            -figure(record.max_ulp_error), record.case_id)
+GROUP_COLUMNS = ("status", "framework", "API family", "case", "group", "dtypes", "devices",
+                 "records", "how far off (worst record)", "x bound")
+RECORD_COLUMNS = ("status", "kind", "API", "quantity", "dtype", "device", "how far off",
+                  "x bound", "max ULP", "max abs", "message")
 
 
-# --- table and filters --------------------------------------------------------------------
+def pack(data: dict[str, Any]) -> str:
+    """``data`` (``Node`` trees) as compact JSON, gzip-compressed, in base64: what the
+    ``data-gzip`` attribute of ``#report-data`` holds and the page's script decompresses
+    (``DecompressionStream``, built into the browser: nothing is fetched).  Base64 has no
+    character HTML treats specially, so the attribute needs no escaping."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9,
+                                          mtime=0)).decode("ascii")
+
+
+def unpack(encoded: str) -> dict[str, Any]:
+    """``pack``'s inverse (for tests and tools reading a report)."""
+    return dict(json.loads(gzip.decompress(base64.b64decode(encoded)).decode("utf-8")))
+
+
+def _tokens(values: Iterable[str]) -> str:
+    """A ``data-*`` list the script matches a filter's value against: ``|a|b|``."""
+    return "|" + "|".join(dict.fromkeys(values)) + "|"
 
 
 def _fw(record: Record) -> str:
-    return f"{record.framework} {record.framework_version}".strip()
+    return framework_label(record)
 
 
 def _env(merged: Merged, record: Record) -> str:
@@ -175,38 +216,91 @@ def _env(merged: Merged, record: Record) -> str:
     return env.label if env else record.environment_id
 
 
-def _row(merged: Merged, i: int, details: dict[tuple[str, str, str], str],
-         cases: dict[tuple[str, str], str], show_env: bool) -> Safe:
-    r = merged.records[i]
-    conflict = merged.in_conflict(i)
-    status: list[str] = [h("span", r.status, class_=f"badge s-{r.status}")]
+def _status_cell(status: str, kind: str | None, conflict: bool, sort: str,
+                 make: Any = h) -> Any:
+    """A status badge (and the kind, and a conflict badge): ``make`` is ``h`` for the page,
+    ``node`` for the data its script builds from."""
+    badges: list[Any] = [make("span", status, class_=f"badge s-{status}")]
+    if kind:
+        badges += [" ", make("span", kind, class_="kind")]
     if conflict:
-        status += [" ", h("span", "conflict", class_="badge s-conflict",
-                          title="another record of this comparison disagrees")]
-    cells = [h("td", status, data_sort=str(SEVERITY.get(r.status, 5))), h("td", r.kind or ""),
-             h("td", _fw(r)), h("td", r.api), h("td", h("code", r.case_id)), h("td", r.group),
-             h("td", r.quantity), h("td", r.dtype), h("td", r.device)]
-    if show_env:
-        cells.append(h("td", _env(merged, r)))
-    ulp = None if r.kind == "special-value" else r.max_ulp_error  # it covers other elements
-    cells += [_number_cell(r.bound_use, _short(r.bound_use)),
-              _number_cell(ulp, format_ulp(ulp)),
-              _number_cell(r.max_abs_error, _short(r.max_abs_error)),
-              h("td", h("div", r.message, class_="clip"), class_="msg", title=r.message)]
-    return h("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,
-             data_kind=r.kind or "", data_fw=_fw(r), data_api=r.api, data_dtype=r.dtype,
-             data_device=r.device, data_env=r.environment_id, data_group=r.group,
-             data_conflict="1" if conflict else "0", data_record=str(i),
-             data_detail=details[(r.case_id, r.dtype, r.quantity)],
-             data_case=cases[(r.case_file, r.case_id)])
+        badges += [" ", make("span", "conflict", class_="badge s-conflict",
+                             title="another record of this comparison disagrees")]
+    return make("td", badges, data_sort=sort)
 
 
-def _number_cell(value: float | None, text: str) -> Safe:
+def _group_row(merged: Merged, n: int, group: Group) -> Safe:
+    records = group.records(merged.records)
+    worst = records[0]
+    conflict = any(merged.in_conflict(i) for i in group.members)
+    apis = list(dict.fromkeys(r.api for r in records))
+    twins = [a for a in apis if a != group.family]
+    dtypes = group.dtypes(merged.records)
+    devices = sorted({r.device for r in records})
+    use = max((r.bound_use for r in records if r.bound_use is not None
+               and not math.isnan(r.bound_use) and r.kind not in UNMEASURED), default=None)
+    family = [h("div", group.family)]
+    if twins:
+        family.append(h("div", "also " + ", ".join(_wrapper(a) for a in twins),
+                        class_="muted"))
+    cells = [_status_cell(group.status, group.kind, conflict, str(n)), h("td", group.framework),
+             h("td", family, class_="api"), h("td", h("code", group.case_id)),
+             h("td", worst.group),
+             h("td", " ".join(dtypes)), h("td", " ".join(devices)),
+             h("td", str(len(records)), class_="num", data_sort=str(len(records))),
+             h("td", how_far_off(worst), class_="off"), _number_cell(use, _short(use))]
+    return h("tr", *cells, id=f"grp-{n}", class_="grow", data_group_id=str(n),
+             data_status=_tokens(r.status for r in records),
+             data_kind=_tokens(r.kind or "" for r in records), data_fw=_tokens([group.framework]),
+             data_api=_tokens(apis), data_dtype=_tokens(dtypes), data_device=_tokens(devices),
+             data_env=_tokens(r.environment_id for r in records),
+             data_group=_tokens(r.group for r in records),
+             data_conflict="1" if conflict else "0",
+             data_records=" ".join(map(str, group.members)))
+
+
+def _wrapper(api: str) -> str:
+    """``torch.compile(…)`` for a compiled twin, the API's name otherwise."""
+    family = api_family(api)
+    return api[: len(api) - len(family) - 2] + "(…)" if family != api else api
+
+
+def _group_template(merged: Merged, n: int, group: Group,
+                    details: dict[tuple[str, str, str], str],
+                    cases: dict[tuple[str, str], str], show_env: bool) -> Node:
+    """The records of one group, worst first; each opens its comparison and case blocks."""
+    columns = [*RECORD_COLUMNS[:6], *(["environment"] if show_env else []), *RECORD_COLUMNS[6:]]
+    head = node("tr", *(node("th", c) for c in columns))
+    rows = []
+    for i in group.members:
+        r = merged.records[i]
+        # a special value's figures cover only its other elements: not shown as its own
+        use, ulp = (None, None) if r.kind in UNMEASURED else (r.bound_use, r.max_ulp_error)
+        cells = [_status_cell(r.status, None, merged.in_conflict(i),
+                              str(status_rank(r.status)), node), node("td", r.kind or ""),
+                 node("td", r.api, class_="api"), node("td", r.quantity), node("td", r.dtype),
+                 node("td", r.device)]
+        if show_env:
+            cells.append(node("td", _env(merged, r)))
+        cells += [node("td", how_far_off(r), class_="off"),
+                  _number_cell(use, _short(use), node),
+                  _number_cell(ulp, format_ulp(ulp), node),
+                  _number_cell(r.max_abs_error, _short(r.max_abs_error), node),
+                  node("td", node("div", r.message, class_="clip"), class_="msg")]
+        rows.append(node("tr", *cells, id=f"rec-{i}", class_="row", data_status=r.status,
+                         data_kind=r.kind or "", data_record=str(i),
+                         data_detail=details[(r.case_id, r.dtype, r.quantity)],
+                         data_case=cases[(r.case_file, r.case_id)]))
+    table = node("table", node("thead", head), node("tbody", rows), class_="disc records")
+    return node("div", table, class_="scroll")
+
+
+def _number_cell(value: float | None, text: str, make: Any = h) -> Any:
     if value is None or math.isnan(value):
         key = "-1"
     else:
         key = "1e999" if math.isinf(value) else repr(value)
-    return h("td", text, class_="num", data_sort=key)
+    return make("td", text, class_="num", data_sort=key)
 
 
 def _short(value: float | None) -> str:
@@ -215,12 +309,10 @@ def _short(value: float | None) -> str:
     return f"{value:.3g}"
 
 
-def _filters(merged: Merged, listed: list[int], show_env: bool) -> Safe:
-    records = [merged.records[i] for i in listed]
-    statuses = sorted({r.status for r in records}, key=lambda s: SEVERITY.get(s, 5))
-    any_bad = any(r.status in ("fail", "error") for r in records)
-    status_options = ([("discrepancy", "fail + error")] if any_bad else []) + [
-        ("", "every listed record")] + [(s, s) for s in statuses]
+def _filters(merged: Merged, groups: list[Group], show_env: bool) -> Safe:
+    records = [merged.records[i] for g in groups for i in g.members]
+    statuses = sorted({r.status for r in records}, key=status_rank)
+    status_options = [("", "every listed record"), *((s, s) for s in statuses)]
     if merged.conflicts:
         status_options.append(("conflict", "conflicting duplicates"))
     parts = [_filter("status", "status", status_options)]
@@ -234,8 +326,8 @@ def _filters(merged: Merged, listed: list[int], show_env: bool) -> Safe:
         envs = {r.environment_id: _env(merged, r) for r in records}
         parts.append(_filter("environment", "env", [("", "all"), *envs.items()]))
     parts.append(h("label", "search ", h("input", type="search", id="disc-search",
-                                         placeholder="case, message...")))
-    parts.append(h("span", f"{len(listed)} listed", id="disc-count", class_="muted"))
+                                         placeholder="case, API, message...")))
+    parts.append(h("span", f"{len(groups)} listed", id="disc-count", class_="muted"))
     return join(parts)
 
 
@@ -248,21 +340,21 @@ def _filter(label: str, name: str, options: list[tuple[str, str]]) -> Safe:
 # --- the comparison block: values side by side, verdicts, reproduction ---------------------
 
 
-def _comparison_template(merged: Merged, key: tuple[str, str, str], members: list[int],
-                         tid: str) -> Safe:
+def _comparison_block(merged: Merged, key: tuple[str, str, str], members: list[int]) -> Node:
     case_id, dtype, quantity = key
     records = [merged.records[i] for i in members]
     first = records[0]
-    blocks = [h("h4", f"{case_id} · {first.op} · {dtype} · {quantity}"),
+    blocks = [node("h4", f"{case_id} · {first.op} · {dtype} · {quantity}"),
               _verdicts(merged, members), _values(merged, members)]
     conflicted = [i for i in members if merged.in_conflict(i)]
     if conflicted:
-        blocks.append(h("p", f"{len(conflicted)} records of this comparison disagree although "
-                             "they share environment, framework version, API, device and "
-                             "dtype: from " + ", ".join(merged.sources[i] for i in conflicted),
-                        class_="note"))
+        blocks.append(node("p", f"{len(conflicted)} records of this comparison disagree "
+                                "although they share environment, framework version, API, "
+                                "device and dtype: from "
+                                + ", ".join(merged.sources[i] for i in conflicted),
+                           class_="note"))
     blocks.append(_reproduce(merged, records))
-    return h("template", *blocks, id=tid)
+    return node("div", blocks)
 
 
 def _who(merged: Merged, r: Record) -> str:
@@ -272,24 +364,25 @@ def _who(merged: Merged, r: Record) -> str:
     return " · ".join(parts)
 
 
-def _verdicts(merged: Merged, members: list[int]) -> Safe:
-    head = h("tr", *(h("th", c) for c in ("who", "status", "kind", "x bound", "max ULP",
-                                          "max abs", "max rel", "worst at", "tolerance",
-                                          "message")))
+def _verdicts(merged: Merged, members: list[int]) -> list[Any]:
+    head = node("tr", *(node("th", c) for c in ("who", "status", "kind", "x bound", "max ULP",
+                                                "max abs", "max rel", "worst at", "tolerance",
+                                                "message")))
     rows = []
     for i in members:
         r = merged.records[i]
         worst = "" if r.worst_index is None else "(" + ", ".join(map(str, r.worst_index)) + ")"
-        rows.append(h("tr", h("td", _who(merged, r)),
-                      h("td", h("span", r.status, class_=f"badge s-{r.status}")),
-                      h("td", r.kind or ""), h("td", _short(r.bound_use), class_="num"),
-                      h("td", format_ulp(r.max_ulp_error), class_="num"),
-                      h("td", _short(r.max_abs_error), class_="num"),
-                      h("td", _short(r.max_rel_error), class_="num"), h("td", worst),
-                      h("td", _tolerance(r.tolerance)), h("td", r.message),
-                      data_record=str(i)))
-    return join([h("h4", "Verdicts"),
-                 h("div", h("table", h("thead", head), h("tbody", rows)), class_="scroll")])
+        rows.append(node("tr", node("td", _who(merged, r)),
+                         node("td", node("span", r.status, class_=f"badge s-{r.status}")),
+                         node("td", r.kind or ""),
+                         node("td", _short(r.bound_use), class_="num"),
+                         node("td", format_ulp(r.max_ulp_error), class_="num"),
+                         node("td", _short(r.max_abs_error), class_="num"),
+                         node("td", _short(r.max_rel_error), class_="num"), node("td", worst),
+                         node("td", _tolerance(r.tolerance)), node("td", r.message),
+                         data_record=str(i)))
+    table = node("table", node("thead", head), node("tbody", rows))
+    return fragment([node("h4", "Verdicts"), node("div", table, class_="scroll")])
 
 
 def _tolerance(tolerance: dict[str, Any] | None) -> str:
@@ -303,18 +396,18 @@ def _tolerance(tolerance: dict[str, Any] | None) -> str:
     return f"{text} ({extra})" if extra else text
 
 
-def _values(merged: Merged, members: list[int]) -> Safe:
+def _values(merged: Merged, members: list[int]) -> list[Any]:
     records = [merged.records[i] for i in members]
     reference = next((r.reference for r in records if r.reference is not None), None)
     source = reference if reference is not None else next(
         (r.actual for r in records if r.actual is not None), None)
     if source is None:
-        return join([h("h4", "Values"), h("p", _not_kept(records), class_="muted")])
+        return fragment([node("h4", "Values"), node("p", _not_kept(records), class_="muted")])
     shape, flat = _flatten(source)
     worst = {i: _flat_index(merged.records[i].worst_index, shape) for i in members}
     columns = _columns(len(flat), [w for w in worst.values() if w is not None])
-    head = h("tr", h("th", "values" + (f" (shape {tuple(shape)})" if shape else "")),
-             *(h("th", _index_label(c, shape) if c >= 0 else "…") for c in columns))
+    head = node("tr", node("th", "values" + (f" (shape {tuple(shape)})" if shape else "")),
+                *(node("th", _index_label(c, shape) if c >= 0 else "…") for c in columns))
     precision = next((r.oracle_precision for r in records if r.oracle_precision), None)
     oracle = "oracle" + (f" ({precision} bits" if precision else " (") + ", rounded to float64)"
     rows = [_value_row(oracle, _flatten(reference)[1] if reference is not None else None,
@@ -324,25 +417,25 @@ def _values(merged: Merged, members: list[int]) -> Safe:
         rows.append(_value_row(_who(merged, merged.records[i]),
                                None if actual is None else _flatten(actual)[1],
                                columns, worst[i], str(i)))
-    note = None if len(flat) <= MAX_COLUMNS else h("p", (
+    note = None if len(flat) <= MAX_COLUMNS else node("p", (
         f"{len(flat)} elements: the first ones, each record's worst element and the last are "
         "shown."), class_="note")
-    return join([h("h4", "Values side by side"), note,
-                 h("div", h("table", h("thead", head), h("tbody", rows), class_="values"),
-                   class_="scroll")])
+    table = node("table", node("thead", head), node("tbody", rows), class_="values")
+    return fragment([node("h4", "Values side by side"), note,
+                     node("div", table, class_="scroll")])
 
 
 def _value_row(who: str, flat: list[Any] | None, columns: list[int], worst: int | None,
-               record: str | None) -> Safe:
+               record: str | None) -> Node:
     cells = []
     for c in columns:
         if c < 0:
-            cells.append(h("td", "…"))
+            cells.append(node("td", "…"))
         elif flat is None or c >= len(flat):
-            cells.append(h("td", "–", class_="muted"))
+            cells.append(node("td", "–", class_="muted"))
         else:
-            cells.append(h("td", _number(flat[c]), class_="worst" if c == worst else None))
-    return h("tr", h("th", who), *cells, data_record=record)
+            cells.append(node("td", _number(flat[c]), class_="worst" if c == worst else None))
+    return node("tr", node("th", who), *cells, data_record=record)
 
 
 def _not_kept(records: list[Record]) -> str:
@@ -422,7 +515,7 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _reproduce(merged: Merged, records: list[Record]) -> Safe:
+def _reproduce(merged: Merged, records: list[Record]) -> list[Any]:
     """Commands per (framework, device) among the non-passing records (all, if none)."""
     lines = []
     wanted = [r for r in records if r.status != "pass"] or records
@@ -440,7 +533,7 @@ def _reproduce(merged: Merged, records: list[Record]) -> Safe:
             lines.append(shlex.join(["conformance", "run", "--cases", r.case_file, *select,
                                      "--out", "repro.jsonl", "--overwrite"]))
             lines.append(_pytest_command(merged, r))
-    return join([h("h4", "Reproduce"), h("pre", "\n".join(lines))])
+    return fragment([node("h4", "Reproduce"), node("pre", "\n".join(lines))])
 
 
 def _selection(framework: str, dtype: str, device: str) -> list[str]:
@@ -472,27 +565,28 @@ def _pytest_command(merged: Merged, record: Record) -> str:
 # --- the case block: description, inputs, YAML ---------------------------------------------
 
 
-def _case_template(index: CaseIndex, case_file: str, case_id: str, tid: str) -> Safe:
+def _case_block(index: CaseIndex, case_file: str, case_id: str) -> Node:
     case, problem = index.lookup(case_file, case_id)
     if case is None:
-        return h("template", h("h4", "Case"),
-                 h("p", f"Inputs and YAML unavailable: {problem}. The case is {case_id} in "
-                        f"{case_file or '(unknown file)'}.", class_="note"), id=tid)
+        return node("div", node("h4", "Case"),
+                    node("p", f"Inputs and YAML unavailable: {problem}. The case is {case_id} "
+                              f"in {case_file or '(unknown file)'}.", class_="note"))
     inputs = [("input", case.raw.get("input")), ("linear_weight", case.raw.get("linear_weight")),
               ("linear_bias", case.raw.get("linear_bias")), ("target", case.raw.get("target")),
               ("weight", case.raw.get("weight"))]
     options = {k: case.raw[k] for k in ("ignore_index", "reduction", "label_smoothing", "grad",
                                         "expect") if k in case.raw}
-    rows = [h("tr", h("th", name), h("td", h("code", _abbreviate(value))))
+    rows = [node("tr", node("th", name), node("td", node("code", _abbreviate(value))))
             for name, value in inputs if value is not None]
-    rows += [h("tr", h("th", k), h("td", h("code", str(v)))) for k, v in options.items()]
+    rows += [node("tr", node("th", k), node("td", node("code", str(v))))
+             for k, v in options.items()]
     text = _case_yaml(case)
-    return h("template",
-             h("h4", "Case"),
-             h("p", case.description or "(no description)", " — source: ", case.source,
-               " — ", h("code", f"{case.file}:{case.line}")),
-             h("div", h("table", h("tbody", rows)), class_="scroll"),
-             h("h4", "YAML (save as repro.yaml)"), h("pre", text), id=tid)
+    return node("div",
+                node("h4", "Case"),
+                node("p", case.description or "(no description)", " — source: ", case.source,
+                     " — ", node("code", f"{case.file}:{case.line}")),
+                node("div", node("table", node("tbody", rows)), class_="scroll"),
+                node("h4", "YAML (save as repro.yaml)"), node("pre", text))
 
 
 def _case_yaml(case: Case) -> str:

@@ -130,3 +130,74 @@ def _attribute(name: str, value: Any) -> str:
 
 
 _VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "col"})
+
+
+# --- elements as data: what the page's script builds on demand ------------------------------
+
+
+class Node(list[Any]):
+    """An element as data, ``[tag, {attribute: value}, *children]`` (children: text or
+    ``Node``), for the compact data the page's script turns into elements when asked
+    (``conformance.report.assets``: ``createElement`` for a fixed set of tags and attributes,
+    text as text nodes, never markup).  Text carries control characters as ``escape`` shows
+    them, and a long word in a cell gets ``["wbr", {}]`` places to wrap, as ``h`` does."""
+
+
+def node(tag: str, *children: Child, **attributes: Any) -> Node:
+    """``h``'s twin for data: the same children and attributes, as a ``Node``."""
+    attrs = {name.rstrip("_").replace("_", "-"): "" if value is True else _shown(str(value))
+             for name, value in attributes.items() if value is not None and value is not False}
+    out = Node([tag, attrs])
+    _append(out, children, tag in _WRAPPED_IN)
+    return out
+
+
+def fragment(children: Iterable[Child]) -> list[Any]:
+    """Several nodes (and texts) as one list, ``join``'s twin."""
+    out: list[Any] = []
+    _append(out, list(children), False)
+    return out
+
+
+def _append(out: list[Any], child: Child, wrap: bool) -> None:
+    if child is None or child == "":
+        return
+    if isinstance(child, Node):
+        out.append(child)
+    elif isinstance(child, str):
+        text = _shown(child)
+        out.extend(_wrappable(text) if wrap else [text])
+    elif isinstance(child, Iterable):
+        for c in child:
+            _append(out, c, wrap)
+    else:
+        out.append(_shown(str(child)))
+
+
+def _wrappable(text: str) -> list[Any]:
+    """``text`` with a ``wbr`` node at least every ``LONG_WORD`` characters of a long word."""
+    parts: list[Any] = []
+    end = 0
+    for match in _LONG.finditer(text):
+        if match.start() > end:
+            parts.append(text[end:match.start()])
+        for n, chunk in enumerate(_chunks(match.group())):
+            if n:
+                parts.append(Node(["wbr", {}]))
+            parts.append(chunk)
+        end = match.end()
+    if end < len(text):
+        parts.append(text[end:])
+    return parts
+
+
+def node_text(tree: Any) -> str:
+    """The text of a node, a fragment or a text, as the page would show it."""
+    if isinstance(tree, str):
+        return tree
+    if isinstance(tree, list) and len(tree) >= 2 and isinstance(tree[0], str) \
+            and isinstance(tree[1], dict):
+        return "".join(node_text(c) for c in tree[2:])
+    if isinstance(tree, list):
+        return "".join(node_text(c) for c in tree)
+    return ""

@@ -2,10 +2,15 @@
 
 The page is built from results files alone (merged by ``conformance.results.merge``: one report,
 keyed by environment) and works offline: its stylesheet, script and SVG charts are inline,
-and it fetches nothing.  Sections, in order:
+and it fetches nothing.  Sections, in order (``SECTIONS``; a new view is one entry there):
 
-* **header**: counts per status, the files merged, and each environment (Python, OS, CPU,
-  host, framework versions, devices, and every run's date and command);
+* **header**: counts per status, the files merged, links to the sections;
+* **grid** (the first screen, ``conformance.report.grid``): framework x case group or dtype,
+  each cell the number of distinct failing cases and the worst kind among them;
+* **discrepancies**: one row per cause (case x API family), worst first, opening into its
+  records and their details (``conformance.report.discrepancies``);
+* **unsupported**: records that did not run, a count per API and reason
+  (``conformance.report.unsupported``);
 * **overview**: rows framework (with version) x API, columns the case groups; each cell
   shows passes/total and is coloured by its worst status (fail, error, unsupported, skip,
   pass, in that order); dtype, device and environment are selectable;
@@ -13,8 +18,8 @@ and it fetches nothing.  Sections, in order:
   a histogram of each record's maximum ULP error against the oracle, with median and max;
 * **support**: API x option/dtype/device, native / composed / unsupported, from the
   ``adapter`` lines (``conformance.report.support``);
-* **discrepancies**: every record that is not a pass (and every conflicting duplicate),
-  sortable and filterable, each opening a detail (``conformance.report.discrepancies``).
+* **environments**: Python, OS, CPU, host, framework versions, devices, and every run's
+  date and command.
 
 Every string taken from results or case files reaches the page through
 ``conformance.report.html`` (escaped, control and bidirectional-override characters shown as
@@ -29,16 +34,18 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from conformance.report.assets import CSS, JS
 from conformance.report.discrepancies import discrepancy_section
+from conformance.report.grid import grid_section
 from conformance.report.html import Safe, escape, h, join, json_attribute
 from conformance.report.plots import UlpAxis, format_ulp, median, ulp_axis_svg, ulp_histogram
 from conformance.report.support import support_section
+from conformance.report.unsupported import unsupported_section
 from conformance.results.merge import Merged, merge_results
 from conformance.results.records import STATUSES, Record
 from reference.formats import DTYPES
@@ -80,16 +87,25 @@ def write_report(paths: Sequence[Path | str], out: Path | str, *,
     )
 
 
+# The page's sections, in order: (id, title in the navigation, builder).  A new view (say,
+# what changed between two versions) is one entry here and one function returning ``Safe``.
+Builder = Callable[[Merged, Path | str | None], Safe]
+SECTIONS: list[tuple[str, str, Builder]] = [
+    ("grid", "Who is wrong where", lambda m, _: grid_section(m)),
+    ("discrepancies", "Discrepancies",
+     lambda m, root: discrepancy_section(m, Path(root) if root else None)),
+    ("unsupported", "Not run", lambda m, _: unsupported_section(m)),
+    ("overview", "Per API", lambda m, _: _overview(m)),
+    ("accuracy", "Accuracy", lambda m, _: _accuracy(m)),
+    ("support", "Support", lambda m, _: support_section(m)),
+    ("environments", "Environments", lambda m, _: _environments(m)),
+]
+
+
 def render_report(merged: Merged, *, cases_root: Path | str | None = None,
                   title: str = DEFAULT_TITLE) -> str:
     """The whole page for ``merged``."""
-    sections = [
-        ("environments", _environments(merged)),
-        ("overview", _overview(merged)),
-        ("accuracy", _accuracy(merged)),
-        ("support", support_section(merged)),
-        ("discrepancies", discrepancy_section(merged, Path(cases_root) if cases_root else None)),
-    ]
+    sections = [(name, build(merged, cases_root)) for name, _, build in SECTIONS]
     body = join([_header(merged, title),
                  *(h("section", content, id=name) for name, content in sections)])
     return ("<!DOCTYPE html>\n" + h(
@@ -155,9 +171,7 @@ def _header(merged: Merged, title: str) -> Safe:
           join(h("span", f"{counts.get(s, 0)} {s}", class_=f"badge s-{s}") for s in STATUSES),
           class_="legend"),
         join(h("p", note, class_="note") for note in notes),
-        h("nav", h("a", "Environments", href="#environments"), h("a", "Overview", href="#overview"),
-          h("a", "Accuracy", href="#accuracy"), h("a", "Support", href="#support"),
-          h("a", "Discrepancies", href="#discrepancies")),
+        h("nav", *(h("a", label, href=f"#{name}") for name, label, _ in SECTIONS)),
     ])
 
 
@@ -197,9 +211,12 @@ def _overview(merged: Merged) -> Safe:
     cells: dict[tuple[str, str], dict[str, dict[str, list[int]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(lambda: [0] * len(STATUSES))))
     rows: dict[tuple[str, str], str] = {}
+    likes: dict[tuple[str, str], str] = {}  # an implementation's row -> the API it mimics
     for record in merged.records:
         row = (framework_label(record), record.api)
         rows.setdefault(row, record.api_kind)
+        if record.api_kind == "implementation" and record.extra.get("like"):
+            likes.setdefault(row, str(record.extra["like"]))
         combo = f"{record.dtype}|{record.device}|{record.environment_id}"
         if record.status in STATUSES:
             cells[row][record.group][combo][STATUSES.index(record.status)] += 1
@@ -207,6 +224,7 @@ def _overview(merged: Merged) -> Safe:
              h("th", "all groups"))
     frameworks = _first_seen(fw for fw, _ in rows)
     ordered = sorted(rows, key=lambda row: frameworks.index(row[0]))  # stable: APIs keep order
+    ordered = _beside_what_they_mimic(ordered, likes)
     body = []
     for n, row in enumerate(ordered):
         row_cells = [_overview_cell(row, group, cells[row].get(group, {})) for group in groups]
@@ -217,16 +235,31 @@ def _overview(merged: Merged) -> Safe:
         span = sum(1 for other in ordered if other[0] == row[0])
         first = n == 0 or ordered[n - 1][0] != row[0]
         body.append(h("tr", h("th", row[0], rowspan=str(span)) if first else None,
-                      h("td", row[1], " ", kind_badge(rows[row])),
+                      h("td", row[1], " ", kind_badge(rows[row]),
+                        h("div", f"like {likes[row]}", class_="muted") if row in likes else None),
                       *row_cells, _overview_cell(row, "", total)))
     return join([
-        h("h2", "Overview"),
+        h("h2", "Per API"),
         h("p", "Each cell: passes / records for that framework API and case group, coloured by "
                "its worst status (fail, error, unsupported, skip, pass). Click a cell to list its "
-               "records below.", class_="note"),
+               "causes under Discrepancies.", class_="note"),
         h("div", _selectors(merged), class_="controls"),
         _scroll(h("table", h("thead", head), h("tbody", body), class_="overview")),
     ])
+
+
+def _beside_what_they_mimic(rows: list[tuple[str, str]],
+                            likes: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    """``rows`` with each implementation's row moved right after its framework's row of the
+    API it mimics (``extra.like``), where that row is there."""
+    moved = [row for row in rows if (row[0], likes.get(row)) in rows]
+    ordered = [row for row in rows if row not in moved]
+    for row in moved:  # after the API and the implementations of it placed before
+        at = ordered.index((row[0], likes[row])) + 1
+        while at < len(ordered) and ordered[at] in moved and likes[ordered[at]] == likes[row]:
+            at += 1
+        ordered.insert(at, row)
+    return ordered
 
 
 def _overview_cell(row: tuple[str, str], group: str, counts: dict[str, list[int]]) -> Safe:

@@ -31,7 +31,7 @@ class Record:
     framework: str
     framework_version: str
     api: str
-    api_kind: str  # native | composed | reference
+    api_kind: str  # native | composed | implementation | reference
     device: str
     device_name: str
     dtype: str
@@ -74,7 +74,9 @@ def values_for_record(values: Any) -> Any:
     array = np.asarray(values, dtype=object)
     if array.size > MAX_VALUES_KEPT:
         return None
-    return np.vectorize(lambda v: float(v), otypes=[float])(array).tolist() if array.size else []
+    # float() of each element (np.vectorize would warn "invalid value" on each NaN it casts)
+    floats = np.array([float(v) for v in array.reshape(-1)], dtype=np.float64)
+    return floats.reshape(array.shape).tolist() if array.size else []
 
 
 def jsonable(value: Any) -> Any:

@@ -1,21 +1,26 @@
 """What ``conformance run`` shows on the terminal: progress while it runs, a summary at the end.
 
 ``Progress`` is the observer ``conformance.run.runner.run`` calls: ``start(cases)`` once the cases
-are loaded, ``adapter(declaration)`` when a framework's worker declares itself (which tells how
-many jobs that framework has), and ``record(record)`` for every record written.  On a terminal
-it redraws one bar line (at most ten times a second); elsewhere (CI, a pipe, ``TERM=dumb``) it
-prints a plain line per framework at most every ``interval`` seconds and when a framework
-completes.  ``log`` prints a message without tearing the bar.  Calls may come from several
-threads.
+are loaded, ``oracle(total)`` and ``oracle_done()`` while the oracle phase fills the cache,
+``adapter(declaration)`` when a framework declares itself (which tells how many jobs that
+framework has: the runner asks the frameworks that wait for a worker at once, so every total
+is known from the start), and ``record(record)`` for every record written.
 
-``summary_lines`` ends the run: counts per framework and status, the worst discrepancies, and
-the paths of the results and of the report.
+On a terminal it draws a live bar per framework with `rich`_: jobs done out of its total, its
+own pass, fail and error counts, and an estimate of the time left; and one bar for all
+frameworks together.  Elsewhere (CI, a pipe, ``TERM=dumb``) it prints one plain line every
+``interval`` seconds (a minute), so a log stays short.  ``log`` prints a message above the
+bars.  Calls may come from several threads.
+
+``summary_lines`` ends the run: counts per framework and status, the worst discrepancies, the
+oracle's line, and the paths of the results and of the report.
+
+.. _rich: https://rich.readthedocs.io
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import threading
 import time
@@ -24,14 +29,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from conformance.judge.grouping import Group
+from conformance.judge.wording import how_far_off
 from conformance.results.records import Record
 
 if TYPE_CHECKING:
     from conformance.cases.loading import Case
     from conformance.run.summary import RunSummary
 
-BAR_REDRAW_SECONDS = 0.1
-PLAIN_INTERVAL_SECONDS = 10.0
+PLAIN_INTERVAL_SECONDS = 60.0
+ALL = "all"  # the bar of every framework together
+ORACLE = "oracle"  # the bar of the oracle phase
+REFERENCE = "reference"  # the documented values' checks: counted in the summary, not shown
+SHOWN_STATUSES = ("pass", "fail", "error")
 
 
 def count_jobs(declaration: dict[str, Any], cases: Iterable[Case], dtypes: list[str] | None,
@@ -46,7 +56,7 @@ def count_jobs(declaration: dict[str, Any], cases: Iterable[Case], dtypes: list[
 
 
 def is_interactive(stream: TextIO) -> bool:
-    """A terminal that can redraw a line (not CI, not a pipe, not ``TERM=dumb``)."""
+    """A terminal that can redraw lines (not CI, not a pipe, not ``TERM=dumb``)."""
     if os.environ.get("CI") or os.environ.get("TERM") == "dumb":
         return False
     return bool(getattr(stream, "isatty", lambda: False)())
@@ -57,120 +67,211 @@ class Progress:
 
     def __init__(self, stream: TextIO | None = None, *, interactive: bool | None = None,
                  dtypes: list[str] | None = None, devices: list[str] | None = None,
+                 frameworks: Iterable[str] = (),
                  interval: float = PLAIN_INTERVAL_SECONDS) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.interactive = is_interactive(self.stream) if interactive is None else interactive
         self.dtypes, self.devices, self.interval = dtypes, devices, interval
+        self.frameworks: list[str] = list(dict.fromkeys(frameworks))
         self.cases: list[Case] = []
         self.totals: dict[str, int] = {}  # framework -> jobs it will run
         self.done: Counter[str] = Counter()  # framework -> jobs completed
-        self.statuses: Counter[str] = Counter()
+        self.statuses: Counter[tuple[str, str]] = Counter()  # (framework, status) -> records
+        self.oracle_total: int | None = None
+        self.oracle_count = 0
         self.started = time.monotonic()
+        self._first_job: float | None = None  # when the first framework job completed
         self._seen: Counter[str] = Counter()  # job -> records seen so far
-        self._announced: set[str] = set()  # frameworks whose completion was printed
-        self._last_print: dict[str, float] = {}
-        self._last_draw = 0.0
-        self._bar_shown = False
-        self._lock = threading.Lock()
+        self._last_print = self.started
+        self._lock = threading.RLock()
+        self._bars: _Bars | None = None
 
     # --- the observer interface ---------------------------------------------------------
 
     def start(self, cases: list[Case]) -> None:
         with self._lock:
             self.cases = list(cases)
+            if self.interactive and self._bars is None:
+                self._bars = _Bars(self.stream, self.frameworks)
+                self._refresh()
+
+    def oracle(self, total: int) -> None:
+        """The oracle phase computes ``total`` results."""
+        with self._lock:
+            self.oracle_total, self.oracle_count = total, 0
+            self._refresh()
+
+    def oracle_done(self) -> None:
+        with self._lock:
+            self.oracle_count += 1
+            self._show()
 
     def adapter(self, declaration: dict[str, Any]) -> None:
         framework = str(declaration.get("framework", "?"))
         with self._lock:
+            if framework not in self.frameworks:
+                self.frameworks.append(framework)
             self.totals[framework] = count_jobs(declaration, self.cases, self.dtypes,
                                                 self.devices)
+            self._refresh()
+
+    def jobs(self, framework: str, remaining: int) -> None:
+        """A worker of ``framework`` is to run ``remaining`` jobs (after those it skips: done
+        by an earlier worker of this run, or by the run a resume continues)."""
+        with self._lock:
+            if framework not in self.frameworks:
+                self.frameworks.append(framework)
+            self.totals[framework] = self.done[framework] + remaining
+            self._refresh()
 
     def record(self, record: Record) -> None:
         """Count ``record``; its job is complete once ``job_records`` records were seen."""
         with self._lock:
-            self.statuses[record.status] += 1
-            job = f"{record.framework}|{record.job}" if record.job else None
-            if job is None:
-                self.done[record.framework] += 1
-            else:
+            framework = record.framework
+            self.statuses[(framework, record.status)] += 1
+            if framework == REFERENCE:
+                return
+            if framework not in self.frameworks:
+                self.frameworks.append(framework)
+            job = f"{framework}|{record.job}" if record.job else None
+            if job is not None:
                 self._seen[job] += 1
-                if self._seen[job] >= max(1, record.job_records):
-                    self.done[record.framework] += 1
-                    del self._seen[job]
-            self._show(record.framework)
+                if self._seen[job] < max(1, record.job_records):
+                    return
+                del self._seen[job]
+            self.done[framework] += 1
+            if record.status == "skip" and framework not in self.totals:
+                self.totals[framework] = 0  # not installed: its bar is over
+            if self._first_job is None:
+                self._first_job = time.monotonic()
+            self._show()
 
     def log(self, line: str) -> None:
-        """Print ``line`` (the runner's messages) without tearing the bar."""
+        """Print ``line`` (the runner's messages) above the bars."""
         with self._lock:
-            self._clear()
-            print(line, file=self.stream, flush=True)
-            if self.interactive:
-                self._draw(force=True)
+            if self._bars is not None:
+                self._bars.print(line)
+            else:
+                print(line, file=self.stream, flush=True)
 
     def close(self) -> None:
-        """Remove the bar; call once the run is over."""
+        """Stop the bars (their last state stays on the screen); call once the run is over."""
         with self._lock:
-            self._clear()
+            if self._bars is not None:
+                self._refresh()
+                self._bars.stop()
+                self._bars = None
 
     # --- text -----------------------------------------------------------------------------
 
+    def total(self) -> int | None:
+        """Jobs of every framework, once each has declared itself (None before)."""
+        if any(f not in self.totals for f in self.frameworks) or not self.totals:
+            return None
+        return sum(self.totals.values())
+
+    def counts_text(self, framework: str | None = None) -> str:
+        """``12 pass, 1 fail, 0 error`` of one framework (or of all)."""
+        def count(status: str) -> int:
+            return sum(n for (f, s), n in self.statuses.items()
+                       if s == status and f != REFERENCE and framework in (None, f))
+        return ", ".join(f"{count(s)} {s}" for s in SHOWN_STATUSES)
+
     def framework_text(self, framework: str) -> str:
         total = self.totals.get(framework)
-        return f"{framework} {self.done[framework]}" + (f"/{total}" if total else "")
+        done = f"{self.done[framework]}/{'?' if total is None else total}"
+        if total == 0 and self.done[framework]:
+            return f"{framework} skipped"
+        return f"{framework} {done} ({self.counts_text(framework)})"
 
-    def counts_text(self) -> str:
-        return ", ".join(f"{self.statuses[s]} {s}" for s in ("pass", "fail", "error",
-                                                             "unsupported", "skip")
-                         if self.statuses[s])
+    def plain_line(self) -> str:
+        """The line printed every ``interval`` without a terminal."""
+        parts = []
+        if self.oracle_total is not None and self.oracle_count < self.oracle_total:
+            parts.append(f"oracle {self.oracle_count}/{self.oracle_total} results")
+        total, done = self.total(), sum(self.done[f] for f in self.frameworks)
+        if done or not parts:
+            overall = f"{done}/{'?' if total is None else total} jobs"
+            left = self._time_left()
+            parts.append(overall + (f", about {left} left" if left else ""))
+            parts += [self.framework_text(f) for f in self.frameworks]
+        return f"progress [{self._elapsed()}]: " + "; ".join(parts)
 
-    def _finished(self, framework: str) -> bool:
-        total = self.totals.get(framework)
-        return total is not None and self.done[framework] >= total
+    def _time_left(self) -> str | None:
+        total = self.total()
+        done = sum(self.done[f] for f in self.frameworks)
+        if total is None or self._first_job is None or not done:
+            return None
+        rate = done / max(time.monotonic() - self._first_job, 1e-9)
+        seconds = int((total - done) / rate) if rate > 0 else 0
+        return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
 
-    # --- plain lines (CI) and the bar (a terminal) ------------------------------------------
+    # --- plain lines (CI) and the bars (a terminal) ----------------------------------------
 
-    def _show(self, framework: str) -> None:
-        if self.interactive:
-            self._draw()
+    def _show(self) -> None:
+        if self._bars is not None:
+            self._refresh()
             return
         now = time.monotonic()
-        if self._finished(framework):
-            if framework in self._announced:
-                return
-            self._announced.add(framework)
-        elif now - self._last_print.get(framework, self.started) < self.interval:
+        if now - self._last_print < self.interval:
             return
-        self._last_print[framework] = now
-        print(f"progress: {self.framework_text(framework)} jobs; {self.counts_text()} "
-              f"[{self._elapsed()}]", file=self.stream, flush=True)
+        self._last_print = now
+        print(self.plain_line(), file=self.stream, flush=True)
 
-    def _draw(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.done or (not force and now - self._last_draw < BAR_REDRAW_SECONDS):
+    def _refresh(self) -> None:
+        if self._bars is None:
             return
-        self._last_draw = now
-        done = sum(min(self.done[f], t) for f, t in self.totals.items())
-        total = sum(self.totals.values())
-        frameworks = " · ".join(self.framework_text(f) for f in self.done
-                                if f in self.totals and not self._finished(f))
-        text = f"{done}/{total} jobs  {frameworks}  {self.counts_text()}  [{self._elapsed()}]"
-        width = shutil.get_terminal_size((100, 20)).columns
-        bar_width = max(10, min(30, width - len(text) - 4))
-        filled = int(bar_width * done / total) if total else 0
-        line = f"[{'#' * filled}{'.' * (bar_width - filled)}] {text}"[: width - 1]
-        self.stream.write("\r" + line + "\x1b[K")
-        self.stream.flush()
-        self._bar_shown = True
-
-    def _clear(self) -> None:
-        if self._bar_shown:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._bar_shown = False
+        if self.oracle_total is not None:
+            self._bars.update(ORACLE, self.oracle_count, self.oracle_total, "results")
+        for framework in self.frameworks:
+            self._bars.update(framework, self.done[framework], self.totals.get(framework),
+                              self.counts_text(framework))
+        if len(self.frameworks) > 1:
+            self._bars.update(ALL, sum(self.done[f] for f in self.frameworks), self.total(),
+                              self.counts_text())
 
     def _elapsed(self) -> str:
         seconds = int(time.monotonic() - self.started)
         return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class _Bars:
+    """rich's live progress bars: a row per framework (and the oracle, and all)."""
+
+    def __init__(self, stream: TextIO, frameworks: list[str]) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        console = Console(file=stream, force_terminal=True, highlight=False)
+        self._progress = Progress(
+            TextColumn("{task.description:<12}"), BarColumn(bar_width=30),
+            MofNCompleteColumn(), TextColumn("{task.fields[counts]}"),
+            TextColumn("eta"), TimeRemainingColumn(),
+            console=console, refresh_per_second=4, redirect_stdout=False,
+            redirect_stderr=False)
+        self._tasks: dict[str, Any] = {}
+        for name in [ORACLE, *frameworks, ALL]:  # shown from their first update, in this order
+            self._tasks[name] = self._progress.add_task(name, total=None, counts="",
+                                                        visible=False)
+        self._progress.start()
+
+    def update(self, name: str, done: int, total: int | None, counts: str) -> None:
+        if name not in self._tasks:
+            self._tasks[name] = self._progress.add_task(name, total=total, counts=counts)
+        self._progress.update(self._tasks[name], completed=done, total=total, counts=counts,
+                              visible=True)
+
+    def print(self, line: str) -> None:
+        self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    def stop(self) -> None:
+        self._progress.stop()
 
 
 # --- the end-of-run summary -----------------------------------------------------------------
@@ -186,15 +287,15 @@ def summary_lines(summary: RunSummary, limit: int = 5,
         counts = {s: n for (f, s), n in summary.statuses.items() if f == framework}
         figures = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         lines.append(f"  {framework:12s} {figures}")
-    worst = sorted(summary.worst, key=severity, reverse=True)[:limit]
-    if worst:
-        more = len(summary.worst) - len(worst)
-        lines.append("worst discrepancies" + (f" ({more} more in the results):" if more else ":"))
-        lines += [f"  {describe(r)}" for r in worst]
-    oracle = getattr(summary, "oracle", None)
+    groups = summary.worst_groups()
+    if groups:
+        more = len(groups) - limit
+        lines.append("worst discrepancies, by cause" + (
+            f" ({more} more in the report):" if more > 0 else ":"))
+        lines += [f"  {describe_group(g, summary.worst)}" for g in groups[:limit]]
+    oracle = oracle_line(getattr(summary, "oracle", None) or {})
     if oracle:
-        lines.append("oracle: " + ", ".join(f"{n} {what}" for what, n in sorted(oracle.items())
-                                            if n))
+        lines.append(oracle)
     if getattr(summary, "resumed_jobs", 0):
         lines.append(f"resumed: {summary.resumed_jobs} jobs were already complete")
     lines.append(f"results: {summary.out}")
@@ -203,15 +304,21 @@ def summary_lines(summary: RunSummary, limit: int = 5,
     return lines
 
 
-def severity(record: Record) -> tuple[bool, float]:
-    """Sort key, most severe last: fails before errors, then by ULP error."""
-    ulp = record.max_ulp_error
-    return (record.status == "fail", 0.0 if ulp is None or ulp != ulp else ulp)
+def oracle_line(counts: dict[str, int]) -> str | None:
+    """``oracle: 32 computed, 159 from the cache``: the oracle results this run computed and
+    those it found cached (``RunSummary.oracle``), and bad cache entries if any."""
+    computed, cached, bad = (int(counts.get(k, 0)) for k in ("computed", "cached", "bad"))
+    if not (computed or cached or bad):
+        return None
+    line = f"oracle: {computed} computed, {cached} from the cache"
+    return line + (f", {bad} bad cache entries recomputed" if bad else "")
 
 
-def describe(record: Record) -> str:
-    """One line naming a record's comparison, verdict and message."""
-    ulp = "" if record.max_ulp_error is None else f" {record.max_ulp_error:.3g} ULP"
-    return (f"{record.case_id}[{record.framework}-{record.api}-{record.device}-{record.dtype}] "
-            f"{record.quantity}: {record.status} {record.kind or ''}{ulp} "
-            f"{record.message[:120]}").rstrip()
+def describe_group(group: Group, records: list[Record]) -> str:
+    """One line per cause, as the report's row says it: the case, the API family and the
+    framework, how many records over which dtypes, and how far off the worst one is."""
+    members = group.records(records)
+    dtypes = ", ".join(group.dtypes(records))
+    return (f"{group.case_id} on {group.family} ({members[0].framework}): {group.status} "
+            f"{group.kind or ''}, {len(members)} record(s) in {dtypes}: "
+            f"{how_far_off(members[0])[:160]}")

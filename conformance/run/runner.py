@@ -63,6 +63,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from conformance.adapters.implementation import Implementation
 from conformance.cases.loading import Case, find_case_files, load_cases
 from conformance.judge.check import check_documented
 from conformance.oracle import cache as oracle_cache
@@ -70,6 +71,7 @@ from conformance.results.environment import environment
 from conformance.results.jsonl import ResultsWriter, parse_line
 from conformance.results.paths import Named, check_outputs
 from conformance.results.records import Record, jsonable, record_from_json
+from conformance.run.logs import WorkerLogs, last_error, logs_directory
 from conformance.run.summary import RunSummary
 from conformance.run.worker import oracle_entries, oracle_job_key
 
@@ -100,6 +102,14 @@ class RunOptions:
     overwrite: bool = False  # empty the file (once its lock is held) instead of appending
     cache: str | None = None  # a directory, or "off"; None: $CONFORMANCE_CACHE or the default
     oracle_timeout: float = DEFAULT_ORACLE_TIMEOUT  # per oracle result, in the oracle phase
+    # users' functions run like an API (--impl/--like), on that API's framework; a framework
+    # they need that is not in ``frameworks`` runs only the APIs they mimic
+    implementations: tuple[Implementation, ...] = ()
+
+    def worker_frameworks(self) -> list[str]:
+        """Every framework a worker runs: ``frameworks``, then the implementations'."""
+        return list(dict.fromkeys([*self.frameworks,
+                                   *(impl.framework for impl in self.implementations)]))
 
 
 def available_cores() -> int:
@@ -124,8 +134,10 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
             _exclusive(writer, options.out):
         if options.overwrite:  # only now, under the lock: never a file a live run writes
             writer.truncate()
+        logs = WorkerLogs(logs_directory(options.out), fresh=options.out.stat().st_size == 0)
         previous = _continue(options, environment_id, settings, digests, log)
-        sink = _Sink(writer, summary, previous, log, progress)
+        sink = _Sink(writer, summary, previous, log, progress, logs)
+        declarations = _declare_waiting(options, parallel, sink)
         if not previous.environment:
             writer.write_environment(info)
         for record in previous.records:
@@ -143,17 +155,19 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
                                _documented(case, environment_id))
             summary.oracle["computed"] += oracle_cache.STATS.computed - before[0]
             summary.oracle["hits"] += oracle_cache.STATS.hits - before[1]
+            for thread in declarations:
+                thread.join()
             try:
                 _in_parallel(parallel, [
                     functools.partial(_run_framework, framework, cases, options,
                                       environment_id, sink, stop, failed_file)
-                    for framework in options.frameworks], stop)
+                    for framework in options.worker_frameworks()], stop)
             finally:
                 oracle_cache.clear_unavailable()
                 if failed_file is not None:
                     os.unlink(failed_file)
-            sink.log(f"oracle: {summary.oracle['computed']} result(s) computed, "
-                     f"{summary.oracle['hits']} read from the cache")
+            for line in logs.lines():
+                sink.log(line)
     return summary
 
 
@@ -230,6 +244,7 @@ SETTING_NAMES = {
     "devices": "--device", "timeout": "--timeout", "oracle_timeout": "--oracle-timeout",
     "tolerance_scale": "--tolerance-scale ($CONFORMANCE_TOLERANCE_SCALE)",
     "oracle_version": "the oracle's version (its code, mpmath and numpy)",
+    "implementations": "--impl/--like",
 }
 # The settings that decide verdicts rather than which jobs exist: an append must share them.
 JUDGING_SETTINGS = ("tolerance_scale", "oracle_version")
@@ -249,7 +264,7 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
     def chosen(values: list[str] | None) -> list[str] | None:
         return sorted(set(values)) if values else None
 
-    return {
+    settings: dict[str, Any] = {
         "cases": sorted(str(Path(p)) for p in options.cases),
         "frameworks": sorted(set(options.frameworks)),
         "dtypes": chosen(options.dtypes),
@@ -259,6 +274,9 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
         "tolerance_scale": run_scale(),
         "oracle_version": oracle_cache.oracle_version(),
     }
+    if options.implementations:  # absent otherwise: the settings of older runs still match
+        settings["implementations"] = sorted(impl.spec() for impl in options.implementations)
+    return settings
 
 
 def case_digest(case: Case) -> str:
@@ -405,13 +423,20 @@ def _names(ids: list[str], shown: int = 10) -> str:
 class _Sink:
     """Where workers' results go: the file (whole jobs at a time) and the summary."""
 
+    # Jobs of a framework whose check raised (a bug of the suite) told on the terminal; the
+    # others are in the records and in the worker's log.
+    CRASHES_SHOWN = 3
+
     def __init__(self, writer: ResultsWriter, summary: RunSummary, previous: _Previous,
-                 log: Callable[[str], None], progress: Progress | None = None) -> None:
+                 log: Callable[[str], None], progress: Progress | None = None,
+                 logs: WorkerLogs | None = None) -> None:
         self.writer, self.summary, self.previous = writer, summary, previous
         self.progress = progress
+        self.logs = logs
         self._log = log
         self.lock = threading.Lock()
         self.declared = set(previous.declared)
+        self._crashes: dict[str, int] = {}
 
     def batch(self, framework: str, job: str, records: list[Record]) -> None:
         if not records:
@@ -424,12 +449,14 @@ class _Sink:
                 if self.progress is not None:
                     self.progress.record(record)
 
-    def declare(self, declaration: dict[str, Any]) -> None:
-        """Write an adapter line, once per framework and version in this environment."""
+    def declare(self, declaration: dict[str, Any],
+                running: dict[str, Any] | None = None) -> None:
+        """Write an adapter line, once per framework and version in this environment
+        (``running``: the declaration with the APIs the worker runs, for the progress)."""
         key = (declaration["framework"], declaration["version"])
         with self.lock:
             if self.progress is not None:
-                self.progress.adapter(declaration)
+                self.progress.adapter(running or declaration)
             if key not in self.declared:
                 self.declared.add(key)
                 self.writer.write_adapter(declaration)
@@ -437,6 +464,34 @@ class _Sink:
     def log(self, line: str) -> None:
         with self.lock:
             self._log(line)
+
+    def crash(self, framework: str, job: str, error: str, log: Path | None) -> None:
+        """A job whose check raised: the suite's own failure, shown (the first few)."""
+        with self.lock:
+            shown = self._crashes[framework] = self._crashes.get(framework, 0) + 1
+            if shown > self.CRASHES_SHOWN:
+                return
+            where = f"; traceback in {log}" if log is not None else ""
+            more = (" (further ones only in the records and the logs)"
+                    if shown == self.CRASHES_SHOWN else "")
+            self._log(f"{framework}: job {job}: the suite's own code raised {error}{where}"
+                      f"{more}")
+
+    def new_log(self, name: str) -> Path | None:
+        return None if self.logs is None else self.logs.new_path(name)
+
+    def job_total(self, framework: str, total: int) -> None:
+        """A framework's worker will run ``total`` jobs (more exact than its declaration:
+        --impl changes its APIs, a resumed run skips jobs already complete)."""
+        with self.lock:
+            if self.progress is not None:
+                self.progress.jobs(framework, total)
+
+    def estimate(self, declaration: dict[str, Any]) -> None:
+        """A framework's declaration known before its worker runs: its jobs' total."""
+        with self.lock:
+            if self.progress is not None:
+                self.progress.adapter(declaration)
 
     def oracle_stats(self, stats: dict[str, int]) -> None:
         with self.lock:
@@ -653,20 +708,26 @@ def _oracle_phase(cases: list[Case], options: RunOptions, parallel: int, sink: _
     """Fill the cache; returns the (case id, dtype) it could not, with the reason."""
     failures: dict[tuple[str, str], str] = {}
     store = oracle_cache.default_cache()
-    if store is None or not store.writable:
+    if store is None:
         return failures
-    missing = [(c, d) for c, d in oracle_entries(cases, options.dtypes)
-               if not store.contains(store.key(c, d))]
-    if not missing:
+    needed = oracle_entries(cases, options.dtypes)
+    missing = [(c, d) for c, d in needed if not store.contains(store.key(c, d))]
+    with sink.lock:
+        sink.summary.oracle["cached"] += len(needed) - len(missing)
+    if not missing or not store.writable:
         return failures
     count = min(parallel, len(missing))
-    sink.log(f"oracle: computing {len(missing)} result(s) with {count} worker(s), "
-             f"cached in {store.root}")
+    workers = "1 worker" if count == 1 else f"{count} workers"
+    sink.log(f"computing the {len(missing)} oracle results the cache lacks, with {workers} "
+             f"(cache: {store.root})")
+    if sink.progress is not None:
+        sink.progress.oracle(len(missing))
     import mpmath
 
     if mpmath.libmp.BACKEND != "gmpy":
-        sink.log("oracle: mpmath runs on its pure-Python integers; installing gmpy2 "
-                 "(pip install gmpy2, or the 'fast' extra) makes the oracle several times faster")
+        sink.log("the oracle's mpmath runs on its pure-Python integers; installing gmpy2 "
+                 "(pip install -c constraints.txt gmpy2, or the 'fast' extra) makes it several "
+                 "times faster")
     with tempfile.TemporaryDirectory(prefix="conformance-oracle-") as attempts:
         _in_parallel(count, [functools.partial(_run_oracle_worker, options, sink, stop,
                                                failures, attempts)
@@ -685,6 +746,8 @@ def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event,
 
     def on_done(job: str, records: list[Record]) -> None:
         done.add(job)
+        if sink.progress is not None:
+            sink.progress.oracle_done()
         for record in records:  # only a failed computation sends one
             sink.log(f"oracle: {job} {record.message}")
             failed(job, record.message.removeprefix("the check "))
@@ -692,21 +755,64 @@ def _run_oracle_worker(options: RunOptions, sink: _Sink, stop: threading.Event,
     while not stop.is_set():
         with sink.lock:  # what a sibling failed on is not worth a second try either
             skip = done | {oracle_job_key(c, d) for c, d in failures}
-        worker = _Worker(["--oracle", "--attempts", attempts], options, "", skip, {}, stop)
+        worker = _Worker(["--oracle", "--attempts", attempts], options, "", skip, {}, stop,
+                         sink.new_log("oracle"))
         outcome = worker.run(sink, on_done)
         if stop.is_set() or (outcome.failed_job is None and not outcome.failure):
             return
         if outcome.failed_job is None and not outcome.progress:
-            sink.log(f"oracle worker: {outcome.failure}; leaving the rest to the frameworks")
+            sink.log(f"oracle worker: {outcome.failure}; leaving the rest to the frameworks"
+                     f"{worker.last_error()}")
             return
         if outcome.failed_job is not None:
             sink.log(f"oracle: {outcome.failed_job} {outcome.failure}; the jobs that need it "
-                     "are recorded as errors")
+                     f"are recorded as errors{worker.last_error()}")
             done.add(outcome.failed_job)
             failed(outcome.failed_job, outcome.failure)
 
 
 # --- the framework phase --------------------------------------------------------------------
+
+
+def _declare_waiting(options: RunOptions, parallel: int,
+                     sink: _Sink) -> list[threading.Thread]:
+    """Ask each framework that waits for a free worker slot (those after the first
+    ``parallel``) for its declaration now, in a short process of its own, so that the
+    progress display knows every framework's job total from the start.  Nothing is written:
+    the framework's real worker declares it again.  Returns the threads to join."""
+    if sink.progress is None:
+        return []
+    threads = []
+    for framework in options.frameworks[parallel:]:
+        thread = threading.Thread(target=_declare, args=(framework, options, sink),
+                                  daemon=True, name=f"declare-{framework}")
+        thread.start()
+        threads.append(thread)
+    return threads
+
+
+def _declare(framework: str, options: RunOptions, sink: _Sink) -> None:
+    # Its standard error is dropped: the framework's real worker prints the same on import,
+    # into its log.
+    command = [sys.executable, "-m", "conformance.run.worker", "--framework", framework,
+               *_implementation_arguments(options, framework), "--declare",
+               "--cases", *options.cases]
+    command += ["--dtype", *options.dtypes] if options.dtypes else []
+    command += ["--device", *options.devices] if options.devices else []
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              env=worker_environment(), timeout=STARTUP_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return  # the framework's worker will tell
+    for line in done.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(event, dict) and event.get("event") == "adapter":
+            sink.estimate(event["declaration"])
+        elif isinstance(event, dict) and event.get("event") == "jobs":
+            sink.job_total(framework, int(event["total"]))
 
 
 def _run_framework(framework: str, cases: list[Case], options: RunOptions,
@@ -726,10 +832,11 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
 
     stalled = False
     while not stop.is_set():
-        mode = ["--framework", framework]
+        mode = ["--framework", framework, *_implementation_arguments(options, framework)]
         if oracle_failed is not None:
             mode += ["--oracle-failed", oracle_failed]
-        worker = _Worker(mode, options, environment_id, done, by_id, stop)
+        worker = _Worker(mode, options, environment_id, done, by_id, stop,
+                         sink.new_log(framework))
         outcome = worker.run(sink, on_done)
         if stop.is_set():
             return
@@ -747,7 +854,7 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
             return
         if outcome.failed_job is not None:
             sink.log(f"{framework}: job {outcome.failed_job} {outcome.failure}; "
-                     "restarting the worker")
+                     f"restarting the worker{worker.last_error()}")
             on_done(outcome.failed_job, [worker.error_record(
                 outcome.failed_job, outcome.kind, outcome.failure)])
             stalled = False
@@ -755,12 +862,43 @@ def _run_framework(framework: str, cases: list[Case], options: RunOptions,
         # A failure outside any job: retry once unless the worker got nothing done.
         if outcome.progress or not stalled:
             stalled = not outcome.progress
-            sink.log(f"{framework}: worker {outcome.failure} outside a job; restarting it")
+            sink.log(f"{framework}: worker {outcome.failure} outside a job; restarting it"
+                     f"{worker.last_error()}")
             continue
-        sink.log(f"{framework}: worker {outcome.failure} twice outside a job; giving up")
+        sink.log(f"{framework}: worker {outcome.failure} twice outside a job; giving up"
+                 f"{worker.last_error()}")
         on_done(FRAMEWORK_JOB, [worker.error_record(
             FRAMEWORK_JOB, outcome.kind, f"the worker could not run any job: {outcome.failure}")])
         return
+
+
+def _implementation_arguments(options: RunOptions, framework: str) -> list[str]:
+    """The worker's ``--implementations`` (and ``--only-apis``, the APIs mimicked, where the
+    framework runs only for implementations)."""
+    mine = [impl for impl in options.implementations if impl.framework == framework]
+    if not mine:
+        return []
+    arguments = ["--implementations", json.dumps([impl.as_json() for impl in mine])]
+    if framework not in options.frameworks:
+        arguments += ["--only-apis", *dict.fromkeys(impl.like_id for impl in mine)]
+    return arguments
+
+
+def running_declaration(declaration: dict[str, Any], options: RunOptions) -> dict[str, Any]:
+    """``declaration`` with the APIs a worker of ``options`` runs (for counting its jobs):
+    the framework's own (only those mimicked, where it runs only for implementations), then
+    its implementations."""
+    framework = declaration.get("framework")
+    mine = [impl for impl in options.implementations if impl.framework == framework]
+    if not mine:
+        return declaration
+    apis: list[dict[str, Any]] = list(declaration.get("apis", []))
+    by_id = {api.get("id"): api for api in apis}
+    if framework not in options.frameworks:
+        apis = [api for api in apis if any(api.get("id") == i.like_id for i in mine)]
+    added = [{**by_id.get(impl.like_id, {}), "id": impl.api_id, "name": impl.name,
+              "kind": "implementation"} for impl in mine]
+    return {**declaration, "apis": apis + added}
 
 
 @dataclass
@@ -781,8 +919,10 @@ class _Worker:
     _live_lock = threading.Lock()
 
     def __init__(self, mode: list[str], options: RunOptions, environment_id: str,
-                 skip: set[str], cases: dict[str, Case], stop: threading.Event) -> None:
+                 skip: set[str], cases: dict[str, Case], stop: threading.Event,
+                 log: Path | None = None) -> None:
         self.options = options
+        self.log = log  # the worker's standard error (its framework's warnings and logs)
         self.timeout = options.oracle_timeout if mode[0] == "--oracle" else options.timeout
         self.environment_id = environment_id
         self.framework = mode[1] if mode[0] == "--framework" else "oracle"
@@ -798,9 +938,7 @@ class _Worker:
             command += ["--dtype", *options.dtypes]
         if options.devices:
             command += ["--device", *options.devices]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, bufsize=0,
-                                        env=worker_environment(),
-                                        start_new_session=os.name == "posix")
+        self.process = _start(command, log)
         with self._live_lock:
             self._live.add(self)
         if stop.is_set():  # stopped while this one started: kill_all may have missed it
@@ -824,6 +962,9 @@ class _Worker:
         apis: list[dict[str, Any]] = self.declaration.get("apis", [])
         devices: list[dict[str, Any]] = self.declaration.get("devices", [])
         api = next((a for a in apis if a.get("id") == api_id), {})
+        impl = next((i for i in self.options.implementations if i.api_id == api_id), None)
+        if impl is not None:
+            api = {"name": impl.name, "kind": "implementation"}
         device = next((d for d in devices if d.get("id") == device_id), {})
         return Record(
             case_id=case_id, op=case.op if case else "", group=case.group if case else "",
@@ -832,6 +973,7 @@ class _Worker:
             device=device_id, device_name=device.get("name", ""), dtype=dtype,
             quantity="output", status="error", kind=kind, message=message,
             case_file=case.file if case else "", environment_id=self.environment_id,
+            extra={"like": impl.like} if impl is not None else {},
         )
 
     @classmethod
@@ -869,7 +1011,8 @@ class _Worker:
                     if kind == "adapter":
                         self.declaration = event["declaration"]
                         outcome.version = self.declaration["version"]
-                        sink.declare({**self.declaration, "environment_id": self.environment_id})
+                        sink.declare({**self.declaration, "environment_id": self.environment_id},
+                                     running_declaration(self.declaration, self.options))
                     elif kind == "unavailable":
                         outcome.unavailable = event["reason"]
                     elif kind == "start":
@@ -878,13 +1021,17 @@ class _Worker:
                     elif kind == "record":
                         buffered.append(record_from_json(event["record"]))
                     elif kind in ("done", "failed"):
-                        if kind == "failed":
+                        if kind == "failed" and self.framework != "oracle":  # it says so
+                            sink.crash(self.framework, event["job"], str(event.get("error")),
+                                       self.log)
                             buffered = [self.error_record(
                                 event["job"], "crash", f"the check raised {event.get('error')}")]
                         on_done(event["job"], buffered)
                         outcome.progress = True
                         current, buffered = None, []
                         deadline = time.monotonic() + limit
+                    elif kind == "jobs":
+                        sink.job_total(self.framework, int(event["total"]))
                     elif kind == "finished":
                         outcome.finished = True
                         sink.oracle_stats(event.get("oracle", {}))
@@ -905,6 +1052,28 @@ class _Worker:
             with self._live_lock:
                 self._live.discard(self)
             os.unlink(self.skip_path)
+            if sink.logs is not None and self.log is not None:
+                sink.logs.finished(self.log)
+
+    def last_error(self) -> str:
+        """`` (its log: ...)``: where the worker's output is and the last Python error in
+        it, for the message of a worker that crashed; empty without a log."""
+        if self.log is None or not self.log.exists():  # an empty log is removed
+            return ""
+        error = last_error(self.log)
+        return f" (last error: {error}; see {self.log})" if error else f" (see {self.log})"
+
+
+def _start(command: list[str], log: Path | None) -> subprocess.Popen[bytes]:
+    """A worker process, its standard error in ``log`` (appended) when given."""
+    stderr = open(log, "ab") if log is not None else None  # noqa: SIM115 - the child's
+    try:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, bufsize=0,
+                                env=worker_environment(),
+                                start_new_session=os.name == "posix")
+    finally:
+        if stderr is not None:
+            stderr.close()  # the child holds its own descriptor
 
 
 # The frameworks' own compilation caches, kept beside the oracle's (when the user has not

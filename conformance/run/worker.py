@@ -11,7 +11,9 @@ dies).  The framework is imported once per worker.  The protocol, one JSON objec
 on the worker's *original* standard output (file descriptor 1 is pointed at stderr before
 any framework is imported, so whatever a framework prints cannot corrupt the protocol):
 
-* ``{"event": "adapter", "declaration": {...}}`` once, first (``adapter_declaration``);
+* ``{"event": "adapter", "declaration": {...}}`` once, first (``adapter_declaration``; with
+  ``--declare``, only that and the next, for the progress display's totals);
+* ``{"event": "jobs", "total"}``: how many jobs it will run;
 * ``{"event": "unavailable", "reason"}`` instead, when the framework cannot be imported;
 * per job: ``{"event": "start", "job"}``, then one ``{"event": "record", "record"}`` per
   record, then ``{"event": "done", "job"}``; or, when the suite's own code raised (a bug, not
@@ -27,6 +29,7 @@ largest cases first and skip entries that are cached or being computed by a sibl
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import re
@@ -40,6 +43,7 @@ import numpy as np
 
 from conformance.adapters import AdapterUnavailable, load_adapter
 from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
+from conformance.adapters.implementation import Implementation, WithImplementations, like_of
 from conformance.cases.loading import Case, load_cases
 from conformance.judge.check import check_case, problem_for
 from conformance.oracle import cache as oracle_cache
@@ -138,10 +142,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON lines {case, dtype, reason}: oracle results that the "
                              "oracle phase could not compute; jobs needing them are errors")
     parser.add_argument("--environment-id", default="")
+    parser.add_argument("--declare", action="store_true",
+                        help="(--framework) send the adapter's declaration, run nothing")
+    parser.add_argument("--implementations", metavar="JSON",
+                        help="a JSON list of implementations (Implementation.as_json) to run "
+                             "beside the framework's APIs")
+    parser.add_argument("--only-apis", nargs="*", metavar="ID",
+                        help="run only these of the framework's own APIs (and the "
+                             "implementations)")
     args = parser.parse_args(argv)
     if not args.oracle and not args.framework:
         parser.error("--framework or --oracle is required")
     channel = _Channel()
+    faulthandler.enable()  # a crash's Python stack goes to the worker's log (its stderr)
     skip: set[str] = set()
     if args.skip_file:
         with open(args.skip_file, encoding="utf-8") as handle:
@@ -164,7 +177,14 @@ def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) 
         channel.emit({"event": "unavailable", "reason": str(error)})
         return
     channel.emit({"event": "adapter", "declaration": adapter_declaration(adapter)})
+    if args.implementations or args.only_apis is not None:
+        chosen = [Implementation(**entry) for entry in json.loads(args.implementations or "[]")]
+        adapter = WithImplementations(adapter, chosen, args.only_apis)
     cases = load_cases(args.cases)
+    total = sum(1 for job in jobs(adapter, cases, args.dtype, args.device) if job.key not in skip)
+    channel.emit({"event": "jobs", "total": total})
+    if args.declare:
+        return
     if args.oracle_failed:
         _mark_oracle_failures(cases, args.oracle_failed)
     for job in jobs(adapter, cases, args.dtype, args.device):
@@ -220,6 +240,7 @@ def _no_oracle_record(job: Job, adapter: Adapter, reason: str, environment_id: s
         kind="timeout" if reason.startswith("timeout") else "crash",
         message=f"no oracle result to compare with ({reason})",
         case_file=case.file, environment_id=environment_id,
+        extra={"like": like_of(job.api)} if like_of(job.api) else {},
     )
 
 

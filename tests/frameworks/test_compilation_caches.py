@@ -163,11 +163,17 @@ def test_a_compilation_that_fails_in_a_fresh_cache_too_is_torchs_and_keeps_the_c
 # --- both frameworks, through `conformance run` ----------------------------------------------
 
 
+def _worker_logs(out: Path) -> str:
+    """What a run's workers wrote on their stderr: their logs beside the results file."""
+    return "".join(path.read_text(encoding="utf-8")
+                   for path in sorted(out.with_name(f"{out.stem}.logs").glob("*.log")))
+
+
 def test_a_run_with_unusable_compilation_caches_records_no_failure_of_a_compiled_twin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Both caches below a regular file: every record of torch.compile and jax.jit passes,
-    and each framework's worker says so on stderr once."""
+    and each framework's worker says so on stderr (its log) once."""
     frameworks = []
     for name, module in (("torch", "torch"), ("jax", "optax")):
         try:
@@ -198,7 +204,7 @@ def test_a_run_with_unusable_compilation_caches_records_no_failure_of_a_compiled
         # as the eager API: pass, or unsupported for an option it lacks (optax's reductions)
         assert got == status[case, eager, quantity] and got in ("pass", "unsupported"), (
             case, api, quantity, got)
-    err = capfd.readouterr().err
+    err = _worker_logs(out)
     if "torch" in frameworks:
         assert err.count("the TorchInductor cache") == 1, err
     if "jax" in frameworks:
@@ -208,10 +214,11 @@ def test_a_run_with_unusable_compilation_caches_records_no_failure_of_a_compiled
 
 
 def test_a_damaged_jax_cache_is_said_once_and_changes_no_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every entry of a JAX cache overwritten: JAX complained once per executable (29 lines
-    for these two cases); now stderr says it once, and the records are the first run's."""
+    for these two cases); now the worker's stderr (its log) says it once, and the records
+    are the first run's."""
     pytest.importorskip("jax", reason="JAX is not installed")
     pytest.importorskip("optax", reason="optax is not installed")
     cache = tmp_path / "jax-cache"
@@ -230,8 +237,7 @@ def test_a_damaged_jax_cache_is_said_once_and_changes_no_record(
             assert entries
             for entry in entries:
                 entry.write_bytes(b"not a compressed executable")
-            capfd.readouterr()
-    complaints = [line for line in capfd.readouterr().err.splitlines()
+    complaints = [line for line in _worker_logs(tmp_path / "damaged.jsonl").splitlines()
                   if "compilation cache" in line]
     assert len(complaints) == 1, complaints
     assert runs[1] == runs[0]
