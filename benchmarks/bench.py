@@ -29,6 +29,16 @@ Sections:
     targets), calling ``reference.oracle.evaluate`` directly; then a cProfile of the same on a
     ``--profile-shape`` slice (default 32 x 4096: the cost is linear in the elements) for
     where the time goes.
+``vectorised``
+    issue 19's ratio: the oracle (``reference.oracle.evaluate``, with its gradient) on a
+    ``--big-shape`` float32 cross_entropy with class weights and label smoothing 0.1, index
+    and probability targets, against a max-shifted numpy float64 evaluation of the same
+    problem (loss and gradient, best of three) in the same run; with the vectorised path
+    (after) and with the MPFR path alone (before: ``reference.vectorised.ENABLED = False``).
+``library``
+    the oracle part of a cold audit: every case of ``--cases`` in each of its dtypes through
+    the oracle, nothing cached, with the vectorised path and then (``--library-before``)
+    without it; and how many of them the vectorised path decided.
 ``compare``
     the comparison's cost per element (``conformance.judge.compare.compare`` on the gradient of the
     ``--profile-shape`` case against its float32 rounding), extrapolated to ``--big-shape``.
@@ -58,7 +68,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("audit", "overhead", "oracle", "big", "compare")
+SECTIONS = ("audit", "overhead", "oracle", "big", "compare", "vectorised", "library")
 PACKAGES = ("torch", "jax", "jaxlib", "optax", "tensorflow-cpu", "tensorflow", "mpmath",
             "gmpy2", "numpy")
 
@@ -428,6 +438,113 @@ def section_compare(args: argparse.Namespace, work: Path) -> list[str]:
 # --- main ---------------------------------------------------------------------------------------
 
 
+def numpy_cross_entropy(x: Any, target: Any, weight: Any,
+                        smoothing: float) -> tuple[float, float]:
+    """The max-shifted float64 numpy evaluation of the problem (loss and gradient): the
+    yardstick of issue 19's ratio.  Returns its wall and CPU time in seconds."""
+    import numpy as np
+
+    start, cpu = time.perf_counter(), time.process_time()
+    rows, classes = x.shape
+    shifted = x - x.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=1, keepdims=True)
+    log_total = np.log(total)
+    if target.ndim == 1:
+        a = np.zeros_like(x)
+        a[np.arange(rows), target] = 1.0
+        divisor = float(weight[target].sum())
+    else:
+        a, divisor = target.copy(), float(rows)
+    a = weight * ((1 - smoothing) * a + smoothing / classes)
+    loss = float((a * (log_total - shifted)).sum()) / divisor
+    grad = (a.sum(axis=1, keepdims=True) * e / total - a) / divisor
+    del loss, grad
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def section_vectorised(args: argparse.Namespace, work: Path) -> list[str]:
+    import numpy as np
+
+    from reference import vectorised
+    from reference.oracle import evaluate
+
+    rows, classes = args.big_shape
+    rng = np.random.default_rng(19)
+    x = (rng.standard_normal((rows, classes)) * 3).astype(np.float32).astype(np.float64)
+    weight = rng.uniform(0.5, 2.0, classes).astype(np.float32).astype(np.float64)
+    targets = {"index": rng.integers(0, classes, rows),
+               "probability": rng.dirichlet(np.ones(classes), rows)
+               .astype(np.float32).astype(np.float64)}
+    lines = [f"## The oracle against numpy on {rows} x {classes} float32 (issue 19)", "",
+             "cross_entropy with its gradient, class weights U(0.5, 2), label smoothing 0.1, "
+             "mean; numpy: the max-shifted float64 evaluation of the same loss and gradient "
+             "(best of 3), in the same run.  The ratio is of CPU times (this process's), "
+             "which other work on a shared machine disturbs less than wall times.", "",
+             "| targets | path | numpy wall / CPU | oracle wall / CPU | ratio (CPU) | "
+             "precision | certified |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    paths = [("vectorised (after)", True)]
+    if not args.no_before:
+        paths.append(("MPFR only (before)", False))
+    for name, target in targets.items():
+        for label, enabled in paths:
+            runs = [numpy_cross_entropy(x, target, weight, 0.1) for _ in range(3)]
+            base_wall, base_cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+            vectorised.ENABLED = enabled
+            try:
+                start, cpu = time.perf_counter(), time.process_time()
+                result = evaluate("cross_entropy", x, target=target, weight=list(weight),
+                                  label_smoothing=0.1, dtype="float32")
+                took, took_cpu = time.perf_counter() - start, time.process_time() - cpu
+            finally:
+                vectorised.ENABLED = True
+            lines.append(f"| {name} | {label} | {base_wall:.3f} / {base_cpu:.3f} s | "
+                         f"{took:.2f} / {took_cpu:.2f} s | {took_cpu / base_cpu:.1f}x | "
+                         f"{result.precision} | {result.certified} |")
+            print(lines[-1], flush=True)
+    return [*lines, "", f"Load average at the end: {load()}."]
+
+
+def section_library(args: argparse.Namespace, work: Path) -> list[str]:
+    from conformance.cases.loading import load_cases
+    from conformance.cases.problem import make_problem
+    from reference import vectorised
+
+    cases = [c for c in load_cases(args.cases) if c.expect == "value"]
+    original = vectorised.evaluate
+    taken = [0]
+
+    def counting(*a: Any, **k: Any) -> Any:
+        found = original(*a, **k)
+        taken[0] += found is not None
+        return found
+
+    lines = [f"## The oracle on every case of `{' '.join(args.cases)}` (cold, no cache)", "",
+             "| path | case x dtype results | decided by the vectorised path | wall | CPU |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    runs = [("vectorised (after)", True)] + ([("MPFR only (before)", False)]
+                                             if args.library_before else [])
+    for label, enabled in runs:
+        vectorised.evaluate = counting  # type: ignore[assignment]
+        vectorised.ENABLED = enabled
+        taken[0] = 0
+        count = 0
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            for case in cases:
+                for dtype in case.dtypes:
+                    make_problem(case, dtype).reference()
+                    count += 1
+        finally:
+            vectorised.evaluate = original  # type: ignore[assignment]
+            vectorised.ENABLED = True
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        lines.append(f"| {label} | {count} | {taken[0]} | {wall:.1f} s | {cpu:.1f} s |")
+        print(lines[-1], flush=True)
+    return [*lines, "", f"Load average at the end: {load()}."]
+
+
 def shape(text: str) -> tuple[int, int]:
     rows, _, classes = text.lower().partition("x")
     return int(rows), int(classes)
@@ -448,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="audit: also profile a warm run's workers (a third run)")
     parser.add_argument("--logs", type=Path, metavar="DIR",
                         help="keep each conformance run's stderr here")
+    parser.add_argument("--no-before", action="store_true",
+                        help="vectorised: skip the MPFR-only (before) runs")
+    parser.add_argument("--library-before", action="store_true",
+                        help="library: also run every case with the MPFR path only (long)")
     parser.add_argument("--bare", metavar="FRAMEWORK", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance.adapters import frameworks, support
+from conformance.adapters import frameworks, installed, support
 from conformance.cases.loading import MAX_ERRORS, CaseError, load_cases
 from reference.formats import DTYPES
 
@@ -74,9 +74,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, metavar="PATH",
                    help="case files or directories (default: cases)")
     p.add_argument("--framework", nargs="+", choices=list(frameworks()), metavar="NAME",
-                   help=f"frameworks to run, each of which must be installed (default: all "
-                        f"of {', '.join(frameworks())}; those not installed are then "
-                        "recorded as skipped)")
+                   help=f"frameworks to run, each of which must be installed (default: those "
+                        f"of {', '.join(frameworks())} installed here, the others named on "
+                        "stderr; with none installed, all of them, recorded as skipped)")
     p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
                    help=f"only these dtypes, of {', '.join(DTYPES)} (default: each case's)")
     p.add_argument("--device", nargs="+", metavar="DEVICE",
@@ -159,6 +159,21 @@ def _with_tolerance_scale(args: argparse.Namespace) -> int:
             os.environ[RUN_SCALE_VARIABLE] = before
 
 
+def default_frameworks() -> list[str]:
+    """The frameworks a run without --framework runs: every installed one, each other named
+    on stderr with how to install it; where none is installed, all of them (each then
+    recorded as skipped with that reason)."""
+    from conformance.adapters import not_installed
+
+    found = installed()
+    if found:
+        for name in frameworks():
+            reason = None if name in found else not_installed(name)
+            if reason:
+                print(f"{name}: not run, {reason}", file=sys.stderr)
+    return found or list(frameworks())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if getattr(args, "tolerance_scale", None) is not None:
         return _with_tolerance_scale(args)
@@ -176,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if _named_frameworks_missing(args.framework or []):
         return 2
     implementations = _implementations(args, list(frameworks()))
-    chosen = args.framework or ([] if implementations else list(frameworks()))
+    chosen = args.framework or ([] if implementations else default_frameworks())
     options = RunOptions(
         cases=args.cases, frameworks=chosen, dtypes=args.dtype,
         devices=args.device, out=args.out, timeout=args.timeout, jobs=args.jobs,
@@ -439,7 +454,81 @@ def cmd_pairwise(args: argparse.Namespace) -> int:
     print("\n".join(pair_lines(pairs, args.limit or None)))
     written = f"; written to {args.out}" if args.out else ""
     print(f"{len(pairs)} framework pairs compared{written}")
+    _print_version_changes(args.results, args.limit or None)
     return 0
+
+
+def _print_version_changes(paths: list[Path], limit: int | None) -> None:
+    """Where a framework has records of several versions: what passes in one and not in
+    another (``conformance.report.versions``)."""
+    from conformance.report.versions import (
+        change_lines,
+        changes_between_versions,
+        framework_versions,
+    )
+    from conformance.results.jsonl import read_results
+
+    results = read_results(paths)
+    several = {name: found for name, found in framework_versions(results.records).items()
+               if len(found) > 1}
+    if not several:
+        return
+    changes = changes_between_versions(results.records, results.adapters)
+    for line in change_lines(changes)[:limit]:
+        print(line)
+    shown = "; ".join(f"{name} {' / '.join(found)}" for name, found in several.items())
+    print(f"{len(changes)} comparisons changed between versions ({shown})")
+
+
+def _add_hunt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("hunt", help="search for discrepancies with generated problems "
+                                    "(Hypothesis); write each as a minimal case file")
+    p.add_argument("--framework", required=True, choices=list(frameworks()), metavar="NAME",
+                   help=f"the framework to hunt on ({', '.join(frameworks())}; required)")
+    p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
+                   help="how long to search (default 120)")
+    p.add_argument("--out", type=Path, default=Path("found"), metavar="DIR",
+                   help="where the cases go, one file per distinct discrepancy (default: "
+                        "found/; files already there are never overwritten)")
+    p.add_argument("--seed", type=int, default=0, help="Hypothesis' seed (default 0)")
+    p.add_argument("--max-problems", type=int, metavar="N",
+                   help="also stop after N problems, shrinking included (default: no limit)")
+    p.add_argument("--dtype", nargs="+", choices=list(DTYPES), metavar="DTYPE",
+                   help="only these dtypes (default: every dtype the framework has)")
+    p.add_argument("--compiled", action="store_true",
+                   help="also the compiled twins of the APIs (torch.compile, jax.jit, "
+                        "tf.function), which compile again for every new shape (default: "
+                        "the eager APIs only)")
+    p.add_argument("--exit-zero", action="store_true",
+                   help="exit 0 even when discrepancies are found (default: exit 1 then)")
+
+
+def cmd_hunt(args: argparse.Namespace) -> int:
+    try:
+        from conformance.hunt.hunter import hunt
+    except ImportError as error:
+        print(f"error: conformance hunt needs Hypothesis ({error}); "
+              "pip install -c constraints.txt -e '.[hunt]'", file=sys.stderr)
+        return 2
+    from conformance.adapters import AdapterUnavailable, load_adapter
+
+    if not args.budget > 0 or args.budget == float("inf"):
+        print(f"error: --budget must be a finite number of seconds > 0, got {args.budget}",
+              file=sys.stderr)
+        return 2
+    if args.out.exists() and not args.out.is_dir():
+        print(f"error: --out {args.out} exists and is not a directory", file=sys.stderr)
+        return 2
+    try:
+        adapter = load_adapter(args.framework)
+    except AdapterUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    summary = hunt(adapter, args.budget, args.out, seed=args.seed,
+                   dtypes=tuple(args.dtype) if args.dtype else None, compiled=args.compiled,
+                   max_problems=args.max_problems)
+    print(summary.report())
+    return 1 if summary.findings and not args.exit_zero else 0
 
 
 def _add_oracle(sub: argparse._SubParsersAction) -> None:
@@ -508,6 +597,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
     "support": (support.add_parser, support.command),
     "report": (_add_report, cmd_report),
     "merge": (_add_merge, cmd_merge),
+    "hunt": (_add_hunt, cmd_hunt),
     "oracle": (_add_oracle, cmd_oracle),
 }
 

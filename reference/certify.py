@@ -1,7 +1,11 @@
 """The precision loop: a pass is accepted when its rounding is known to be the exact value's.
 
 A value is accepted when its rounding to float64 **and** to the dtype under test is that of
-the exact value.  Two ways decide it:
+the exact value.  First, a problem the vectorised path takes (``reference/vectorised.py``:
+numpy double-double arithmetic with an error bound for every element) is returned from there
+when every element is decided by its bound; anything else (a problem outside that path's
+whitelist, or one undecided element) goes the MPFR/mpmath way below, unchanged.  Two ways
+decide it there:
 
 **An a-priori error bound (one pass).**  For rows of finite logits computed on MPFR numbers
 (cross_entropy, softmax, log_softmax), every element comes with a bound of its error
@@ -32,8 +36,10 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
+from reference import vectorised
 from reference.compute import Pass, compute, first_precision
 from reference.formats import FloatFormat, nearest_float64, round_float64_array, round_to_format
+from reference.ledger import Ledger
 from reference.mpfr import Floats
 from reference.problem import Problem
 
@@ -55,6 +61,10 @@ class Accepted:
 def accept(problem: Problem, fmt: FloatFormat, want_grad: bool) -> Accepted:
     """Evaluate ``problem`` at rising precisions until a pass is accepted (the module
     docstring); ``fmt``: the format whose rounding must be stable."""
+    fast = vectorised.evaluate(problem, fmt, want_grad)
+    if fast is not None:  # every element decided in double-double (reference/vectorised.py)
+        return Accepted(Pass(fast.output, fast.grad, Ledger()), vectorised.PRECISION, True,
+                        fast.ingredients)
     precision = first_precision(problem)
     previous_key = ingredients = None
     while True:

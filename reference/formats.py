@@ -26,6 +26,8 @@ import numpy as np
 from mpmath import mpf
 from mpmath.libmp import from_float, from_man_exp, round_nearest
 
+from reference.pairs import ExactPairs
+
 
 @dataclass(frozen=True)
 class FloatFormat:
@@ -203,8 +205,11 @@ def _numpy_dtype(fmt: FloatFormat) -> np.dtype[Any]:
     return np.dtype(name)
 
 
-def nearest_float64(values: np.ndarray) -> np.ndarray:
-    """The float64 nearest to each mpf of ``values`` (ties to even, subnormals included)."""
+def nearest_float64(values: np.ndarray | ExactPairs) -> np.ndarray:
+    """The float64 nearest to each mpf of ``values`` (ties to even, subnormals included);
+    for ``reference.pairs.ExactPairs``, their ``hi`` (which is that float64)."""
+    if isinstance(values, ExactPairs):
+        return values.hi.copy()
     flat = np.asarray(values, dtype=object).reshape(-1)
     out = np.fromiter((float(v) for v in flat), dtype=np.float64, count=flat.size)
     # mpmath's float() rounds to 53 bits, then ldexp rounds again below 2**-1022: redo those

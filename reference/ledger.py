@@ -74,12 +74,34 @@ class Ledger:
         if not self._parts:
             return True
         f, r, e = (np.concatenate(part) for part in zip(*self._parts))
-        slack = 1 + 2.0 ** -50  # r and the sums, each rounded to float64
-        with np.errstate(over="ignore", invalid="ignore"):
-            up = np.nextafter(f, np.inf) - f
-            down = f - np.nextafter(f, -np.inf)
-            inside = ((2 * (np.maximum(r, 0) + e) * slack < up)
-                      & (2 * (np.maximum(-r, 0) + e) * slack < down)
-                      & (f != 0) & (np.abs(f) < np.finfo(np.float64).max))
-        _rounded, boundary = round_float64_array(f, fmt)
-        return bool(np.all((e == 0) | (inside & ~boundary)))
+        return decided(f, r, e, fmt)
+
+
+def decided_mask(f: np.ndarray, r: np.ndarray, e: np.ndarray, fmt: FloatFormat,
+                 sided: bool = False) -> np.ndarray:
+    """Elementwise, the module docstring's rule: whether the value ``f + r`` (``f`` its
+    nearest float64, ``r`` the rest, rounded to float64) with error bound ``e`` rounds, to
+    float64 and to ``fmt``, as the exact value does (``e == 0``: known exactly).
+
+    ``sided``: also accept an ``f`` that is a rounding boundary of ``fmt`` when the exact
+    value is known to lie strictly on one side of it (``|r| > e``): its rounding into ``fmt``
+    is then that of every number between ``f`` and its float64 neighbour on that side, which
+    a reader of the exact value finds (``round_float64_array``'s midpoints are redone from
+    it)."""
+    slack = 1 + 2.0 ** -50  # r and the sums, each rounded to float64
+    with np.errstate(over="ignore", invalid="ignore"):
+        up = np.nextafter(f, np.inf) - f
+        down = f - np.nextafter(f, -np.inf)
+        inside = ((2 * (np.maximum(r, 0) + e) * slack < up)
+                  & (2 * (np.maximum(-r, 0) + e) * slack < down)
+                  & (f != 0) & (np.abs(f) < np.finfo(np.float64).max))
+    _rounded, boundary = round_float64_array(f, fmt)
+    if sided:
+        boundary &= ~(np.abs(r) > e * slack)
+    return (e == 0) | (inside & ~boundary)
+
+
+def decided(f: np.ndarray, r: np.ndarray, e: np.ndarray, fmt: FloatFormat,
+            sided: bool = False) -> bool:
+    """Whether ``decided_mask`` holds for every element."""
+    return bool(np.all(decided_mask(f, r, e, fmt, sided)))

@@ -39,6 +39,7 @@ import numpy as np
 
 from reference.certify import MAX_PRECISION, accept
 from reference.formats import get_format
+from reference.pairs import ExactPairs
 from reference.problem import OPS, REDUCTIONS, OracleDomainError, prepare
 from reference.tolerance import INFLATION, problem_bounds
 
@@ -50,14 +51,16 @@ __all__ = [
 
 @dataclass(frozen=True)
 class OracleResult:
-    """Exact-enough values of one op: ``output`` and ``grad`` are numpy arrays of ``mpf``.
+    """Exact-enough values of one op: ``output`` and ``grad`` are numpy arrays of ``mpf``, or
+    for the vectorised path's large results ``reference.pairs.ExactPairs`` (the same values
+    as float64 pairs; ``numpy.asarray(values, dtype=object)`` gives the mpf array).
 
     ``grad`` is d(scalar)/d(input), where the scalar is the op's output, or the sum of its
     elements when the output is not a scalar (reduction ``none``, softmax, log_softmax).
     """
 
-    output: np.ndarray
-    grad: np.ndarray | None
+    output: np.ndarray | ExactPairs
+    grad: np.ndarray | ExactPairs | None
     precision: int
     certified: bool
     # Error bounds of a max-shifted evaluation in the dtype (see ``error_bounds``): float64

@@ -49,7 +49,7 @@ class Problem:
     class_axis: int
     index_target: np.ndarray | None  # rows, int
     prob_target: np.ndarray | None  # rows x C
-    weight: list[mpf] | None
+    weight: Sequence[mpf] | None  # ExactFloats when every weight is a float64
     ignore_index: int
     reduction: str
     label_smoothing: mpf
@@ -81,6 +81,51 @@ def _as_value_array(values: Any) -> np.ndarray:
     if all(f == v or (math.isnan(f) and mpmath.isnan(v)) for f, v in zip(floats, mpfs.flat)):
         return floats.reshape(mpfs.shape)
     return mpfs
+
+
+class ExactFloats(Sequence[mpf]):
+    """A sequence of float64 values read as exact ``mpf`` (``floats``: the values themselves),
+    each converted when first read: the weights of a problem with many classes, which most
+    rows read at one class only and the vectorised path reads as floats."""
+
+    def __init__(self, floats: np.ndarray) -> None:
+        self.floats = np.asarray(floats, dtype=np.float64)
+        self._mpf: list[mpf] | None = None
+
+    def __len__(self) -> int:
+        return len(self.floats)
+
+    def _all(self) -> list[mpf]:
+        if self._mpf is None:
+            self._mpf = [exact(v) for v in self.floats.tolist()]
+        return self._mpf
+
+    def __getitem__(self, index: Any) -> Any:
+        if self._mpf is None and isinstance(index, (int, np.integer)):
+            return exact(float(self.floats[index]))
+        return self._all()[index]
+
+    def __iter__(self) -> Any:
+        return iter(self._all())
+
+
+def weight_floats(weight: Sequence[mpf] | None) -> np.ndarray | None:
+    """The class weights as float64 (rounded where not exactly floats), None without."""
+    if weight is None:
+        return None
+    if isinstance(weight, ExactFloats):
+        return weight.floats
+    return np.array([float(w) for w in weight], dtype=np.float64)
+
+
+def _prepare_weight(weight: Sequence[float] | Any) -> Sequence[mpf]:
+    """The weights, exactly: float64 values as ``ExactFloats``, anything else as mpf."""
+    if isinstance(weight, np.ndarray) and weight.dtype.kind == "f" and weight.ndim == 1:
+        return ExactFloats(weight.astype(np.float64))  # float16/32/64 values: exact
+    if isinstance(weight, (list, tuple)) and all(
+            type(w) is float or isinstance(w, np.floating) for w in weight):  # exact in float64
+        return ExactFloats(np.array(weight, dtype=np.float64))
+    return [_to_mpf(w) for w in weight]
 
 
 def mpf_row(values: np.ndarray, r: int) -> list[mpf]:
@@ -127,7 +172,7 @@ def prepare(
             _check_indices(index_target, classes, ignore_index)
     weights = None
     if weight is not None:
-        weights = [_to_mpf(w) for w in weight]
+        weights = _prepare_weight(weight)
         if len(weights) != classes:
             raise OracleDomainError(
                 f"weight has {len(weights)} entries for {classes} classes", "weight"
@@ -151,10 +196,11 @@ def _prepare_target(
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     if target is None:
         raise OracleDomainError(f"{op} needs a target", "target")
-    array = np.asarray(target, dtype=object)
-    # a float array is a probability target even when empty (no element says so)
+    # a float array is a probability target even when empty (no element says so); it is
+    # read without an object array of millions of Python floats
     is_float_array = isinstance(target, np.ndarray) and target.dtype.kind == "f"
     is_integer_array = isinstance(target, np.ndarray) and target.dtype.kind in "iu"
+    array = target if is_float_array else np.asarray(target, dtype=object)
     is_index = is_integer_array or (not is_float_array and all(
         isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in array.flat))
     if is_index:

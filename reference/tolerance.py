@@ -25,7 +25,7 @@ import numpy as np
 from reference.compute import first_precision
 from reference.formats import FloatFormat, exact
 from reference.mpfr import Floats, row_exponentials
-from reference.problem import Problem, float_row, restore
+from reference.problem import Problem, float_row, restore, weight_floats
 
 INFLATION = 1 + 2.0 ** -40
 
@@ -171,8 +171,8 @@ def _normalize_bounds(problem: Problem, u: float, eta: float,
 def _loss_bounds(problem: Problem, u: float, eta: float,
                  found: dict[int, Floats]) -> tuple[np.ndarray, np.ndarray]:
     rows, classes = problem.logits.shape
-    weight = (np.ones(classes) if problem.weight is None
-              else np.array([float(w) for w in problem.weight]))
+    found_weights = weight_floats(problem.weight)
+    weight = np.ones(classes) if found_weights is None else found_weights
     losses = np.zeros(rows)  # sum_c |a_c| |log p_c|  (= |l_r| for non-negative a)
     row_bounds = np.zeros(rows)  # beta_r
     shares = np.zeros(rows)  # d_r

@@ -21,12 +21,22 @@ def mpmath_global_precision_untouched() -> Iterator[None]:
     assert (mpmath.mp.prec, mpmath.mp.dps) == before, "a test changed mpmath's global precision"
 
 
+@pytest.fixture
+def mpfr_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oracle without its vectorised path (reference/vectorised.py): for the tests of the
+    MPFR/mpmath path's own properties (its precisions, its passes, its accuracy)."""
+    from reference import vectorised
+
+    monkeypatch.setattr(vectorised, "ENABLED", False)
+
+
 # name -> class in tests/stand_in_adapters.py; the faulty ones misbehave only on the case named
 # by $STANDIN_FAULT_CASE (see that module).
 STAND_INS = {
     "exact": "ExactAdapter", "offset": "OffsetAdapter", "segfault": "SegfaultAdapter",
     "abort": "AbortAdapter", "hang": "HangAdapter", "noisy": "NoisyAdapter",
     "import-crash": "ImportCrashAdapter", "missing": "MissingAdapter", "zeros": "ZerosAdapter",
+    "masked": "MaskedAdapter",
     "tracing": "TracingAdapter", "raising": "RaisingAdapter",
 }
 

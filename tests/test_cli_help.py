@@ -77,7 +77,8 @@ def test_metavariables_are_consistent() -> None:
                 if option in wanted:
                     found.setdefault(option, set()).add(action.metavar)
     assert found == {option: {metavar} for option, metavar in wanted.items()}
-    # --out is a FILE, except `conformance oracle --out`, a file or a folder
+    # --out is a FILE, except `conformance oracle --out`, a file or a folder (PATH), and
+    # `conformance hunt --out`, a folder (DIR)
     outs = {a.metavar for p in _subparsers().values() for a in p._actions
             if "--out" in a.option_strings}
-    assert outs <= {"FILE", "PATH"}
+    assert outs <= {"FILE", "PATH", "DIR"}

@@ -187,7 +187,7 @@ LAYERS = (
     ("conformance.oracle",),
     ("conformance.adapters",),
     ("conformance.judge",),
-    ("conformance.run", "conformance.report"),
+    ("conformance.run", "conformance.report", "conformance.hunt"),
     # the package itself is a door: ``conformance.audit`` (in ``auditing``)
     ("conformance", "conformance.cli", "conformance.pytest_plugin", "conformance.__main__",
      "conformance.auditing"),

@@ -25,6 +25,9 @@ from reference.ledger import Ledger
 from reference.oracle import OracleResult, evaluate
 from reference.problem import prepare
 
+# these test the MPFR/mpmath path; tests/test_oracle_vectorised.py tests the vectorised one
+pytestmark = pytest.mark.usefixtures("mpfr_path")
+
 gmpy2 = pytest.importorskip("gmpy2", reason="gmpy2 is not installed (the fast path needs it)")
 
 DTYPES = ["float64", "float32", "float16", "bfloat16"]

@@ -14,6 +14,9 @@ from reference.formats import nearest_float64
 from reference.oracle import evaluate
 from reference.problem import prepare
 
+# these test the MPFR/mpmath path; tests/test_oracle_vectorised.py tests the vectorised one
+pytestmark = pytest.mark.usefixtures("mpfr_path")
+
 gmpy2 = pytest.importorskip("gmpy2", reason="gmpy2 is not installed (the fast path needs it)")
 
 

@@ -16,6 +16,9 @@ from mpmath import mpf
 from reference.formats import FORMATS, round_to_float
 from reference.oracle import INFLATION, error_bounds, evaluate
 
+# these test the MPFR/mpmath path; tests/test_oracle_vectorised.py tests the vectorised one
+pytestmark = pytest.mark.usefixtures("mpfr_path")
+
 U32 = 2.0 ** -24
 ETA32 = 2.0 ** -149
 

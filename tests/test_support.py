@@ -150,17 +150,31 @@ def test_the_command_prints_markdown_or_json(stand_ins: None) -> None:
 
 
 README_BLOCK = re.compile(r"<!-- support-matrix -->\n(.*?)<!-- /support-matrix -->", re.S)
+README_FRAMEWORKS = ["torch", "jax", "tensorflow", "scipy", "onnxruntime", "mlx", "keras-jax",
+                     "keras-torch"]
 ALL_FRAMEWORKS = all(importlib.util.find_spec(name) is not None
-                     for name in ("torch", "jax", "optax", "tensorflow", "keras"))
+                     for name in ("torch", "jax", "optax", "tensorflow", "keras", "scipy",
+                                  "onnxruntime", "onnx", "mlx"))
 
 
-@pytest.mark.skipif(not ALL_FRAMEWORKS, reason="the README's matrix covers torch, JAX and "
-                                               "TensorFlow; not all of them are installed")
+@pytest.mark.skipif(not ALL_FRAMEWORKS, reason="the README's matrix covers torch, JAX, "
+                                               "TensorFlow, SciPy, ONNX Runtime, MLX and Keras; "
+                                               "not all of them are installed")
 def test_the_readmes_matrix_is_the_generated_one() -> None:
-    """Regenerate with: conformance support --framework torch jax tensorflow --table-only"""
+    """Regenerate with: conformance support --framework torch jax tensorflow scipy onnxruntime
+    mlx keras-jax keras-torch --table-only"""
     block = README_BLOCK.search((ROOT / "README.md").read_text(encoding="utf-8"))
     assert block is not None, "README.md lacks the <!-- support-matrix --> block"
-    generated = from_adapters(["torch", "jax", "tensorflow"])
+    generated = from_adapters(README_FRAMEWORKS)
     assert all(not f.unavailable for f in generated.frameworks), generated.frameworks
     assert block.group(1) == generated.markdown(environment=False, reasons=False)
 
+
+def test_a_forward_only_api_says_no_in_the_grad_column_with_its_reason() -> None:
+    declaration = json.loads(json.dumps(DECLARATION))
+    declaration["apis"][0]["no_grad"] = "values only"
+    text = from_declarations([declaration]).markdown()
+    softmax_row = next(line for line in text.splitlines() if "`toy.softmax`" in line)
+    nll_row = next(line for line in text.splitlines() if "`nll(" in line)
+    assert softmax_row.endswith("| no |") and nll_row.endswith("| composed |")
+    assert "* toy: `toy.softmax` (grad): values only" in text

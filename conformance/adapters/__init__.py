@@ -24,16 +24,26 @@ FRAMEWORKS: dict[str, tuple[str, str]] = {
     "torch": ("conformance.adapters.torch_adapter", "TorchAdapter"),
     "jax": ("conformance.adapters.jax_adapter", "JaxAdapter"),
     "tensorflow": ("conformance.adapters.tensorflow_adapter", "TensorFlowAdapter"),
+    "scipy": ("conformance.adapters.scipy_adapter", "ScipyAdapter"),
+    "onnxruntime": ("conformance.adapters.onnxruntime_adapter", "OnnxRuntimeAdapter"),
+    "mlx": ("conformance.adapters.mlx_adapter", "MlxAdapter"),
+    "keras-jax": ("conformance.adapters.keras_adapter", "KerasJaxAdapter"),
+    "keras-torch": ("conformance.adapters.keras_adapter", "KerasTorchAdapter"),
+    "paddle": ("conformance.adapters.paddle_adapter", "PaddleAdapter"),
 }
-
-
 # What a built-in framework's adapter imports (top-level modules), and the pip packages that
 # give them; this project's extra of the same name installs them at the tested versions.
 REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
     "torch": ("torch",), "jax": ("jax", "jaxlib", "optax"), "tensorflow": ("keras", "tensorflow"),
+    "scipy": ("scipy",), "onnxruntime": ("onnxruntime", "onnx"), "mlx": ("mlx",),
+    "keras-jax": ("keras", "jax", "jaxlib"), "keras-torch": ("keras", "torch"),
+    "paddle": ("paddle",),
 }
 PACKAGES: dict[str, str] = {"torch": "torch", "jax": "jax, jaxlib and optax",
-                            "tensorflow": "tensorflow-cpu"}
+                            "tensorflow": "tensorflow-cpu", "scipy": "scipy",
+                            "onnxruntime": "onnxruntime and onnx", "mlx": "mlx and mlx-cpu",
+                            "keras-jax": "keras, jax and jaxlib", "keras-torch": "keras and torch",
+                            "paddle": "paddlepaddle"}
 
 ADAPTERS_VARIABLE = "CONFORMANCE_ADAPTERS"
 # Installed packages register adapters under this entry-point group, as pytest plugins use
@@ -91,6 +101,14 @@ def frameworks() -> dict[str, tuple[str, str]]:
     return {**FRAMEWORKS, **extra}
 
 
+def installed(names: list[str] | None = None) -> list[str]:
+    """The frameworks of ``names`` (default: every known one) whose modules are all there
+    (``not_installed``, which imports nothing), so a run with no --framework runs every
+    framework installed here."""
+    return [name for name in (names if names is not None else list(frameworks()))
+            if not_installed(name) is None]
+
+
 def _entry_point_adapters() -> dict[str, tuple[str, str]]:
     """name -> (module, class) of every ``conformance.adapters`` entry point installed."""
     found: dict[str, tuple[str, str]] = {}
@@ -144,6 +162,7 @@ __all__ = [
     "Outcome",
     "frameworks",
     "install_hint",
+    "installed",
     "load_adapter",
     "not_installed",
 ]

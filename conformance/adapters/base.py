@@ -39,6 +39,9 @@ class Api:
     # composed linear + cross_entropy does); its records are judged with the bound that allows
     # that rounding (conformance/judge/compare.py), the others with the fused one
     materialises_logits: bool = False
+    # Why the API has no gradient (a forward-only runtime), or "" where it has one: a case's
+    # gradient is then recorded ``unsupported`` with this reason, its output still judged.
+    no_grad: str = ""
     # The public function (or class) a user's implementation stands in for under
     # ``conformance run --impl ... --like NAME`` (``conformance.adapters.implementation``),
     # named from the framework's top-level module ("torch.nn.functional.cross_entropy");
@@ -75,6 +78,9 @@ class Outcome:
     # warning, the path it took), copied into every record's ``extra``
     grads: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # The dtype the framework's output had, where the adapter tells it ("" where it does not):
+    # an output in another dtype than the inputs' is a discrepancy (conformance/judge/check.py).
+    dtype: str = ""
 
 
 class Adapter(abc.ABC):
@@ -125,7 +131,7 @@ def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
         "apis": [
             {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
              "supports": sorted(a.supports), "reasons": dict(a.reasons),
-             "semantics": dict(a.semantics),
+             "semantics": dict(a.semantics), **({"no_grad": a.no_grad} if a.no_grad else {}),
              **({"materialises_logits": True} if a.materialises_logits else {})}
             for a in adapter.apis()
         ],

@@ -55,6 +55,11 @@ class ApiSupport:
     supports: frozenset[str]
     reasons: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
     semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    no_grad: str = ""  # why the API has no gradient (forward-only runtimes)
+
+    def grad_cell(self) -> str:
+        """``no`` for a forward-only API, else its kind."""
+        return UNSUPPORTED if self.no_grad else self.kind
 
     def cell(self, option: str) -> str:
         """``native`` / ``composed``, ``no``, or ``""`` where ``option`` does not apply (to
@@ -117,7 +122,7 @@ def _add(entry: FrameworkSupport, declaration: dict[str, Any]) -> None:
                 id=str(api.get("id", "")), name=str(api.get("name", "")), op=str(api.get("op", "")),
                 kind=str(api.get("kind", "native")), supports=frozenset(api.get("supports", [])),
                 reasons=dict(api.get("reasons", {})),
-                semantics=dict(api.get("semantics", {}))))
+                semantics=dict(api.get("semantics", {})), no_grad=str(api.get("no_grad", ""))))
     known_devices = {d.get("id") for d in entry.devices}
     entry.devices += [dict(d) for d in declaration.get("devices", [])
                       if d.get("id") not in known_devices]
@@ -197,14 +202,14 @@ def _markdown(matrix: SupportMatrix, environment: bool, reasons: bool) -> list[s
     columns = list(OPTIONS)
     lines = [
         "| framework | API | also as | op | " + " | ".join(HEADERS.get(o, o) for o in columns)
-        + " |",
-        "| --- | --- | --- | --- | " + " | ".join("---" for _ in columns) + " |",
+        + " | grad |",
+        "| --- | --- | --- | --- | " + " | ".join("---" for _ in columns) + " | --- |",
     ]
     for framework in matrix.frameworks:
         for api, twins in _shown(framework.apis):
             also = ", ".join(f"`{w}(...)`" for w in twins)
             lines.append(f"| {framework.framework} | `{api.name}` | {also} | {api.op} | "
-                         + " | ".join(api.cell(o) for o in columns) + " |")
+                         + " | ".join(api.cell(o) for o in columns) + f" | {api.grad_cell()} |")
     listed = "listed below" if reasons else "listed by `conformance support`"
     lines += ["", "`native`/`composed`: supported, by the API itself or by the glue its name "
               f"shows (`*`: by the framework's own definition, {listed}); `no`: unsupported "
@@ -246,6 +251,11 @@ def _reason_lines(matrix: SupportMatrix) -> list[str]:
                 if api.cell(option) == UNSUPPORTED:
                     apis = grouped.setdefault((framework.framework, api.reason(option)), {})
                     apis.setdefault(api.name, []).append(option)
+    for framework in matrix.frameworks:
+        for api, _ in _shown(framework.apis):
+            if api.no_grad:
+                apis = grouped.setdefault((framework.framework, api.no_grad), {})
+                apis.setdefault(api.name, []).append("grad")
     lines = []
     for (name_of_framework, reason), apis in grouped.items():
         where = "; ".join(f"`{name}` ({', '.join(options)})" for name, options in apis.items())

@@ -37,6 +37,7 @@ from conformance.oracle import cache as oracle_cache
 from conformance.results.records import Record, values_for_record
 from reference.formats import get_format
 from reference.oracle import OracleResult, error_bounds
+from reference.pairs import ExactPairs
 
 
 @lru_cache(maxsize=256)
@@ -136,9 +137,26 @@ def check_case(
     records = [_judge(base, "output", reference.output, outcome.output, problem,
                       output_bound, override)]
     if case.grad and reference.grad is not None and grad_bound is not None:
-        records.append(_judge(base, "grad", reference.grad, outcome.grad, problem, grad_bound,
-                              override))
-    return [_semantic(record, api, case, problem) for record in records]
+        if getattr(api, "no_grad", ""):
+            records.append(replace(base, quantity="grad", status="unsupported",
+                                   message=api.no_grad))
+        else:
+            records.append(_judge(base, "grad", reference.grad, outcome.grad, problem,
+                                  grad_bound, override))
+    judged = [_semantic(record, api, case, problem) for record in records]
+    # after _semantic: an output in the wrong dtype is that, whatever definition the API follows
+    return [_dtype_kept(judged[0], outcome, dtype), *judged[1:]]
+
+
+def _dtype_kept(record: Record, outcome: Outcome, dtype: str) -> Record:
+    """``record`` of the output, failed as a ``behaviour`` discrepancy when the adapter says
+    the framework returned another dtype than its inputs' (``Outcome.dtype``): a float64
+    run that computes in float32 is not a float64 result, whatever its values."""
+    if not outcome.dtype or outcome.dtype == dtype or record.status not in ("pass", "fail"):
+        return record
+    note = f"returned {outcome.dtype} for {dtype} inputs"
+    return replace(record, status="fail", kind=BEHAVIOUR,
+                   message=f"{note}; {record.message}" if record.message else note)
 
 
 def bounds_for(case: Case, dtype: str,
@@ -285,7 +303,7 @@ def check_documented(case: Case, environment_id: str = "") -> list[Record]:
     return records
 
 
-def _documented_record(base: Record, exact: np.ndarray | None, documented: Any,
+def _documented_record(base: Record, exact: np.ndarray | ExactPairs | None, documented: Any,
                        tolerance: float) -> Record:
     """The verdict on a printed value, by ``conformance.judge.compare``'s element-wise rules with
     ``tolerance`` as every element's absolute bound: NaN matches NaN, an infinity only

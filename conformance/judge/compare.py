@@ -213,6 +213,7 @@ from reference.formats import (
     round_to_float,
     ulp_distance_array,
 )
+from reference.pairs import ExactPairs
 
 NUMERIC = "numeric"
 SPECIAL_VALUE = "special-value"
@@ -366,8 +367,10 @@ class Expected:
         self._exact = exact
 
     @classmethod
-    def of(cls, values: np.ndarray) -> Expected:
+    def of(cls, values: np.ndarray | ExactPairs) -> Expected:
         """From the exact values themselves (the float64 view computed here)."""
+        if isinstance(values, ExactPairs):  # the float64 view without building an mpf
+            return cls(nearest_float64(values), values.mpf)
         array = np.asarray(values, dtype=object)
         return cls(nearest_float64(array), lambda: array)
 
@@ -386,8 +389,8 @@ class Expected:
         return _residuals(self.values, flat, np.isfinite(flat))
 
 
-def compare(expected: np.ndarray | Expected, actual: np.ndarray, dtype: str, bound: np.ndarray,
-            tolerance: Tolerance | None = None) -> Comparison:
+def compare(expected: np.ndarray | ExactPairs | Expected, actual: np.ndarray, dtype: str,
+            bound: np.ndarray, tolerance: Tolerance | None = None) -> Comparison:
     """Judge ``actual`` (floats) against ``expected`` (the exact values, mpf, or their
     ``Expected`` view) elementwise, with ``bound`` the oracle's per-element error bound
     (``OracleResult.output_bound`` / ``grad_bound``) and ``tolerance`` its factor (the

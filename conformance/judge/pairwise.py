@@ -32,6 +32,12 @@ match the oracle's pattern, hence each other's).
 ``conformance pairwise RESULTS... [--out FILE]`` prints the pairs, largest first, and writes
 them as JSON Lines of ``{"type": "pairwise", ...}`` (a separate file: results files hold
 environment, adapter and result lines only).
+
+**Versions.**  Where some framework has records of more than one version (results files of
+the pinned and of the latest audit), every framework is named with its version
+(``jax 0.10.2 (...)``, ``jax 0.12.0 (...)``) and records pair across environments, so two
+versions of one framework are compared like two frameworks, each API with itself (not with
+the framework's other APIs of its kind); ``environment_id`` is then empty.
 """
 
 from __future__ import annotations
@@ -173,26 +179,42 @@ def pairs_from_records(records: Iterable[Record],
     """Every pair of frameworks that ran the same case, API kind, device kind, dtype and
     quantity in one environment, with their largest disagreement; largest first."""
     kinds = _device_kinds(adapters)
+    records = [record for record in records
+               if record.status in COMPARED_STATUSES and record.quantity in COMPARED_QUANTITIES
+               and record.framework != "reference"]
+    versioned = _several_versions(records)
     groups: dict[_GroupKey, list[Record]] = defaultdict(list)
     for record in records:
-        if (record.status not in COMPARED_STATUSES or record.quantity not in COMPARED_QUANTITIES
-                or record.framework == "reference"):
-            continue
-        key = _GroupKey(record.environment_id, record.case_id, record.dtype, record.quantity,
-                        record.api_kind, _device_kind(record, kinds))
+        key = _GroupKey("" if versioned else record.environment_id, record.case_id, record.dtype,
+                        record.quantity, record.api_kind, _device_kind(record, kinds))
         groups[key].append(record)
     pairs = _implementation_pairs([r for members in groups.values() for r in members], kinds)
     for key, members in groups.items():
         by_framework: dict[str, list[Record]] = defaultdict(list)
         for record in members:
-            by_framework[record.framework].append(record)
+            name = (f"{record.framework} {record.framework_version}".strip() if versioned
+                    else record.framework)
+            by_framework[name].append(record)
         for fa, fb in itertools.combinations(sorted(by_framework), 2):
-            candidates = [pair for ra in by_framework[fa] for rb in by_framework[fb]
-                          if (pair := _pair(key, ra, rb)) is not None]
+            # two versions of one framework: each API against itself, so a change is its own
+            candidates = [replace(pair, framework_a=fa, framework_b=fb)
+                          for ra in by_framework[fa] for rb in by_framework[fb]
+                          if (ra.framework != rb.framework or ra.api == rb.api)
+                          and (pair := _pair(key, ra, rb)) is not None]
             if candidates:
                 worst = max(candidates, key=lambda p: p.severity)
                 pairs.append(replace(worst, api_pairs=len(candidates)))
     return sorted(pairs, key=lambda p: p.severity, reverse=True)
+
+
+def _several_versions(records: list[Record]) -> bool:
+    """Whether some framework has records of more than one version (then every framework is
+    named with its version, and records pair across environments: two audits, e.g. the
+    pinned and the latest, run in environments of their own)."""
+    versions: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        versions[record.framework].add(record.framework_version)
+    return any(len(found) > 1 for found in versions.values())
 
 
 def _implementation_pairs(records: list[Record],

@@ -17,10 +17,12 @@ Entries live in ``DIR/oracle-VERSION/KEY[:2]/KEY.npz`` (``DIR`` defaults to
 disable the cache).  An entry is a numpy ``.npz`` archive of plain integer and float arrays,
 read with ``allow_pickle=False``: every ``mpf`` is stored *exactly*, as its signed binary
 mantissa and exponent (two's complement bytes, so no size limit), with mpmath's own codes for
-zero, NaN and the infinities; the float64 error bounds (``output_bound``, ``grad_bound``) as
-float64 arrays; and, for each quantity, the float64 nearest to each exact value
-(``output_nearest``, ``grad_nearest``): ``load_summary`` reads those without rebuilding a
-single ``mpf``, which is all most comparisons need (``conformance.judge.compare.Expected``).
+zero, NaN and the infinities (or, for the vectorised oracle's large results,
+``reference.pairs.ExactPairs``, as the two float64 arrays whose sum each value is); the
+float64 error bounds (``output_bound``, ``grad_bound``) as float64 arrays; and, for each
+quantity, the float64 nearest to each exact value (``output_nearest``, ``grad_nearest``):
+``load_summary`` reads those without rebuilding a single ``mpf``, which is all most
+comparisons need (``conformance.judge.compare.Expected``).
 Reading an entry gives back the very same ``mpf`` values, so a cached and an uncached run
 write identical records.
 
@@ -75,11 +77,13 @@ from reference.formats import nearest_float64
 from reference.linear import QUANTITIES as LINEAR_QUANTITIES
 from reference.linear import LinearResult, Quantity
 from reference.oracle import OracleResult
+from reference.pairs import ExactPairs
 
 CACHE_VARIABLE = "CONFORMANCE_CACHE"
 DEFAULT_DIRECTORY = Path(".conformance-cache")
 DISABLED = ("off", "0", "no", "none", "false")
-ENTRY_FORMAT = 3  # bump when the layout of an entry changes (3: digests of the arrays)
+ENTRY_FORMAT = 4  # bump when the layout of an entry changes (3: digests of the arrays;
+# 4: exact values may be stored as float64 pairs, {name}_hi + {name}_lo)
 SEMANTIC_FIELDS = ("op", "input", "target", "weight", "ignore_index", "reduction",
                    "label_smoothing", "grad")
 # linear_cross_entropy's linear layer, part of the fingerprint of that op's cases only (so the
@@ -479,8 +483,12 @@ def encode(result: OracleResult | LinearResult, key: str, version: str) -> bytes
     for name, values in (("output", result.output), ("grad", result.grad)):
         if values is None:
             continue
-        mantissas, exponents = _split(np.asarray(values, dtype=object))
         arrays[f"{name}_shape"] = np.asarray(np.shape(values), dtype=np.int64)
+        if isinstance(values, ExactPairs):  # hi + lo exactly: two float64 arrays say it all
+            arrays[f"{name}_hi"], arrays[f"{name}_lo"] = values.hi, values.lo
+            arrays[f"{name}_nearest"] = values.hi
+            continue
+        mantissas, exponents = _split(np.asarray(values, dtype=object))
         arrays[f"{name}_man"] = _int_bytes(mantissas)
         arrays[f"{name}_exp"] = _int_bytes(exponents)
         # the float64 view that most comparisons need (``Summary``), so that they can skip
@@ -623,11 +631,18 @@ def _split(values: np.ndarray) -> tuple[list[int], list[int]]:
     return mantissas, exponents
 
 
-def _join(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
+def _join(arrays: dict[str, np.ndarray], name: str) -> np.ndarray | ExactPairs:
     import mpmath
     from mpmath.libmp import MPZ
 
     shape = tuple(int(n) for n in arrays[f"{name}_shape"])
+    if f"{name}_hi" in arrays:  # exact values stored as pairs (reference.pairs.ExactPairs)
+        hi, lo = arrays[f"{name}_hi"], arrays[f"{name}_lo"]
+        if (hi.dtype != np.float64 or lo.dtype != np.float64 or tuple(hi.shape) != shape
+                or tuple(lo.shape) != shape):
+            raise BadEntry(f"{name}: pairs {hi.dtype} {hi.shape} and {lo.dtype} {lo.shape} "
+                           f"for shape {shape}")
+        return ExactPairs(hi, lo)
     mantissas = _int_list(arrays[f"{name}_man"])
     exponents = _int_list(arrays[f"{name}_exp"])
     if len(mantissas) != len(exponents) or len(mantissas) != int(np.prod(shape, dtype=np.int64)):

@@ -14,6 +14,8 @@ and it fetches nothing.  Sections, in order (``SECTIONS``; a new view is one ent
 * **overview**: rows framework (with version) x API, columns the case groups; each cell
   shows passes/total and is coloured by its worst status (fail, error, unsupported, skip,
   pass, in that order); dtype, device and environment are selectable;
+* **versions**: where a framework has records of several versions, their counts side by side
+  and the comparisons that changed between them (``conformance.report.versions``);
 * **accuracy**: per framework, API, dtype (and device/environment when there are several),
   a histogram of each record's maximum ULP error against the oracle, with median and max;
 * **support**: API x option/dtype/device, native / composed / unsupported, from the
@@ -46,6 +48,7 @@ from conformance.report.html import Safe, escape, h, join, json_attribute
 from conformance.report.plots import UlpAxis, format_ulp, median, ulp_axis_svg, ulp_histogram
 from conformance.report.support import support_section
 from conformance.report.unsupported import unsupported_section
+from conformance.report.versions import versions_section
 from conformance.results.merge import Merged, merge_results
 from conformance.results.records import STATUSES, Record
 from reference.formats import DTYPES
@@ -96,6 +99,7 @@ SECTIONS: list[tuple[str, str, Builder]] = [
      lambda m, root: discrepancy_section(m, Path(root) if root else None)),
     ("unsupported", "Not run", lambda m, _: unsupported_section(m)),
     ("overview", "Per API", lambda m, _: _overview(m)),
+    ("versions", "Versions", lambda m, _: versions_section(m)),
     ("accuracy", "Accuracy", lambda m, _: _accuracy(m)),
     ("support", "Support", lambda m, _: support_section(m)),
     ("environments", "Environments", lambda m, _: _environments(m)),
