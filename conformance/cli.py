@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from conformance import ci_commands
 from conformance.adapters import frameworks, installed, support
 from conformance.cases.loading import MAX_ERRORS, CaseError, load_cases
 from reference.formats import DTYPES
@@ -112,6 +113,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", type=Path, metavar="FILE",
                    help="also write the HTML report of the results file here at the end "
                         "(default: no report)")
+    ci_commands.add_run_options(p)
     _add_implementation_options(p)
 
 
@@ -198,7 +200,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         resume=args.resume, overwrite=args.overwrite,
         cache="off" if args.no_cache else args.cache, oracle_timeout=args.oracle_timeout,
         implementations=implementations,
+        **ci_commands.prepare_run(args),
     )
+    if args.oracle_only:
+        return ci_commands.oracle_only(options)
     # Before anything is read or written: no output may be an input or the other output.
     check_run_paths(options, [("--report", args.report)] if args.report is not None else [])
     if args.out.exists() and not (args.append or args.overwrite or args.resume):
@@ -217,13 +222,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         from conformance.report.page import write_report
 
         write_report([args.out], args.report)
-    print("\n".join(summary_lines(summary, report=args.report)))
+    more, failed = ci_commands.finish_run(args, options, summary)
+    print("\n".join([*summary_lines(summary, report=args.report), *more]))
     skipped = _skipped(summary, args.framework or [])
     if skipped:  # named, found installed, yet it could not be imported
         print(f"error: --framework {' '.join(skipped)}: could not be imported (see the "
               "skip reason above)", file=sys.stderr)
         return 2
-    return 0 if args.exit_zero or not summary.failed else 1
+    return 0 if args.exit_zero or not failed else 1
 
 
 def _named_frameworks_missing(names: list[str]) -> bool:
@@ -258,6 +264,9 @@ def _add_validate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="*", default=DEFAULT_CASES, metavar="PATH",
                    help="case files or directories")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per valid file")
+    p.add_argument("--results", nargs="+", type=Path, metavar="FILE",
+                   help="check results files (JSON Lines) against the results schema instead "
+                        "(default: check case files)")
     p.add_argument("--no-oracle", action="store_true",
                    help="do not check documented values against the oracle")
 
@@ -270,6 +279,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from conformance.cases.loading import Case, check_file, find_case_files
 
+    if args.results:
+        return ci_commands.validate_results(args.results)
     files = find_case_files(args.paths)
     if not files:  # "0 cases valid" would pass a typo'd folder in CI
         print(f"error: no case files (*.yaml, *.yml) in {', '.join(map(str, args.paths))}",
@@ -599,6 +610,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None],
     "merge": (_add_merge, cmd_merge),
     "hunt": (_add_hunt, cmd_hunt),
     "oracle": (_add_oracle, cmd_oracle),
+    **ci_commands.COMMANDS,
 }
 
 

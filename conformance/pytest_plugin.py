@@ -30,6 +30,7 @@ from conformance.adapters.implementation import (
     resolve,
 )
 from conformance.cases.loading import CASE_FILE_SUFFIXES, Case, CaseError, load_file
+from conformance.judge.baseline import Baseline, is_new_discrepancy, load_baseline
 from conformance.judge.check import check_case, check_documented
 from conformance.results.records import Record
 from conformance.run.worker import Job, jobs
@@ -42,6 +43,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-dtype", action="append", help="only this dtype (repeatable)")
     group.addoption("--conformance-device", action="append",
                     help="only this device id or kind, e.g. cpu, gpu, cuda:0 (repeatable)")
+    group.addoption("--conformance-baseline", action="append", metavar="YAML",
+                    help="known discrepancies (repeatable): a job whose every discrepancy "
+                         "an entry covers is an xfail; a covered job that passes an xpass")
+    group.addoption("--conformance-strict-baseline", action="store_true",
+                    help="an xpass (a known discrepancy that now passes) fails the item")
     group.addoption("--conformance-impl", action="append", default=[],
                     metavar="[NAME=]MODULE:FUNCTION",
                     help="audit your own function, called like --conformance-like (repeatable; "
@@ -82,6 +88,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
 
 def pytest_configure(config: pytest.Config) -> None:
     _implemented(config)  # a bad --conformance-impl is a usage error before collection
+    _baseline(config)  # so is a bad baseline, named by its file and line
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -119,8 +126,10 @@ class CaseFile(pytest.File):
                                                   case=case, reason=str(error))
                 continue
             for job in jobs(adapter, cases, dtypes, devices):
-                yield CaseItem.from_parent(self, name=_item_name(framework, job), job=job,
-                                           framework=framework)
+                item = CaseItem.from_parent(self, name=_item_name(framework, job), job=job,
+                                            framework=framework)
+                _mark_known(item, framework, adapter.version(), job)
+                yield item
 
 
 _IMPLEMENTATIONS = pytest.StashKey[list[Implementation]]()
@@ -167,6 +176,51 @@ class ConformanceFailure(Exception):
         self.records = records
 
 
+class KnownDiscrepancy(ConformanceFailure):
+    """Raised by an item whose every fail and error a baseline entry covers: the item's
+    ``xfail(raises=KnownDiscrepancy)`` marker makes it an xfail (any other failure stays a
+    failure; a pass is an xpass, failing under ``--conformance-strict-baseline``)."""
+
+
+_BASELINE = pytest.StashKey["Baseline | None"]()
+
+
+def _baseline(config: pytest.Config) -> Baseline | None:
+    if _BASELINE not in config.stash:
+        paths = config.getoption("conformance_baseline")
+        try:
+            config.stash[_BASELINE] = load_baseline(paths) if paths else None
+        except CaseError as error:
+            raise pytest.UsageError(f"--conformance-baseline: {error}") from None
+    return config.stash[_BASELINE]
+
+
+def _mark_known(item: pytest.Item, framework: str, version: str, job: Job) -> None:
+    baseline = _baseline(item.config)
+    if baseline is None:
+        return
+    for entry in baseline.entries:
+        if entry.could_match(framework, version, job.api.name, job.device.id, job.dtype,
+                             job.case.id):
+            item.add_marker(pytest.mark.xfail(
+                reason=f"{entry.reason or 'known discrepancy'} ({entry.link}; {entry.where})",
+                raises=KnownDiscrepancy,
+                strict=item.config.getoption("conformance_strict_baseline")))
+            return
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    baseline = config.stash.get(_BASELINE, None)
+    if baseline is None:
+        return
+    stale = [entry for entry in baseline.stale() if not baseline.not_run(entry)]
+    if stale:  # those of frameworks and cases not run in this session are not listed
+        terminalreporter.write_sep("-", f"{len(stale)} baseline entries matched no record "
+                                        "although their framework and case ran")
+        for entry in stale:
+            terminalreporter.write_line(entry.where)
+
+
 class _CaseItemBase(pytest.Item):
     case: Case
 
@@ -180,8 +234,13 @@ class _CaseItemBase(pytest.Item):
         return super().repr_failure(excinfo)
 
     def _judge(self, records: list[Record]) -> None:
-        if any(r.status in ("fail", "error") for r in records):
+        baseline = _baseline(self.config)
+        if baseline is not None:
+            records = [baseline.apply(r) for r in records]
+        if any(is_new_discrepancy(r) for r in records):
             raise ConformanceFailure(records)
+        if any(r.status in ("fail", "error") for r in records):
+            raise KnownDiscrepancy(records)
         unsupported = [r for r in records if r.status == "unsupported"]
         if unsupported:
             pytest.skip(f"unsupported: {unsupported[0].message}")

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from mpmath import mpf
 
-from reference import definitions, mpfr
+from reference import definitions, mpfr, probabilities
 from reference.definitions import ZERO
 from reference.ledger import Ledger
 from reference.mpfr import Floats
-from reference.problem import Problem, mpf_row, restore
+from reference.problem import PROBS_OP, Problem, divides, mpf_row, restore
 
 
 @dataclass
@@ -59,7 +59,7 @@ def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
     outputs = np.empty((rows, classes), dtype=object)
     grads = np.empty((rows, classes), dtype=object)
     for r in range(rows):
-        found = mpfr.fast_row(problem, r)
+        found = mpfr.fast_row(problem, r) if problem.mask is None else None
         if found is not None:
             ingredients[r] = found.floats
             outputs[r], row_grad = mpfr.normalize_row(problem.op, found, ledger, want_grad)
@@ -67,7 +67,9 @@ def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,
                 grads[r] = row_grad
             continue
         ledger.fail()
-        outputs[r], grads[r] = definitions.normalize_row(problem.op, mpf_row(problem.logits, r))
+        outputs[r], grads[r] = definitions.normalize_row(
+            problem.op, mpf_row(problem.logits, r),
+            None if problem.mask is None else problem.mask[r].tolist())
     shape = (*problem.batch_shape, classes)
     output = restore(outputs, shape, problem.class_axis)
     grad = restore(grads, shape, problem.class_axis)
@@ -80,7 +82,8 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
     denominator = definitions.mean_divisor(problem)
     # The mean's 1 / D is applied inside each row; a zero divisor follows IEEE division
     # (SPEC.md) afterwards, on the unscaled gradient.
-    scale = 1 / denominator if problem.reduction == "mean" and denominator != 0 else None
+    divided = divides(problem.reduction)
+    scale = 1 / denominator if divided and denominator != 0 else None
     losses: list[Any] = []  # MPFR numbers from the fast rows, mpf from the others
     bounds = np.zeros(rows)  # E(l_r), where the row has one
     grads = np.empty((rows, classes), dtype=object) if want_grad else None
@@ -97,6 +100,8 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
                 ledger.exact(classes)
             continue
         found = mpfr.fast_row(problem, r) if problem.op == "cross_entropy" else None
+        if problem.op == PROBS_OP:
+            found = None
         fast = None if found is None else mpfr.row_loss(
             found, a, scale, ledger, want_grad, mpfr.bounded_coefficients(problem, r))
         if fast is not None:
@@ -109,14 +114,19 @@ def _loss(problem: Problem, want_grad: bool, ledger: Ledger,
             continue
         ledger.fail()
         dense = [a.get(c, ZERO) for c in range(classes)]
-        loss, grad = definitions.row_loss(problem.op, mpf_row(problem.logits, r), dense)
+        if problem.op == PROBS_OP:
+            assert problem.clip is not None
+            loss, grad = probabilities.row_loss(mpf_row(problem.logits, r), dense, problem.clip,
+                                                problem.prob_target is None)
+        else:
+            loss, grad = definitions.row_loss(problem.op, mpf_row(problem.logits, r), dense)
         losses.append(loss)
         if grads is not None:
             grads[r] = grad if scale is None else [g * scale for g in grad]
     output = _reduce(problem, losses, bounds, denominator, ledger)
     if grads is None:
         return output, None
-    if problem.reduction == "mean" and denominator == 0:  # rows that weigh nothing stay 0
+    if divided and denominator == 0:  # rows that weigh nothing stay 0
         for row in np.flatnonzero(weighed):
             grads[row] = [definitions.divide(g, denominator) for g in grads[row]]
         ledger.fail()
@@ -127,7 +137,7 @@ def _reduce(problem: Problem, losses: list[Any], bounds: np.ndarray, denominator
             ledger: Ledger) -> np.ndarray:
     """The reduced loss; its bound goes to the ledger when every row had one."""
     if (mpfr.gmpy2 is None or not ledger.complete
-            or (problem.reduction == "mean" and denominator == 0)):
+            or (divides(problem.reduction) and denominator == 0)):
         ledger.fail()
         values = [v if isinstance(v, mpf) else mpfr.mpf_of(v) for v in losses]
         return definitions.reduce_losses(problem, values, denominator)

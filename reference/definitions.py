@@ -31,7 +31,7 @@ import mpmath
 import numpy as np
 from mpmath import mpf
 
-from reference.problem import Problem, mpf_row
+from reference.problem import Problem, divides, mpf_row
 
 NAN = mpf("nan")
 INF = mpf("inf")
@@ -54,9 +54,14 @@ def log_softmax_row(row: Sequence[mpf]) -> list[mpf] | None:
     return [s - log_normalizer if s != -INF else -INF for s in shifted]
 
 
-def normalize_row(op: str, row: Sequence[mpf]) -> tuple[list[mpf], list[mpf]]:
+def normalize_row(op: str, row: Sequence[mpf],
+                  mask: Sequence[bool] | None = None) -> tuple[list[mpf], list[mpf]]:
     """softmax or log_softmax (``op``) of one row, and the gradient of the sum of its
-    outputs; NaN throughout where log_softmax is undefined."""
+    outputs; NaN throughout where log_softmax is undefined.  ``mask`` (where, SPEC.md): the
+    classes that take part; the others (-inf in ``row``) give softmax 0, log_softmax -inf
+    and gradient 0, and a row with no class left gives those everywhere."""
+    if mask is not None:
+        return _masked_normalize_row(op, row, mask)
     classes = len(row)
     log_probs = log_softmax_row(row)
     if log_probs is None:
@@ -67,8 +72,34 @@ def normalize_row(op: str, row: Sequence[mpf]) -> tuple[list[mpf], list[mpf]]:
     return log_probs, [1 - classes * p for p in probs]  # d/dx_k sum_c log p_c
 
 
+def _masked_normalize_row(op: str, row: Sequence[mpf],
+                          mask: Sequence[bool]) -> tuple[list[mpf], list[mpf]]:
+    kept = [c for c, keep in enumerate(mask) if keep]
+    classes = len(row)
+    if not kept:  # no class takes part: JAX's where= gives 0 and -inf, both constants
+        return [ZERO if op == "softmax" else -INF] * classes, [ZERO] * classes
+    values, grads = normalize_row(op, [row[c] for c in kept])
+    out = [ZERO if op == "softmax" else -INF] * classes
+    grad = [ZERO] * classes
+    for c, value, g in zip(kept, values, grads):
+        out[c], grad[c] = value, g
+    return out, grad
+
+
 def target_weights(problem: Problem, r: int) -> dict[int, mpf]:
-    """The non-zero ``a_c = w_c * q_c`` of row ``r`` (SPEC.md), by class."""
+    """The non-zero ``a_c`` of row ``r`` (SPEC.md): ``w_c * q_c``, times the row's sample
+    weight (exactly), and 0 for the classes ``where`` masks."""
+    a = _class_target_weights(problem, r)
+    if problem.mask is not None:
+        a = {c: ac for c, ac in a.items() if problem.mask[r, c]}
+    if problem.sample_weight is not None:
+        s = problem.sample_weight[r]
+        a = {c: mpmath.fmul(s, ac, exact=True) for c, ac in a.items()}
+    return {c: ac for c, ac in a.items() if ac != 0}
+
+
+def _class_target_weights(problem: Problem, r: int) -> dict[int, mpf]:
+    """``a_c = w_c * q_c`` of row ``r``, before the sample weight and the mask."""
     classes = problem.logits.shape[1]
     weight = problem.weight
     eps = problem.label_smoothing
@@ -91,16 +122,30 @@ def target_weights(problem: Problem, r: int) -> dict[int, mpf]:
 
 
 def mean_divisor(problem: Problem) -> mpf:
-    """The mean's divisor ``D = sum_r d_r`` (SPEC.md), exactly."""
-    if problem.prob_target is not None:
-        return mpf(problem.logits.shape[0])  # probability targets: the number of rows
-    assert problem.index_target is not None
+    """The divisor ``D = sum_r d_r`` of the reduction (SPEC.md), exactly."""
     total = ZERO
-    for t in problem.index_target:
-        if t != problem.ignore_index:
-            share = ONE if problem.weight is None else problem.weight[t]
-            total = mpmath.fadd(total, share, exact=True)
+    for r in range(problem.logits.shape[0]):
+        total = mpmath.fadd(total, divisor_share(problem, r), exact=True)
     return total
+
+
+def divisor_share(problem: Problem, r: int) -> mpf:
+    """Row ``r``'s share ``d_r`` of the reduction's divisor (SPEC.md, Reduction)."""
+    kept = problem.prob_target is not None or (
+        problem.index_target is not None and problem.index_target[r] != problem.ignore_index)
+    if not kept:
+        return ZERO
+    reduction = problem.reduction
+    if reduction == "mean":
+        if problem.index_target is None:
+            return ONE  # probability targets: the number of rows
+        return ONE if problem.weight is None else problem.weight[problem.index_target[r]]
+    s = ONE if problem.sample_weight is None else problem.sample_weight[r]
+    if reduction == "mean_with_sample_weight":
+        return s
+    if reduction == "sum_by_nonzero_weights":
+        return ONE if s != 0 else ZERO
+    return ONE  # sum_over_batch_size: the kept rows (none and sum do not divide)
 
 
 def row_loss(op: str, row: Sequence[mpf], a: list[mpf]) -> tuple[mpf, list[mpf]]:
@@ -123,7 +168,7 @@ def reduce_losses(problem: Problem, losses: list[mpf], denominator: mpf) -> np.n
     if problem.reduction == "none":
         return np.array(losses, dtype=object).reshape(problem.batch_shape)
     total = mpmath.fsum(losses)
-    if problem.reduction == "sum":
+    if not divides(problem.reduction):
         return np.array(total, dtype=object)
     # A zero divisor follows IEEE division (SPEC.md): 0 / 0 is NaN, x / 0 is +-inf.
     return np.array(divide(total, denominator), dtype=object)

@@ -62,7 +62,7 @@ from mpmath.libmp import from_man_exp
 
 from reference.definitions import ZERO
 from reference.ledger import Ledger, nearest_floats
-from reference.problem import Problem
+from reference.problem import Problem, divides
 
 SHIFT_PRECISION = 2200
 ETA = 2.0 ** -1074  # float64's smallest subnormal
@@ -289,7 +289,7 @@ def reduce_losses(problem: Problem, losses: list[Any], bounds: np.ndarray, denom
         sizes = np.abs(nearest)
         total = gmpy2.fsum(values)
         bound = (math.fsum(bounds) + 2 * u * math.fsum(sizes)) * LOOSE
-        if problem.reduction == "mean":
+        if divides(problem.reduction):
             total = total / mpfr_of(denominator)
             bound = (bound * round_up(1, gmpy2.mpfr(1) / mpfr_of(abs(denominator))) * LOOSE
                      + 2 * u * abs(float(total)))

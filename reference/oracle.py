@@ -80,6 +80,9 @@ def evaluate(
     label_smoothing: float = 0.0,
     grad: bool = True,
     dtype: str = "float64",
+    axis: int | None = None,
+    sample_weight: Any = None,
+    where: Any = None,
 ) -> OracleResult:
     """Evaluate ``op`` on exact inputs, certified by a-priori bounds or by Ziv's strategy
     (``reference/certify.py``), with the tolerance's error bounds in ``dtype``.
@@ -87,8 +90,12 @@ def evaluate(
     ``input`` holds floats shaped ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``; ``target`` is
     integer class indices shaped like the input without its class axis, or floats shaped like
     the input (probabilities).  ``dtype`` names the format whose rounding must be stable.
+    ``axis`` is the class axis (default 1, or 0 for ``(C,)``); ``sample_weight`` one weight per
+    example, shaped like the input without its class axis; ``where`` a boolean mask shaped
+    like the input (SPEC.md).
     """
-    problem = prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
+    problem = prepare(op, input, target, weight, ignore_index, reduction, label_smoothing,
+                      axis=axis, sample_weight=sample_weight, where=where, dtype=dtype)
     fmt = get_format(dtype)
     accepted = accept(problem, fmt, grad)
     output_bound, grad_bound = problem_bounds(problem, fmt, grad, accepted.ingredients)
@@ -107,9 +114,13 @@ def check_inputs(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
+    axis: int | None = None,
+    sample_weight: Any = None,
+    where: Any = None,
 ) -> None:
     """Raise ``OracleDomainError`` where ``evaluate`` would, without computing anything."""
-    prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
+    prepare(op, input, target, weight, ignore_index, reduction, label_smoothing,
+            axis=axis, sample_weight=sample_weight, where=where)
 
 
 def error_bounds(
@@ -123,10 +134,14 @@ def error_bounds(
     label_smoothing: float = 0.0,
     grad: bool = True,
     dtype: str = "float64",
+    axis: int | None = None,
+    sample_weight: Any = None,
+    where: Any = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Per-element error bounds (factor K = 1) of a max-shifted evaluation of ``op`` in
     ``dtype``, float64 arrays shaped like ``evaluate``'s output and grad (NaN bounds are 0:
     those elements are compared as special values); see ``conformance/judge/compare.py`` and
     ``reference/tolerance.py``."""
-    problem = prepare(op, input, target, weight, ignore_index, reduction, label_smoothing)
+    problem = prepare(op, input, target, weight, ignore_index, reduction, label_smoothing,
+                      axis=axis, sample_weight=sample_weight, where=where, dtype=dtype)
     return problem_bounds(problem, get_format(dtype), grad, {})

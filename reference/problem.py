@@ -20,10 +20,21 @@ import mpmath
 import numpy as np
 from mpmath import mpf
 
-from reference.formats import exact
+from reference.formats import exact, round_to_float
 
-OPS = ("softmax", "log_softmax", "nll_loss", "cross_entropy")
-REDUCTIONS = ("none", "mean", "sum")
+PROBS_OP = "categorical_crossentropy_probs"  # Keras' from_logits=False (SPEC.md)
+OPS = ("softmax", "log_softmax", "nll_loss", "cross_entropy", PROBS_OP)
+LOSS_OPS = ("nll_loss", "cross_entropy", PROBS_OP)
+# Keras' and TF v1's named reductions (SPEC.md, Reduction): each divides the sum by its own D.
+NAMED_REDUCTIONS = ("sum_over_batch_size", "mean_with_sample_weight", "sum_by_nonzero_weights")
+REDUCTIONS = ("none", "mean", "sum", *NAMED_REDUCTIONS)
+# Keras' epsilon() (keras/src/backend/config.py): the clip of PROBS_OP.
+KERAS_EPSILON = 1e-7
+
+
+def divides(reduction: str) -> bool:
+    """Whether ``reduction`` divides the sum by a divisor ``D`` (a mean of some kind)."""
+    return reduction not in ("none", "sum")
 
 
 class OracleDomainError(ValueError):
@@ -53,6 +64,12 @@ class Problem:
     ignore_index: int
     reduction: str
     label_smoothing: mpf
+    # issue 20, each None when the case does not use it: one weight per row (mpf, exactly);
+    # the class mask, rows x C booleans (masked logits are already -inf in ``logits``); the
+    # clip [lo, hi] of PROBS_OP in the dtype under test (``logits`` then holds probabilities)
+    sample_weight: list[mpf] | None = None
+    mask: np.ndarray | None = None
+    clip: tuple[mpf, mpf] | None = None
 
 
 def _as_mpf_array(values: Any) -> np.ndarray:
@@ -150,9 +167,15 @@ def prepare(
     ignore_index: int,
     reduction: str,
     label_smoothing: float,
+    axis: int | None = None,
+    sample_weight: Any = None,
+    where: Any = None,
+    dtype: str | None = None,
 ) -> Problem:
     """The problem of ``op`` on these inputs, every number exactly as given; raises
-    ``OracleDomainError`` (naming the argument) where the op is not defined."""
+    ``OracleDomainError`` (naming the argument) where the op is not defined.  ``axis``: the
+    class axis (default 1, or 0 for a 1-D input); ``dtype``: the format under test, which
+    sets the clip of PROBS_OP (float64 when not given)."""
     if op not in OPS:
         raise OracleDomainError(f"unknown op {op!r}; expected one of {', '.join(OPS)}", "op")
     if reduction not in REDUCTIONS:
@@ -160,13 +183,20 @@ def prepare(
     x = _as_value_array(input)
     if x.ndim == 0:
         raise OracleDomainError("input must have at least one dimension (the classes)")
-    class_axis = 0 if x.ndim == 1 else 1
+    class_axis = class_axis_of(x.ndim, axis)
     moved = np.moveaxis(x, class_axis, -1)
     batch_shape = tuple(moved.shape[:-1])
     classes = moved.shape[-1]
     rows = moved.reshape(-1, classes)
+    mask = None if where is None else _prepare_mask(where, x.shape, class_axis, classes)
+    if mask is not None:
+        if op in ("nll_loss", PROBS_OP):
+            raise OracleDomainError(f"{op} has no class mask (where)", "where")
+        rows = _masked(rows, mask)
+    if op == PROBS_OP:
+        _check_probabilities(rows)
     index_target = prob_target = None
-    if op in ("nll_loss", "cross_entropy"):
+    if op in LOSS_OPS:
         index_target, prob_target = _prepare_target(op, target, x.shape, class_axis, batch_shape)
         if index_target is not None:
             _check_indices(index_target, classes, ignore_index)
@@ -184,10 +214,80 @@ def prepare(
         )
     if op == "nll_loss" and smoothing != 0:
         raise OracleDomainError("nll_loss has no label_smoothing", "label_smoothing")
+    sample_weights = _prepare_sample_weight(op, sample_weight, batch_shape, reduction)
+    clip = _keras_clip(dtype or "float64") if op == PROBS_OP else None
     return Problem(
         op, rows, batch_shape, class_axis, index_target, prob_target, weights,
-        int(ignore_index), reduction, smoothing,
+        int(ignore_index), reduction, smoothing, sample_weights, mask, clip,
     )
+
+
+def class_axis_of(ndim: int, axis: int | None) -> int:
+    """The class axis of an input of ``ndim`` dimensions, as a non-negative index: ``axis``
+    (negative counts from the end), by default 1, or 0 for a 1-D input."""
+    if axis is None:
+        return 0 if ndim == 1 else 1
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) \
+            or not -ndim <= axis < ndim:
+        raise OracleDomainError(
+            f"axis {axis!r} is not an axis of an input of {ndim} dimension(s): expected an "
+            f"integer in [{-ndim}, {ndim})", "axis")
+    return int(axis) % ndim
+
+
+def _prepare_mask(where: Any, input_shape: tuple[int, ...], class_axis: int,
+                  classes: int) -> np.ndarray:
+    array = np.asarray(where, dtype=object)
+    if array.shape != input_shape or not all(isinstance(v, (bool, np.bool_)) for v in array.flat):
+        raise OracleDomainError(
+            f"where must be booleans shaped like the input {input_shape}, got shape "
+            f"{array.shape}", "where")
+    moved = np.moveaxis(array.astype(bool), class_axis, -1)
+    return moved.reshape(-1, classes)
+
+
+def _masked(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The logits with every masked class set to -inf (SPEC.md, where): exact."""
+    filled = rows.copy()
+    filled[~mask] = -np.inf if filled.dtype != object else mpf("-inf")
+    return filled
+
+
+def _check_probabilities(rows: np.ndarray) -> None:
+    for r in range(rows.shape[0]):
+        for value in mpf_row(rows, r):
+            if not (mpmath.isfinite(value) and value >= 0):
+                raise OracleDomainError(
+                    f"{PROBS_OP} takes probabilities (finite and >= 0); row {r} has "
+                    f"{mpmath.nstr(value, 8)}")
+
+
+def _prepare_sample_weight(op: str, sample_weight: Any, batch_shape: tuple[int, ...],
+                           reduction: str) -> list[mpf] | None:
+    if sample_weight is None:
+        return None
+    if op not in LOSS_OPS:
+        raise OracleDomainError(f"{op} has no sample_weight (only losses do)", "sample_weight")
+    if reduction == "mean":
+        raise OracleDomainError(
+            "sample_weight with reduction mean is ambiguous: name the divisor with "
+            f"one of {', '.join(NAMED_REDUCTIONS)}, or use sum or none", "reduction")
+    array = np.asarray(sample_weight, dtype=object)
+    if array.shape != batch_shape:
+        raise OracleDomainError(
+            f"sample_weight has shape {array.shape}; expected one weight per example, "
+            f"{batch_shape} (the input's shape without its class axis)", "sample_weight")
+    weights = [_to_mpf(v) for v in array.flat]
+    if not all(mpmath.isfinite(w) for w in weights):
+        raise OracleDomainError("sample_weight must be finite", "sample_weight")
+    return weights
+
+
+def _keras_clip(dtype: str) -> tuple[mpf, mpf]:
+    """Keras' clip ``[epsilon(), 1 - epsilon()]`` as the framework holds it in ``dtype``: the
+    Python floats 1e-7 and 1.0 - 1e-7 (float64 arithmetic), each rounded to ``dtype``."""
+    return (exact(round_to_float(KERAS_EPSILON, dtype)),
+            exact(round_to_float(1.0 - KERAS_EPSILON, dtype)))
 
 
 def _prepare_target(

@@ -18,14 +18,17 @@ subnormal (the absolute error of one rounding that underflows).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import mpmath
 import numpy as np
 
+from reference import probabilities
 from reference.compute import first_precision
+from reference.definitions import divisor_share
 from reference.formats import FloatFormat, exact
 from reference.mpfr import Floats, row_exponentials
-from reference.problem import Problem, float_row, restore, weight_floats
+from reference.problem import PROBS_OP, Problem, divides, float_row, restore, weight_floats
 
 INFLATION = 1 + 2.0 ** -40
 
@@ -114,6 +117,17 @@ def _coefficients(problem: Problem, r: int, weight: np.ndarray) -> tuple[np.ndar
     """``definitions.target_weights`` in float64 (``weight``: the class weights, ones when
     there are none): ``a_c`` to within a few float64 roundings (exact for index targets
     without smoothing), and the row's share of the mean's divisor."""
+    a, share = _class_coefficients(problem, r, weight)
+    if problem.mask is not None:
+        a = np.where(problem.mask[r], a, 0.0)
+    if problem.sample_weight is not None:
+        a = a * float(problem.sample_weight[r])
+    if problem.reduction != "mean":  # the named reductions' shares (SPEC.md, Reduction)
+        share = float(divisor_share(problem, r))
+    return a, share
+
+
+def _class_coefficients(problem: Problem, r: int, weight: np.ndarray) -> tuple[np.ndarray, float]:
     classes = problem.logits.shape[1]
     eps = float(problem.label_smoothing)
     if problem.prob_target is not None:
@@ -161,8 +175,12 @@ def _normalize_bounds(problem: Problem, u: float, eta: float,
             grads[r] = u * p * spread + p * classes * eta / 2 + eta
         else:
             outputs[r] = np.where(terms.masked, eta, u * (terms.s + terms.lam + terms.lp) + eta)
-            grads[r] = u * (classes * _times_probability(p, pi + 2) + np.abs(1 - classes * p)) \
-                + classes * eta / 2 + eta
+            # with a class mask (where) only the kept classes enter the sum: C' of them
+            count = classes if problem.mask is None else int(problem.mask[r].sum())
+            grads[r] = u * (count * _times_probability(p, pi + 2) + np.abs(1 - count * p)) \
+                + count * eta / 2 + eta
+            if problem.mask is not None:
+                grads[r] = np.where(problem.mask[r], grads[r], eta)
     shape = (*problem.batch_shape, classes)
     return (restore(outputs, shape, problem.class_axis),
             restore(grads, shape, problem.class_axis))
@@ -176,7 +194,7 @@ def _loss_bounds(problem: Problem, u: float, eta: float,
     losses = np.zeros(rows)  # sum_c |a_c| |log p_c|  (= |l_r| for non-negative a)
     row_bounds = np.zeros(rows)  # beta_r
     shares = np.zeros(rows)  # d_r
-    row_data: list[tuple[np.ndarray, _RowTerms | None] | None] = []
+    row_data: list[tuple[np.ndarray, Any] | None] = []
     for r in range(rows):
         a, shares[r] = _coefficients(problem, r, weight)
         row = float_row(problem.logits, r)
@@ -184,6 +202,13 @@ def _loss_bounds(problem: Problem, u: float, eta: float,
             row_data.append(None)
             continue
         nonzero = a != 0
+        if problem.op == PROBS_OP:  # reference/probabilities.py
+            assert problem.clip is not None
+            clip = (float(problem.clip[0]), float(problem.clip[1]))
+            losses[r], row_bounds[r], grad_bound = probabilities.row_bounds(
+                row, a, clip, problem.prob_target is None, u, eta)
+            row_data.append((a, grad_bound))
+            continue
         if problem.op == "nll_loss":  # l = -w_t * L_t: one product
             with np.errstate(invalid="ignore"):
                 values = np.abs(row)
@@ -213,11 +238,16 @@ def _loss_bounds(problem: Problem, u: float, eta: float,
         a, terms = data
         if divisor == 0:  # mean over nothing: NaN gradients, compared as special values
             continue
+        if problem.op == PROBS_OP:
+            assert isinstance(terms, np.ndarray)
+            grads[r] = terms * (1 + u * divisor_error) / abs(divisor) + eta
+            continue
         if problem.op == "nll_loss":  # g_k = -a_k / D: one division, and D's own error
             grads[r] = u * (1 + divisor_error) * np.abs(a) / abs(divisor) + eta
             continue
         if terms is None:  # an undefined row: NaN gradients
             continue
+        assert isinstance(terms, _RowTerms)
         total, total_abs = float(np.sum(a)), float(np.sum(np.abs(a)))
         depth = _sum_depth(classes, int((a != 0).sum()))
         scale = 1 / abs(divisor)
@@ -239,11 +269,11 @@ def _reduce_bounds(problem: Problem, losses: np.ndarray, row_bounds: np.ndarray,
         return row_bounds.reshape(problem.batch_shape), 1.0, 0.0
     nonzero = int(np.count_nonzero(losses))
     summed = float(np.sum(row_bounds)) + u * _sum_depth(rows, nonzero) * float(np.sum(losses))
-    if problem.reduction == "sum":
+    if not divides(problem.reduction):
         return np.array(summed + eta), 1.0, 0.0
     if rows == 0:
         return np.array(0.0), 0.0, 0.0
-    if problem.prob_target is not None:
+    if problem.prob_target is not None and problem.reduction == "mean":
         divisor, divisor_error = float(rows), 1.0
     else:
         divisor = float(mpmath.fsum(exact(float(d)) for d in shares))  # exact sum, rounded

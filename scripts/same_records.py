@@ -1,6 +1,7 @@
 """Do two results files hold the same records, line for line, apart from times and environment ids?
 
     python scripts/same_records.py A.jsonl B.jsonl
+    python scripts/same_records.py --unordered ONE-RUN.jsonl MERGED-SHARDS.jsonl
 
 Each file's lines are read as JSON and each framework's lines are compared in their order
 (frameworks running at the same time interleave theirs in the file).  Dropped first, as they
@@ -10,6 +11,10 @@ oracle's source files, paths included), every line's ``environment_id``, and in 
 Python source locations a framework quotes from its traceback (``File "PATH", line N``: the
 checkout's folder and the line of the suite's code that called it).  Prints the first
 differences and exits 1 if any, else 0.
+
+``--unordered`` compares each framework's records as sets (sorted), without the environment
+lines: for shards of one run merged with ``conformance merge`` (one environment line per
+shard, each shard's records together), against the run itself.
 """
 
 from __future__ import annotations
@@ -39,10 +44,17 @@ def comparable_lines(path: Path) -> dict[str, list[dict]]:
 
 
 def main(argv: list[str]) -> int:
+    unordered = "--unordered" in argv
+    argv = [a for a in argv if a != "--unordered"]
     if len(argv) != 2:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
     a, b = (comparable_lines(Path(p)) for p in argv)
+    if unordered:
+        for side in (a, b):
+            side.pop("", None)
+            for lines in side.values():
+                lines.sort(key=lambda obj: json.dumps(obj, sort_keys=True))
     differences = 0
     for framework in sorted(set(a) | set(b)):
         left, right = a.get(framework, []), b.get(framework, [])

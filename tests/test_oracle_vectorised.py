@@ -317,7 +317,7 @@ def test_a_problem_with_a_field_it_does_not_know_is_not_taken() -> None:
         sample_weight: object = None
 
     assert vectorised.ineligible(Known(**same)) is None  # an option left unused
-    assert vectorised.ineligible(Known(**same, sample_weight=[2.0])) is not None
+    assert vectorised.ineligible(Known(**{**same, "sample_weight": [2.0]})) is not None
 
 
 def test_shifts_below_its_exp_domain_fall_back() -> None:

@@ -39,6 +39,10 @@ class Api:
     # composed linear + cross_entropy does); its records are judged with the bound that allows
     # that rounding (conformance/judge/compare.py), the others with the fused one
     materialises_logits: bool = False
+    # a variant that exists for some options only (e.g. a class axis moved for an API that
+    # has no axis argument): it runs a case only when the case uses one of them, the others
+    # run on the API itself; empty: every case it supports
+    only_for: frozenset[str] = field(default_factory=frozenset, hash=False, compare=False)
     # Why the API has no gradient (a forward-only runtime), or "" where it has one: a case's
     # gradient is then recorded ``unsupported`` with this reason, its output still judged.
     no_grad: str = ""
@@ -49,10 +53,14 @@ class Api:
     callee: str = field(default="", compare=False)
 
     def unsupported_reason(self, options: list[str]) -> str | None:
-        """Why this API cannot run a case needing ``options``, or None if it can."""
+        """Why this API cannot run a case needing ``options``, or None if it can.  An option
+        it does not name in ``supports`` is never assumed (conformance/cases/options.py)."""
         for option in options:
             if option not in self.supports:
                 return self.reasons.get(option, f"{self.name} does not support {option}")
+        if self.only_for and not self.only_for & set(options):
+            return (f"{self.name} runs only cases with {' or '.join(sorted(self.only_for))}; "
+                    "the others run on the API without this glue")
         return None
 
 
@@ -108,6 +116,13 @@ class Adapter(abc.ABC):
     def apis_for(self, op: str) -> tuple[Api, ...]:
         return tuple(api for api in self.apis() if api.op == op)
 
+    def build(self) -> dict[str, str | None]:
+        """What the framework says of its build and of what it sees: CUDA, cuDNN or ROCm
+        versions, its BLAS and oneDNN, the accelerator driver, the CPU kernels it picked.
+        A key is absent where the framework cannot tell; None where it says it has none
+        (a CPU-only build has no CUDA).  Nothing is guessed."""
+        return {}
+
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
         """Make ``run(api, ...)`` compute what ``run(like, ...)`` does, eagerly, calling
@@ -121,6 +136,14 @@ class Adapter(abc.ABC):
         return cls.stand_in is not Adapter.stand_in
 
 
+def _safe_build(adapter: Adapter) -> dict[str, str | None]:
+    """``adapter.build()``, or what failed in it: build information is never worth a run."""
+    try:
+        return {str(k): None if v is None else str(v) for k, v in adapter.build().items()}
+    except Exception as error:
+        return {"error": f"{type(error).__name__}: {error}"}
+
+
 def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
     """What ``adapter`` declares, as plain data: the ``adapter`` line of a results file."""
     return {
@@ -128,6 +151,7 @@ def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
         "version": adapter.version(),
         "devices": [asdict(d) for d in adapter.devices()],
         "dtypes": list(adapter.dtypes()),
+        "build": _safe_build(adapter),
         "apis": [
             {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
              "supports": sorted(a.supports), "reasons": dict(a.reasons),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from conformance.adapters.base import Api
+from conformance.cases.options import NAMED_REDUCTIONS
 from conformance.cases.problem import Problem
 
 REDUCTIONS = frozenset({"reduction_none", "reduction_mean", "reduction_sum"})
@@ -26,6 +27,14 @@ PROBABILITY_OPTIONS = (frozenset({"probability_target", "weight", "label_smoothi
                        | REDUCTIONS)
 
 UNREDUCED = "returns one loss per example, unreduced (see the composed variant for mean/sum)"
+# Issue 20's opt-in options (conformance/cases/options.py), for the APIs that name them.
+# An axis argument takes any class axis; a class-last API takes (N, d1, ..., dk, C) only.
+AXES = frozenset({"class_axis", "k_dim_class_last"})
+NAMED = frozenset(f"reduction_{name}" for name in NAMED_REDUCTIONS)
+SAMPLE_WEIGHTS = frozenset({"sample_weight"}) | NAMED
+NO_WHERE = ("has no where= argument; a -inf fill of the masked logits, the composed "
+            "alternative, gives NaN on a row with no class left (0 / 0), where where= gives 0 "
+            "and -inf: not run rather than blame the framework for our glue")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class Settings:
     classes: int
     weighted: bool
     ignoring: bool
+    sample_weighted: bool = False  # issue 20: the case has per-example weights
+    masked: bool = False  # issue 20: the case has a class mask (where)
 
 
 def settings_for(problem: Problem) -> Settings:
@@ -53,7 +64,9 @@ def settings_for(problem: Problem) -> Settings:
         axis=problem.class_axis, reduction=case.reduction, ignore_index=case.ignore_index,
         label_smoothing=float(case.label_smoothing), classes=problem.classes,
         weighted="weight" in options, ignoring="ignore_index" in options,
+        sample_weighted="sample_weight" in options, masked="where" in options,
     )
+
 
 
 def twin(api: Api, prefix: str, wrapper: str) -> Api:

@@ -14,6 +14,10 @@ jitted function as a whole where eager mode dispatches one primitive at a time):
   written on ``jax.nn.log_softmax`` with ``jnp.take_along_axis``; and that NLL alone for the
   ``nll_loss`` op.
 
+Issue 20: every call takes the case's ``axis`` as it is; ``jax.nn`` and the optax losses take
+its ``where`` mask natively (the composed reductions do not pass it on); the composed variants
+weigh examples by ``sample_weight`` with the named reductions (``jnp.sum(w * loss) / D``).
+
 Gradients are those of the sum of the outputs (``reference/SPEC.md``), through ``jax.vjp``,
 which gives the outputs too (``_with_grad``).  float64 runs
 inside ``jax.enable_x64(True)``, a context manager (thread-local, JAX >= 0.4.x), so the
@@ -29,6 +33,7 @@ recorded for it, and the code compiled is the same with or without the cache.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -39,8 +44,11 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
+    AXES,
+    NAMED,
     NLL_OPTIONS,
     PROBABILITY_OPTIONS,
+    SAMPLE_WEIGHTS,
     UNREDUCED,
     Settings,
     exception_chain,
@@ -50,6 +58,7 @@ from conformance.adapters.common import (
     twin,
     warn_once,
 )
+from conformance.cases.options import NAMED_REDUCTIONS
 from conformance.cases.problem import Problem
 from conformance.results.environment import cpu_name
 
@@ -64,38 +73,58 @@ SMOOTHING_NEEDS_ONE_HOT = ("smoothing integer labels means one-hot encoding them
                            "optax.softmax_cross_entropy (composed variant)")
 NLL_NO_SMOOTHING = "NLL of one picked log-probability has no label smoothing"
 
+# Issue 20: every JAX and optax call here takes an axis; jax.nn and optax take where=.
+AXIS = AXES
+NATIVE_WHERE = AXIS | {"where"}
+UNWEIGHTED = ("optax losses return one loss per example: per-example weights and their "
+              "reductions are a user's glue (see the composed variants)")
+OPTAX_NO_WEIGHTS = {"sample_weight": UNWEIGHTED, **{name: UNWEIGHTED for name in NAMED}}
+COMPOSED_WHERE = ("the composed reductions do not pass where= on (see the native optax "
+                  "losses, which take it)")
+# optax.softmax_cross_entropy_with_integer_labels (optax 0.2.8, losses/_classification.py):
+# out = logsumexp(logits, where=where) - logits[label], 0 only where a row has no class left,
+# so a label on a masked class is not excluded (SPEC.md, where: it contributes nothing).
+TARGET_MASKED = "target_masked"
+OPTAX_MASKED_LABEL = ("optax's integer-label loss subtracts the label's logit even when "
+                      "where= masks that class (logsumexp over the kept classes minus a masked "
+                      "logit), where optax.softmax_cross_entropy leaves a masked class out")
 GLUE = "class weights, ignore mask, mean/sum"
 EAGER_APIS: tuple[Api, ...] = (
-    Api("softmax", "jax.nn.softmax", "softmax", frozenset({"k_dim"}), callee="jax.nn.softmax"),
-    Api("log_softmax", "jax.nn.log_softmax", "log_softmax", frozenset({"k_dim"}),
+    Api("softmax", "jax.nn.softmax", "softmax", frozenset({"k_dim"}) | NATIVE_WHERE,
+        callee="jax.nn.softmax"),
+    Api("log_softmax", "jax.nn.log_softmax", "log_softmax", frozenset({"k_dim"}) | NATIVE_WHERE,
         callee="jax.nn.log_softmax"),
     Api("softmax_cross_entropy", "optax.softmax_cross_entropy", "cross_entropy",
-        frozenset({"probability_target", "reduction_none", "k_dim"}),
+        frozenset({"probability_target", "reduction_none", "k_dim"}) | NATIVE_WHERE,
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
                  "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
-                 "reduction_sum": UNREDUCED},
+                 "reduction_sum": UNREDUCED, **OPTAX_NO_WEIGHTS},
         callee="optax.softmax_cross_entropy"),
     Api("integer_labels", "optax.softmax_cross_entropy_with_integer_labels", "cross_entropy",
-        frozenset({"index_target", "reduction_none", "k_dim"}),
+        frozenset({"index_target", "reduction_none", "k_dim"}) | NATIVE_WHERE,
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
                  "ignore_index": NO_IGNORE, "label_smoothing": SMOOTHING_NEEDS_ONE_HOT,
-                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED},
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, **OPTAX_NO_WEIGHTS},
+        semantics={TARGET_MASKED: OPTAX_MASKED_LABEL},
         callee="optax.softmax_cross_entropy_with_integer_labels"),
     Api("softmax_cross_entropy-composed",
         "optax.softmax_cross_entropy(x, w * optax.smooth_labels(y)) + jnp.mean/jnp.sum",
-        "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY}, callee="optax.softmax_cross_entropy"),
+        "cross_entropy", PROBABILITY_OPTIONS | AXIS | SAMPLE_WEIGHTS, kind="composed",
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "where": COMPOSED_WHERE},
+        callee="optax.softmax_cross_entropy"),
     Api("integer_labels-composed",
         f"optax.softmax_cross_entropy_with_integer_labels(x, t) + {GLUE}",
-        "cross_entropy", NLL_OPTIONS, kind="composed",
+        "cross_entropy", NLL_OPTIONS | AXIS | SAMPLE_WEIGHTS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
-                 "label_smoothing": SMOOTHING_NEEDS_ONE_HOT},
+                 "label_smoothing": SMOOTHING_NEEDS_ONE_HOT, "where": COMPOSED_WHERE},
         callee="optax.softmax_cross_entropy_with_integer_labels"),
     Api("nll-log_softmax", f"NLL(jax.nn.log_softmax(x), t) via jnp.take_along_axis + {GLUE}",
-        "cross_entropy", NLL_OPTIONS, kind="composed",
-        reasons={"probability_target": PROBABILITY_FOR_INDEX, "label_smoothing": NLL_NO_SMOOTHING},
+        "cross_entropy", NLL_OPTIONS | AXIS | SAMPLE_WEIGHTS, kind="composed",
+        reasons={"probability_target": PROBABILITY_FOR_INDEX, "label_smoothing": NLL_NO_SMOOTHING,
+                 "where": COMPOSED_WHERE},
         callee="jax.nn.log_softmax"),
-    Api("nll", f"NLL(logp, t) via jnp.take_along_axis + {GLUE}", "nll_loss", NLL_OPTIONS,
+    Api("nll", f"NLL(logp, t) via jnp.take_along_axis + {GLUE}", "nll_loss",
+        NLL_OPTIONS | AXIS | SAMPLE_WEIGHTS,
         kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}),
 )
 # linear_cross_entropy: the composed recipes above on logits x @ W.T + b (materialised in the
@@ -130,7 +159,7 @@ SIGNATURES_BETWEEN_CLEARS = 16
 # (jax/_src/compiler.py), which it then compiles without.
 CACHE_WARNING = r"Error (reading|writing) persistent compilation cache entry"
 
-Recipe = Callable[[Any, Any, Any, Settings], Any]
+Recipe = Callable[..., Any]  # f(x, target, weight, settings, extra=(sample_weight, where))
 
 
 class JaxAdapter(Adapter):
@@ -162,6 +191,9 @@ class JaxAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return tuple(device for device, _ in self._devices)
+
+    def build(self) -> dict[str, str | None]:
+        return jax_build(self.jax)
 
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
@@ -213,10 +245,16 @@ class JaxAdapter(Adapter):
         settings = settings_for(problem)
         if problem.case.op == LINEAR_OP:
             return self._run_linear(api, problem, place, dtype, x, target, weight, settings)
+        # issue 20: per-example weights and the class mask, None where the case has none
+        extra = (None if problem.sample_weight is None else self.jax.device_put(
+                     jnp.asarray(problem.sample_weight, dtype=dtype), place),
+                 None if problem.where is None else self.jax.device_put(
+                     jnp.asarray(problem.where, dtype=bool), place))
         if problem.case.grad:
-            out, grad = self._function(api, grad=True)(x, target, weight, settings)
+            out, grad = self._function(api, grad=True)(x, target, weight, settings, extra)
             return Outcome("ok", _numpy(out), _numpy(grad))
-        return Outcome("ok", _numpy(self._function(api, grad=False)(x, target, weight, settings)))
+        return Outcome("ok", _numpy(self._function(api, grad=False)(
+            x, target, weight, settings, extra)))
 
     def _run_linear(self, api: Api, problem: Problem, place: Any, dtype: Any, x: Any,
                     target: Any, weight: Any, settings: Settings) -> Outcome:
@@ -267,8 +305,9 @@ def _with_grad(jax: Any, jnp: Any, recipe: Recipe) -> Recipe:
     ``jax.grad`` took two.  The jitted output thus comes from the executable that also
     computes the gradient, as in a training step under ``jax.value_and_grad``."""
 
-    def forward_and_grad(x: Any, target: Any, weight: Any, settings: Settings) -> Any:
-        out, pullback = jax.vjp(lambda x: recipe(x, target, weight, settings), x)
+    def forward_and_grad(x: Any, target: Any, weight: Any, settings: Settings,
+                         extra: Any = None) -> Any:
+        out, pullback = jax.vjp(lambda x: recipe(x, target, weight, settings, extra), x)
         (grad,) = pullback(jnp.ones_like(out))
         return out, grad
 
@@ -278,9 +317,12 @@ def _with_grad(jax: Any, jnp: Any, recipe: Recipe) -> Recipe:
 def _recipes(jax: Any, jnp: Any, optax: Any) -> dict[str, Recipe]:
     """What each API computes, as ``f(x, target, weight, settings)``."""
 
-    def reduce_rows(rows: Any, target: Any, weight: Any, s: Settings) -> Any:
+    def reduce_rows(rows: Any, target: Any, weight: Any, s: Settings, extra: Any = None) -> Any:
         """A user's weighted, masked reduction of per-example losses (SPEC.md, Reduction).
         Without weights or ignored targets it is plain jnp.mean/jnp.sum, as a user writes it."""
+        sample_weight = None if extra is None else extra[0]
+        if sample_weight is not None or s.reduction in NAMED_REDUCTIONS:
+            return named_reduction(rows, target, sample_weight, weight, s)
         if not (s.weighted or s.ignoring):
             return rows if s.reduction == "none" else getattr(jnp, s.reduction)(rows)
         keep = target != s.ignore_index
@@ -293,6 +335,32 @@ def _recipes(jax: Any, jnp: Any, optax: Any) -> dict[str, Recipe]:
         total = jnp.sum(losses)
         return total if s.reduction == "sum" else total / jnp.sum(weights)
 
+    def named_reduction(rows: Any, target: Any, sample_weight: Any, weight: Any,
+                        s: Settings) -> Any:
+        """Per-example weights and Keras' / TF v1's named reductions (SPEC.md)."""
+        if target is not None and jnp.issubdtype(target.dtype, jnp.integer):
+            keep = target != s.ignore_index
+            if s.weighted:
+                rows = rows * weight[jnp.where(keep, target, 0)]
+        else:
+            keep = jnp.ones(rows.shape, dtype=bool)
+        if sample_weight is not None:
+            rows = rows * sample_weight
+        losses = jnp.where(keep, rows, 0)
+        if s.reduction == "none":
+            return losses
+        total = jnp.sum(losses)
+        if s.reduction == "sum":
+            return total
+        weights = jnp.ones_like(rows) if sample_weight is None else sample_weight
+        if s.reduction == "mean_with_sample_weight":
+            divisor = jnp.sum(jnp.where(keep, weights, 0))
+        elif s.reduction == "sum_by_nonzero_weights":
+            divisor = jnp.sum(keep & (weights != 0)).astype(rows.dtype)
+        else:
+            divisor = jnp.sum(keep).astype(rows.dtype)
+        return total / divisor
+
     def picked(logp: Any, target: Any, s: Settings) -> Any:
         """-logp[target] along the class axis (ignored targets pick class 0, masked later)."""
         safe = jnp.where(target != s.ignore_index, target, 0)
@@ -302,17 +370,22 @@ def _recipes(jax: Any, jnp: Any, optax: Any) -> dict[str, Recipe]:
     def class_shaped(weight: Any, s: Settings, ndim: int) -> Any:
         return weight.reshape([s.classes if i == s.axis else 1 for i in range(ndim)])
 
-    def probability_composed(x: Any, y: Any, w: Any, s: Settings) -> Any:
+    def probability_composed(x: Any, y: Any, w: Any, s: Settings, extra: Any = None) -> Any:
         labels = optax.smooth_labels(y, s.label_smoothing, axis=s.axis) if s.label_smoothing else y
         if s.weighted:
             labels = labels * class_shaped(w, s, x.ndim)
         rows = optax.softmax_cross_entropy(x, labels, axis=s.axis)
+        if s.sample_weighted or s.reduction in NAMED_REDUCTIONS:
+            return named_reduction(rows, None, extra[0], None, s)
         return rows if s.reduction == "none" else getattr(jnp, s.reduction)(rows)
 
-    def integer_composed(x: Any, t: Any, w: Any, s: Settings) -> Any:
+    def integer_composed(x: Any, t: Any, w: Any, s: Settings, extra: Any = None) -> Any:
         safe = jnp.where(t != s.ignore_index, t, 0) if s.ignoring else t
         rows = optax.softmax_cross_entropy_with_integer_labels(x, safe, axis=s.axis)
-        return reduce_rows(rows, t, w, s)
+        return reduce_rows(rows, t, w, s, extra)
+
+    def where_of(extra: Any) -> Any:
+        return None if extra is None else extra[1]
 
     def logits(params: Any) -> Any:
         """``x @ W.T + b`` (params ``(x, W)`` or ``(x, W, b)``), as a user writes it."""
@@ -320,19 +393,21 @@ def _recipes(jax: Any, jnp: Any, optax: Any) -> dict[str, Recipe]:
         return z + params[2] if len(params) == 3 else z
 
     return {
-        "integer_labels-linear": lambda p, t, w, s: integer_composed(logits(p), t, w, s),
-        "softmax_cross_entropy-linear": lambda p, y, w, s: probability_composed(
+        "integer_labels-linear": lambda p, t, w, s, e=None: integer_composed(logits(p), t, w, s),
+        "softmax_cross_entropy-linear": lambda p, y, w, s, e=None: probability_composed(
             logits(p), y, w, s),
-        "softmax": lambda x, t, w, s: jax.nn.softmax(x, axis=s.axis),
-        "log_softmax": lambda x, t, w, s: jax.nn.log_softmax(x, axis=s.axis),
-        "softmax_cross_entropy": lambda x, y, w, s: optax.softmax_cross_entropy(x, y, axis=s.axis),
-        "integer_labels": lambda x, t, w, s: optax.softmax_cross_entropy_with_integer_labels(
-            x, t, axis=s.axis),
+        "softmax": lambda x, t, w, s, e=None: jax.nn.softmax(x, axis=s.axis, where=where_of(e)),
+        "log_softmax": lambda x, t, w, s, e=None: jax.nn.log_softmax(
+            x, axis=s.axis, where=where_of(e)),
+        "softmax_cross_entropy": lambda x, y, w, s, e=None: optax.softmax_cross_entropy(
+            x, y, axis=s.axis, where=where_of(e)),
+        "integer_labels": lambda x, t, w, s, e=None:
+            optax.softmax_cross_entropy_with_integer_labels(x, t, axis=s.axis, where=where_of(e)),
         "softmax_cross_entropy-composed": probability_composed,
         "integer_labels-composed": integer_composed,
-        "nll-log_softmax": lambda x, t, w, s: reduce_rows(
-            picked(jax.nn.log_softmax(x, axis=s.axis), t, s), t, w, s),
-        "nll": lambda x, t, w, s: reduce_rows(picked(x, t, s), t, w, s),
+        "nll-log_softmax": lambda x, t, w, s, e=None: reduce_rows(
+            picked(jax.nn.log_softmax(x, axis=s.axis), t, s), t, w, s, e),
+        "nll": lambda x, t, w, s, e=None: reduce_rows(picked(x, t, s), t, w, s, e),
     }
 
 
@@ -346,6 +421,29 @@ def _discover(jax: Any) -> list[tuple[Device, Any]]:
     for i, gpu in enumerate(gpus):
         found.append((Device(f"cuda:{i}", "gpu", str(gpu.device_kind)), gpu))
     return found
+
+
+def jax_build(jax: Any) -> dict[str, str | None]:
+    """jaxlib's word on its CUDA plugin (``jax._src.lib.cuda_versions``: None without one)
+    and the platform version of each backend it runs."""
+    info: dict[str, str | None] = {"default_backend": jax.default_backend()}
+    try:
+        from jax._src.lib import cuda_versions
+    except ImportError:
+        cuda_versions = None
+    if cuda_versions is None:
+        info["cuda"] = None  # jaxlib has no CUDA plugin here
+    else:
+        for key, name in (("cuda_runtime_seen", "cuda_runtime_get_version"),
+                          ("cudnn_seen", "cudnn_get_version"),
+                          ("cuda_driver", "cuda_driver_get_version")):
+            with contextlib.suppress(Exception):
+                info[key] = str(getattr(cuda_versions, name)())
+    for device in {d.platform: d for d in jax.devices()}.values():
+        version = getattr(getattr(device, "client", None), "platform_version", None)
+        if version and version not in ("<unknown>", device.platform):
+            info[f"{device.platform}_platform"] = str(version)
+    return info
 
 
 def _resident_bytes() -> int | None:

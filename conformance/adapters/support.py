@@ -26,20 +26,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.cases.options import OPTIONS
+from conformance.cases.options import ALL_OPTIONS, OPTIONS
 
+_LAYOUT = frozenset({"k_dim", "k_dim_class_last", "class_axis"})
 # Options that mean something for each op (a case of that op can require them).
 APPLICABLE: dict[str, frozenset[str]] = {
-    "softmax": frozenset({"k_dim"}),
-    "log_softmax": frozenset({"k_dim"}),
-    "nll_loss": frozenset(OPTIONS) - {"probability_target", "label_smoothing"},
-    "cross_entropy": frozenset(OPTIONS),
+    "softmax": _LAYOUT | {"where"},
+    "log_softmax": _LAYOUT | {"where"},
+    "nll_loss": frozenset(ALL_OPTIONS) - {"probability_target", "label_smoothing", "where"},
+    "cross_entropy": frozenset(ALL_OPTIONS),
+    "categorical_crossentropy_probs": frozenset(ALL_OPTIONS) - {"where"},
     "linear_cross_entropy": frozenset(OPTIONS) - {"k_dim"},  # (N, D) or (D,) inputs only
 }
 HEADERS = {
     "index_target": "index target", "probability_target": "prob. target", "weight": "weight",
     "ignore_index": "ignore_index", "label_smoothing": "smoothing", "reduction_none": "none",
     "reduction_mean": "mean", "reduction_sum": "sum", "k_dim": "K-dim",
+    "k_dim_class_last": "K-dim, classes last", "class_axis": "other axis",
+    "sample_weight": "sample weight", "where": "where",
+    "reduction_sum_over_batch_size": "sum over batch size",
+    "reduction_mean_with_sample_weight": "mean with sample weight",
+    "reduction_sum_by_nonzero_weights": "sum by nonzero weights",
 }
 NOT_APPLICABLE, UNSUPPORTED = "", "no"
 
@@ -64,7 +71,7 @@ class ApiSupport:
     def cell(self, option: str) -> str:
         """``native`` / ``composed``, ``no``, or ``""`` where ``option`` does not apply (to
         the op, or ignore_index to an API without index targets: it never meets one)."""
-        if option not in APPLICABLE.get(self.op, frozenset(OPTIONS)) or (
+        if option not in APPLICABLE.get(self.op, frozenset(ALL_OPTIONS)) or (
                 option == "ignore_index" and "index_target" not in self.supports):
             return NOT_APPLICABLE
         if option not in self.supports:
@@ -199,7 +206,7 @@ def _shown(apis: list[ApiSupport]) -> list[tuple[ApiSupport, list[str]]]:
 
 
 def _markdown(matrix: SupportMatrix, environment: bool, reasons: bool) -> list[str]:
-    columns = list(OPTIONS)
+    columns = list(ALL_OPTIONS)
     lines = [
         "| framework | API | also as | op | " + " | ".join(HEADERS.get(o, o) for o in columns)
         + " | grad |",
@@ -247,7 +254,7 @@ def _reason_lines(matrix: SupportMatrix) -> list[str]:
     grouped: dict[tuple[str, str], dict[str, list[str]]] = {}
     for framework in matrix.frameworks:
         for api, _ in _shown(framework.apis):
-            for option in OPTIONS:
+            for option in ALL_OPTIONS:
                 if api.cell(option) == UNSUPPORTED:
                     apis = grouped.setdefault((framework.framework, api.reason(option)), {})
                     apis.setdefault(api.name, []).append(option)

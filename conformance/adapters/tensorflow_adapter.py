@@ -21,6 +21,17 @@ optimised by Grappler and may fuse or reorder what eager mode runs op by op):
   ``SparseCategoricalCrossentropy`` through ``sample_weight`` and Keras'
   ``"mean_with_sample_weight"`` reduction; NLL written with ``tf.gather`` for ``nll_loss``.
 
+Issue 20: ``axis`` reaches every API with an axis argument as it is; the class-last APIs
+(``tf.nn.sparse_softmax_cross_entropy_with_logits``, Keras' ``SparseCategoricalCrossentropy``,
+``tf.compat.v1.losses.sparse_softmax_cross_entropy``) take ``(N, d1, ..., dk, C)`` inputs
+natively and no other layout; the composed sparse variant moves the class axis last (an exact
+transpose, named in its API).  Keras' losses take ``sample_weight`` with Keras' reductions
+(``sum_over_batch_size``, ``mean_with_sample_weight``), ``tf.compat.v1.losses`` with TF v1's
+(``SUM_BY_NONZERO_WEIGHTS`` ...; it reduces in float32 whatever the dtype,
+``compute_weighted_loss``).  ``categorical_crossentropy_probs`` (probabilities in) runs on
+Keras' ``from_logits=False`` losses and on the plain ``-sum y log p``, whose differences are
+declared ``semantic``.  No API here has ``where=``.
+
 Gradients are ``tf.GradientTape`` gradients of the sum of the outputs (``reference/SPEC.md``).
 ``softmax_cross_entropy_with_logits`` documents its gradient (``softmax - labels``) as
 incorrect unless each label row is a probability distribution; the APIs whose gradient is that
@@ -42,7 +53,10 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
+    AXES,
+    NAMED,
     NLL_OPTIONS,
+    NO_WHERE,
     PROBABILITY_OPTIONS,
     REDUCTIONS,
     UNREDUCED,
@@ -103,71 +117,153 @@ LABELS_MUST_SUM_TO_ONE = ("class weights would scale the labels off a probabilit
                           "where TensorFlow documents the gradient (softmax - labels) as invalid; "
                           "see the tf.nn.log_softmax variant")
 
+# Issue 20.  Keras' reductions (keras/src/losses/loss.py, reduce_values) divide with
+# divide_no_nan: a zero divisor (no kept example, a zero total sample weight) gives 0.
+ZERO_DIVISOR = "zero_divisor"
+KERAS_NO_NAN_DIVISOR = ("Keras divides with divide_no_nan: a zero divisor (no kept example, "
+                        "or sample weights that sum to 0) gives 0, not 0/0 = NaN or x/0 = inf")
+AXIS = AXES
+CLASSES_LAST = frozenset({"k_dim_class_last"})  # (N, d1, ..., dk, C): what class-last APIs take
+KERAS_SAMPLE_WEIGHTS = frozenset({"sample_weight", "reduction_sum_over_batch_size",
+                                  "reduction_mean_with_sample_weight"})
+KERAS_NO_NONZERO = ("Keras has no SUM_BY_NONZERO_WEIGHTS reduction (TF v1's: see "
+                    "tf.compat.v1.losses.sparse_softmax_cross_entropy)")
+TF_NN_UNWEIGHTED = ("tf.nn losses return one loss per example: per-example weights and their "
+                    "reductions are a user's glue (see the Keras losses and tf.compat.v1.losses)")
+TF_NN_NO_SAMPLE_WEIGHT = {"sample_weight": TF_NN_UNWEIGHTED,
+                          **{name: TF_NN_UNWEIGHTED for name in NAMED}}
+V1_SPARSE = ("tf.compat.v1.losses.sparse_softmax_cross_entropy(t, x, weights=sample_weight, "
+             "reduction=...)")
+V1_REDUCTION = {"none": "none", "sum": "weighted_sum",
+                "sum_over_batch_size": "weighted_sum_over_batch_size",
+                "mean_with_sample_weight": "weighted_mean",
+                "sum_by_nonzero_weights": "weighted_sum_by_nonzero_weights"}
+V1_MEAN = ("TF v1's MEAN is the sample-weighted mean (case reduction "
+           "mean_with_sample_weight), not torch's mean")
+# categorical_crossentropy_probs (reference/SPEC.md): Keras' from_logits=False, and the
+# plain -sum y log p a user writes, which neither renormalises nor clips.
+PROBS_CLIPPED = "probs_clipped"
+PLAIN_PROBS = ("-sum y log p as written: no renormalisation of p and no clip to "
+               "[epsilon, 1 - epsilon] (Keras' from_logits=False does both)")
+PLAIN_PROBS_GRAD = ("the gradient of -sum y log p is -y / p: it lacks the renormalisation's "
+                    "term sum(y) / sum(p) that Keras' p / sum(p) adds, even where the row "
+                    "sums to 1")
+PROBS = "categorical_crossentropy_probs"
 GLUE = "class weights, ignore mask, mean/sum"
 KERAS_SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
 EAGER_APIS: tuple[Api, ...] = (
-    Api("softmax", "tf.nn.softmax", "softmax", frozenset({"k_dim"}), callee="tf.nn.softmax"),
-    Api("log_softmax", "tf.nn.log_softmax", "log_softmax", frozenset({"k_dim"}),
-        callee="tf.nn.log_softmax"),
+    Api("softmax", "tf.nn.softmax", "softmax", frozenset({"k_dim"}) | AXIS,
+        reasons={"where": NO_WHERE}, callee="tf.nn.softmax"),
+    Api("log_softmax", "tf.nn.log_softmax", "log_softmax", frozenset({"k_dim"}) | AXIS,
+        reasons={"where": NO_WHERE}, callee="tf.nn.log_softmax"),
     Api("softmax_cross_entropy_with_logits", "tf.nn.softmax_cross_entropy_with_logits",
-        "cross_entropy", frozenset({"probability_target", "reduction_none", "k_dim"}),
+        "cross_entropy", frozenset({"probability_target", "reduction_none", "k_dim"}) | AXIS,
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": NO_WEIGHTS,
                  "label_smoothing": NO_SMOOTHING, "reduction_mean": UNREDUCED,
-                 "reduction_sum": UNREDUCED},
+                 "reduction_sum": UNREDUCED, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT},
         semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT},
         callee="tf.nn.softmax_cross_entropy_with_logits"),
     Api("sparse_softmax_cross_entropy_with_logits",
         "tf.nn.sparse_softmax_cross_entropy_with_logits", "cross_entropy",
-        frozenset({"index_target", "reduction_none"}),
+        frozenset({"index_target", "reduction_none"}) | CLASSES_LAST,
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
                  "ignore_index": NO_IGNORE, "label_smoothing": NO_SMOOTHING,
-                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, "k_dim": CLASS_LAST},
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED, "k_dim": CLASS_LAST,
+                 "class_axis": CLASS_LAST, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT},
         callee="tf.nn.sparse_softmax_cross_entropy_with_logits"),
     Api("softmax_cross_entropy_with_logits-composed",
         "tf.nn.softmax_cross_entropy_with_logits(smoothed y, x) + tf.reduce_mean/tf.reduce_sum",
-        "cross_entropy", PROBABILITY_OPTIONS - {"weight"}, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": LABELS_MUST_SUM_TO_ONE},
+        "cross_entropy", (PROBABILITY_OPTIONS - {"weight"}) | AXIS, kind="composed",
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": LABELS_MUST_SUM_TO_ONE,
+                 "where": NO_WHERE},
         # smoothing keeps a row's sum (y (1 - eps) + eps / C), so the rows it is given are
         # distributions exactly where the case's are
         semantics={LABELS_OFF_A_DISTRIBUTION: SOFTMAX_XENT_GRADIENT},
         callee="tf.nn.softmax_cross_entropy_with_logits"),
     Api("log_softmax-composed",
         "-tf.reduce_sum(w * smoothed y * tf.nn.log_softmax(x)) + tf.reduce_mean/tf.reduce_sum",
-        "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY}, callee="tf.nn.log_softmax"),
+        "cross_entropy", PROBABILITY_OPTIONS | AXIS, kind="composed",
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "where": NO_WHERE},
+        callee="tf.nn.log_softmax"),
     Api("sparse_softmax_cross_entropy_with_logits-composed",
         f"tf.nn.sparse_softmax_cross_entropy_with_logits (class axis moved last) + {GLUE}",
-        "cross_entropy", NLL_OPTIONS, kind="composed",
+        "cross_entropy", NLL_OPTIONS | AXIS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
-                 "label_smoothing": NO_SMOOTHING},
+                 "label_smoothing": NO_SMOOTHING, "where": NO_WHERE, **TF_NN_NO_SAMPLE_WEIGHT},
         callee="tf.nn.sparse_softmax_cross_entropy_with_logits"),
     Api("CategoricalCrossentropy",
         "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=x.dtype)", "cross_entropy",
-        frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS,
+        frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS | AXIS
+        | KERAS_SAMPLE_WEIGHTS,
         reasons={"index_target": "takes probability (one-hot) labels; index labels go to "
                                  "SparseCategoricalCrossentropy",
-                 "weight": KERAS_WEIGHTS},
-        semantics={LABELS_OFF_A_DISTRIBUTION: KERAS_SOFTMAX_XENT_GRADIENT},
+                 "weight": KERAS_WEIGHTS, "where": NO_WHERE,
+                 "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
+        semantics={LABELS_OFF_A_DISTRIBUTION: KERAS_SOFTMAX_XENT_GRADIENT,
+                   ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
         callee="keras.losses.CategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy", KERAS_SPARSE, "cross_entropy",
-        frozenset({"index_target", "ignore_index"}) | REDUCTIONS,
+        frozenset({"index_target", "ignore_index"}) | REDUCTIONS | KERAS_SAMPLE_WEIGHTS
+        | CLASSES_LAST,
         reasons={"probability_target": "takes index labels; probability labels go to "
                                        "CategoricalCrossentropy",
                  "weight": KERAS_WEIGHTS, "label_smoothing": KERAS_NO_SMOOTHING,
-                 "k_dim": KERAS_AXIS},
-        semantics={"ignore_index": KERAS_NO_NAN_MEAN},
+                 "k_dim": KERAS_AXIS, "class_axis": KERAS_AXIS, "where": NO_WHERE,
+                 "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
+        semantics={"ignore_index": KERAS_NO_NAN_MEAN, ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
         callee="keras.losses.SparseCategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy-sample_weight",
         f"{KERAS_SPARSE[:-1]}, reduction='mean_with_sample_weight')"
         "(t, x, sample_weight=tf.gather(w, t))",
-        "cross_entropy", frozenset({"index_target", "weight", "ignore_index"}) | REDUCTIONS,
+        "cross_entropy", frozenset({"index_target", "weight", "ignore_index"}) | REDUCTIONS
+        | KERAS_SAMPLE_WEIGHTS | CLASSES_LAST,
         kind="composed",
         reasons={"probability_target": "takes index labels", "label_smoothing": KERAS_NO_SMOOTHING,
-                 "k_dim": KERAS_AXIS},
-        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN},
+                 "k_dim": KERAS_AXIS, "class_axis": KERAS_AXIS, "where": NO_WHERE,
+                 "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
+        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN,
+                   ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
         callee="keras.losses.SparseCategoricalCrossentropy"),
-    Api("nll", f"NLL(logp, t) via tf.gather + {GLUE}", "nll_loss", NLL_OPTIONS, kind="composed",
-        reasons={"label_smoothing": NLL_NO_SMOOTHING}),
+    Api("nll", f"NLL(logp, t) via tf.gather + {GLUE}", "nll_loss", NLL_OPTIONS | AXIS,
+        kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}),
+    # issue 20: TF v1's weighted losses, with SUM_BY_NONZERO_WEIGHTS (its default)
+    Api("v1-sparse_softmax_cross_entropy", V1_SPARSE, "cross_entropy",
+        frozenset({"index_target", "reduction_none", "reduction_sum", "sample_weight",
+                   "reduction_sum_over_batch_size", "reduction_mean_with_sample_weight",
+                   "reduction_sum_by_nonzero_weights"}) | CLASSES_LAST,
+        reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": NO_WEIGHTS,
+                 "ignore_index": NO_IGNORE, "label_smoothing": NO_SMOOTHING,
+                 "reduction_mean": V1_MEAN, "k_dim": CLASS_LAST, "class_axis": CLASS_LAST,
+                 "where": NO_WHERE},
+        semantics={ZERO_DIVISOR: "tf.compat.v1.losses divides with div_no_nan (_safe_mean): "
+                                 "a zero divisor gives 0"}),
+    # issue 20: probabilities (from_logits=False), op categorical_crossentropy_probs
+    Api("CategoricalCrossentropy-probs",
+        "keras.losses.CategoricalCrossentropy(from_logits=False, dtype=x.dtype)", PROBS,
+        frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS | AXIS
+        | KERAS_SAMPLE_WEIGHTS,
+        reasons={"index_target": "takes probability (one-hot) labels; index labels go to "
+                                 "SparseCategoricalCrossentropy",
+                 "weight": KERAS_WEIGHTS, "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
+        semantics={ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR}),
+    Api("SparseCategoricalCrossentropy-probs",
+        "keras.losses.SparseCategoricalCrossentropy(from_logits=False, dtype=x.dtype)", PROBS,
+        frozenset({"index_target", "ignore_index"}) | REDUCTIONS | KERAS_SAMPLE_WEIGHTS
+        | CLASSES_LAST,
+        reasons={"probability_target": "takes index labels", "weight": KERAS_WEIGHTS,
+                 "label_smoothing": KERAS_NO_SMOOTHING, "k_dim": KERAS_AXIS,
+                 "class_axis": KERAS_AXIS,
+                 "reduction_sum_by_nonzero_weights": KERAS_NO_NONZERO},
+        semantics={"ignore_index": KERAS_NO_NAN_MEAN, ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR}),
+    Api("categorical_crossentropy-probs", "keras.losses.categorical_crossentropy(y, p)", PROBS,
+        frozenset({"probability_target", "label_smoothing", "reduction_none", "k_dim"}) | AXIS,
+        reasons={"index_target": "takes probability labels", "weight": KERAS_WEIGHTS,
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED}),
+    Api("plain-probs", "-tf.reduce_sum(y * tf.math.log(p)) + tf.reduce_mean/tf.reduce_sum",
+        PROBS, frozenset({"probability_target", "k_dim"}) | REDUCTIONS | AXIS, kind="composed",
+        reasons={"index_target": "takes probability labels", "weight": "not written here",
+                 "label_smoothing": "not written here"},
+        semantics={PROBS_CLIPPED: PLAIN_PROBS, "grad:*": PLAIN_PROBS_GRAD}),
 )
 # linear_cross_entropy: the composed losses above on logits tf.matmul(x, W, transpose_b=True)
 # + b (tf.linalg.matvec for a (D,) input), materialised in the dtype; TensorFlow and Keras
@@ -191,9 +287,11 @@ EAGER_APIS = EAGER_APIS + LINEAR_APIS
 FUNCTION_PREFIX = "function"
 APIS = EAGER_APIS + tuple(twin(api, FUNCTION_PREFIX, "tf.function") for api in EAGER_APIS)
 DTYPES = ("float64", "float32", "float16", "bfloat16")
-KERAS_REDUCTION = {"none": None, "sum": "sum", "mean": "sum_over_batch_size"}
+KERAS_REDUCTION = {"none": None, "sum": "sum", "mean": "sum_over_batch_size",
+                   "sum_over_batch_size": "sum_over_batch_size",
+                   "mean_with_sample_weight": "mean_with_sample_weight"}
 
-Recipe = Callable[[Any, Any, Any, Settings], Any]
+Recipe = Callable[..., Any]  # f(x, target, weight, settings, extra=(sample_weight, where))
 
 
 class TensorFlowAdapter(Adapter):
@@ -225,6 +323,9 @@ class TensorFlowAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return tuple(device for device, _ in self._devices)
+
+    def build(self) -> dict[str, str | None]:
+        return tensorflow_build(self.tf)
 
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
@@ -261,10 +362,13 @@ class TensorFlowAdapter(Adapter):
         settings = settings_for(problem)
         if problem.case.op == LINEAR_OP:
             return self._run_linear(api, problem, dtype, x, target, weight, settings)
+        # issue 20: per-example weights (the where mask is never run here: NO_WHERE)
+        extra = (None if problem.sample_weight is None
+                 else tf.cast(tf.constant(problem.sample_weight, dtype=tf.float64), dtype), None)
         if not problem.case.grad:
-            out = self._function(api, grad=False)(x, target, weight, settings)
+            out = self._function(api, grad=False)(x, target, weight, settings, extra)
             return Outcome("ok", _numpy(tf, out))
-        out, grad = self._function(api, grad=True)(x, target, weight, settings)
+        out, grad = self._function(api, grad=True)(x, target, weight, settings, extra)
         return Outcome("ok", _numpy(tf, out),
                        np.zeros(problem.input.shape) if grad is None else _numpy(tf, grad))
 
@@ -316,20 +420,22 @@ def _traced(tf: Any, function: Callable[..., Any]) -> Callable[..., Any]:
     harness, not of the call a user writes with a concrete shape.
     """
 
-    def body(x: Any, target: Any, weight: Any, key: tuple[Any, ...]) -> Any:
-        return function(x, target, weight, Settings(*key))
+    def body(x: Any, target: Any, weight: Any, key: tuple[Any, ...], extra: Any) -> Any:
+        return function(x, target, weight, Settings(*key), extra)
 
     traced = tf.function(body)
-    return lambda x, target, weight, settings: traced(x, target, weight, astuple(settings))
+    return lambda x, target, weight, settings, extra=(None, None): traced(
+        x, target, weight, astuple(settings), extra)
 
 
 def _with_grad(tf: Any, recipe: Recipe) -> Callable[..., Any]:
     """The outputs and, by ``tf.GradientTape``, the gradient of their sum (SPEC.md)."""
 
-    def forward_and_grad(x: Any, target: Any, weight: Any, settings: Settings) -> Any:
+    def forward_and_grad(x: Any, target: Any, weight: Any, settings: Settings,
+                         extra: Any = (None, None)) -> Any:
         with tf.GradientTape() as tape:
             tape.watch(x)
-            out = recipe(x, target, weight, settings)
+            out = recipe(x, target, weight, settings, extra)
         grad = tape.gradient(out, x, output_gradients=tf.ones_like(out))
         # tf.gather's gradient is sparse (IndexedSlices); densify it for comparison.
         return out, None if grad is None else tf.convert_to_tensor(grad)
@@ -358,11 +464,12 @@ def _recipes(tf: Any, keras: Any) -> dict[str, Recipe]:
     """What each API computes, as ``f(x, target, weight, settings)``."""
 
     def class_last(x: Any, s: Settings) -> Any:
-        """(N, C, d1, ..., dk) -> (N, d1, ..., dk, C): an exact layout move, no arithmetic."""
-        if s.axis == x.shape.rank - 1:
-            return x
+        """The class axis moved last ((N, C, d1, ..., dk) -> (N, d1, ..., dk, C)): an exact
+        layout move, no arithmetic."""
         rank = x.shape.rank
-        return tf.transpose(x, [0, *range(2, rank), 1])
+        if s.axis == rank - 1:
+            return x
+        return tf.transpose(x, [*(i for i in range(rank) if i != s.axis), s.axis])
 
     def reduce_rows(rows: Any, target: Any, weight: Any, s: Settings) -> Any:
         """A user's weighted, masked reduction of per-example losses (SPEC.md, Reduction).
@@ -395,11 +502,11 @@ def _recipes(tf: Any, keras: Any) -> dict[str, Recipe]:
             return y
         return y * (1 - s.label_smoothing) + s.label_smoothing / s.classes
 
-    def probability_composed(x: Any, y: Any, w: Any, s: Settings) -> Any:
+    def probability_composed(x: Any, y: Any, w: Any, s: Settings, e: Any = None) -> Any:
         rows = tf.nn.softmax_cross_entropy_with_logits(labels=smoothed(y, s), logits=x, axis=s.axis)
         return rows if s.reduction == "none" else _reduce(tf, rows, s.reduction)
 
-    def log_softmax_composed(x: Any, y: Any, w: Any, s: Settings) -> Any:
+    def log_softmax_composed(x: Any, y: Any, w: Any, s: Settings, e: Any = None) -> Any:
         labels = smoothed(y, s)
         if s.weighted:
             labels = labels * tf.reshape(w, [s.classes if i == s.axis else 1
@@ -407,32 +514,54 @@ def _recipes(tf: Any, keras: Any) -> dict[str, Recipe]:
         rows = -tf.reduce_sum(labels * tf.nn.log_softmax(x, axis=s.axis), axis=s.axis)
         return rows if s.reduction == "none" else _reduce(tf, rows, s.reduction)
 
-    def sparse_composed(x: Any, t: Any, w: Any, s: Settings) -> Any:
+    def sparse_composed(x: Any, t: Any, w: Any, s: Settings, e: Any = None) -> Any:
         rows = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=safe_labels(t, s), logits=class_last(x, s))
         return reduce_rows(rows, t, w, s)
 
-    def keras_categorical(x: Any, y: Any, w: Any, s: Settings) -> Any:
-        loss = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=s.label_smoothing, axis=s.axis,
-            reduction=KERAS_REDUCTION[s.reduction], dtype=x.dtype.name)
-        return loss(y, x)
+    def sample_weight_of(extra: Any) -> Any:
+        return None if extra is None else extra[0]
 
-    def keras_sparse(x: Any, t: Any, w: Any, s: Settings) -> Any:
+    def keras_categorical(x: Any, y: Any, w: Any, s: Settings, e: Any = None,
+                          from_logits: bool = True) -> Any:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=from_logits, label_smoothing=s.label_smoothing, axis=s.axis,
+            reduction=KERAS_REDUCTION[s.reduction], dtype=x.dtype.name)
+        return loss(y, x, sample_weight=sample_weight_of(e))
+
+    def keras_sparse(x: Any, t: Any, w: Any, s: Settings, e: Any = None,
+                     from_logits: bool = True) -> Any:
         # ignore_class only where a target is ignored, as a user who needs it passes it.
         loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, ignore_class=s.ignore_index if s.ignoring else None,
+            from_logits=from_logits, ignore_class=s.ignore_index if s.ignoring else None,
             reduction=KERAS_REDUCTION[s.reduction], dtype=x.dtype.name)
-        return loss(t, x)
+        return loss(t, x, sample_weight=sample_weight_of(e))
 
-    def keras_sample_weight(x: Any, t: Any, w: Any, s: Settings) -> Any:
+    def keras_sample_weight(x: Any, t: Any, w: Any, s: Settings, e: Any = None) -> Any:
         reduction = ("mean_with_sample_weight" if s.reduction == "mean"
                      else KERAS_REDUCTION[s.reduction])
         loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, ignore_class=s.ignore_index if s.ignoring else None,
             reduction=reduction, dtype=x.dtype.name)
         sample_weight = tf.gather(w, safe_labels(t, s)) if s.weighted else None
+        given = sample_weight_of(e)
+        if given is not None:  # the case's own per-example weights, times the class weights
+            sample_weight = given if sample_weight is None else given * sample_weight
         return loss(t, x, sample_weight=sample_weight)
+
+    def v1_sparse(x: Any, t: Any, w: Any, s: Settings, e: Any = None) -> Any:
+        given = sample_weight_of(e)
+        return tf.compat.v1.losses.sparse_softmax_cross_entropy(
+            t, x, weights=1.0 if given is None else given,
+            reduction=V1_REDUCTION[s.reduction])
+
+    def plain_probs(p: Any, y: Any, w: Any, s: Settings, e: Any = None) -> Any:
+        rows = -tf.reduce_sum(y * tf.math.log(p), axis=s.axis)
+        return rows if s.reduction == "none" else _reduce(tf, rows, s.reduction)
+
+    def keras_function_probs(p: Any, y: Any, w: Any, s: Settings, e: Any = None) -> Any:
+        return keras.losses.categorical_crossentropy(
+            y, p, from_logits=False, label_smoothing=s.label_smoothing, axis=s.axis)
 
     def logits(params: Any) -> Any:
         """``x @ W^T + b`` as a user writes it (``params``: (x, W) or (x, W, b))."""
@@ -442,15 +571,15 @@ def _recipes(tf: Any, keras: Any) -> dict[str, Recipe]:
         return z + params[2] if len(params) == 3 else z
 
     return {
-        "sparse_softmax_cross_entropy_with_logits-linear": lambda p, t, w, s: sparse_composed(
+        "sparse_softmax_cross_entropy_with_logits-linear":
+            lambda p, t, w, s, e=None: sparse_composed(logits(p), t, w, s),
+        "SparseCategoricalCrossentropy-linear": lambda p, t, w, s, e=None: keras_sparse(
             logits(p), t, w, s),
-        "SparseCategoricalCrossentropy-linear": lambda p, t, w, s: keras_sparse(
-            logits(p), t, w, s),
-        "softmax": lambda x, t, w, s: tf.nn.softmax(x, axis=s.axis),
-        "log_softmax": lambda x, t, w, s: tf.nn.log_softmax(x, axis=s.axis),
-        "softmax_cross_entropy_with_logits": lambda x, y, w, s:
+        "softmax": lambda x, t, w, s, e=None: tf.nn.softmax(x, axis=s.axis),
+        "log_softmax": lambda x, t, w, s, e=None: tf.nn.log_softmax(x, axis=s.axis),
+        "softmax_cross_entropy_with_logits": lambda x, y, w, s, e=None:
             tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x, axis=s.axis),
-        "sparse_softmax_cross_entropy_with_logits": lambda x, t, w, s:
+        "sparse_softmax_cross_entropy_with_logits": lambda x, t, w, s, e=None:
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=t, logits=x),
         "softmax_cross_entropy_with_logits-composed": probability_composed,
         "log_softmax-composed": log_softmax_composed,
@@ -458,7 +587,14 @@ def _recipes(tf: Any, keras: Any) -> dict[str, Recipe]:
         "CategoricalCrossentropy": keras_categorical,
         "SparseCategoricalCrossentropy": keras_sparse,
         "SparseCategoricalCrossentropy-sample_weight": keras_sample_weight,
-        "nll": lambda x, t, w, s: reduce_rows(picked(x, t, s), t, w, s),
+        "nll": lambda x, t, w, s, e=None: reduce_rows(picked(x, t, s), t, w, s),
+        "v1-sparse_softmax_cross_entropy": v1_sparse,
+        "CategoricalCrossentropy-probs": lambda p, y, w, s, e=None: keras_categorical(
+            p, y, w, s, e, from_logits=False),
+        "SparseCategoricalCrossentropy-probs": lambda p, t, w, s, e=None: keras_sparse(
+            p, t, w, s, e, from_logits=False),
+        "categorical_crossentropy-probs": keras_function_probs,
+        "plain-probs": plain_probs,
     }
 
 
@@ -497,6 +633,32 @@ def _discover(tf: Any) -> list[tuple[Device, str]]:
         found.append((Device(f"cuda:{i}", "gpu", str(details.get("device_name", gpu.name))),
                       f"/GPU:{i}"))
     return found
+
+
+def tensorflow_build(tf: Any) -> dict[str, str | None]:
+    """TensorFlow's word on its build (``tf.sysconfig.get_build_info``), its oneDNN
+    (``IsMklEnabled``; ``TF_ENABLE_ONEDNN_OPTS`` as set) and the GPUs it sees."""
+    build = tf.sysconfig.get_build_info()
+    info: dict[str, str | None] = {
+        "cuda_built": str(build["cuda_version"]) if build.get("is_cuda_build") else None,
+        "cudnn_built": str(build["cudnn_version"]) if build.get("is_cuda_build") else None,
+        "rocm_built": str(build.get("rocm_version", "yes")) if build.get("is_rocm_build")
+        else None,
+    }
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        info["onednn"] = "built in" if _pywrap_util_port.IsMklEnabled() else None
+    except (ImportError, AttributeError):
+        pass
+    if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+        info["TF_ENABLE_ONEDNN_OPTS"] = os.environ["TF_ENABLE_ONEDNN_OPTS"]
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = [tf.config.experimental.get_device_details(g) for g in gpus]
+        info["gpus"] = ", ".join(f"{d.get('device_name', '?')} (compute capability "
+                                 f"{d.get('compute_capability', '?')})" for d in details)
+    return info
 
 
 def _numpy(tf: Any, tensor: Any) -> np.ndarray:

@@ -1,6 +1,11 @@
 """PyTorch adapter: torch.nn.functional and torch.nn losses, on CPU and every accelerator
 torch reports (``torch.accelerator``: CUDA, XPU, MPS, PrivateUse1 backends such as npu).
 
+``softmax`` and ``log_softmax`` take the case's class axis (``dim``); the losses take the
+classes on axis 1 only, so a case with another class axis or with per-example weights runs on
+a composed variant, ``cross_entropy(x.movedim(axis, 1), ...)`` times the weights and reduced
+as the case names (issue 20), and only such cases do (``Api.only_for``).  No API has ``where=``.
+
 ``softmax``, ``log_softmax``, ``cross_entropy`` and ``nll_loss`` also run through
 ``torch.compile`` (TorchInductor; on CPU it generates C++ and needs a working C++ compiler).
 
@@ -45,6 +50,9 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.common import (
+    AXES,
+    NAMED,
+    NO_WHERE,
     exception_chain,
     one_line,
     stand_in_roots,
@@ -60,23 +68,42 @@ ALL = frozenset(OPTIONS)
 INDEX_ONLY = ALL - {"probability_target", "label_smoothing"}
 NO_SMOOTHING = "nll_loss has no label_smoothing argument"
 NO_PROBABILITIES = "nll_loss takes class-index targets only"
+# Issue 20: torch's losses take the classes on axis 1 and have no per-example weights.
+AXIS_ONE = ("takes the classes on axis 1 and has no axis argument (see the composed "
+            "x.movedim(axis, 1) variant)")
+NO_SAMPLE_WEIGHT = ("has no per-example weights: reduction='none', times the weights, then the "
+                    "named reduction (see the composed variant)")
+TORCH_REASONS = {"class_axis": AXIS_ONE, "k_dim_class_last": AXIS_ONE,
+                 "sample_weight": NO_SAMPLE_WEIGHT, "where": NO_WHERE,
+                 **{name: NO_SAMPLE_WEIGHT for name in NAMED}}
+WEIGHTED = ("torch.nn.functional.cross_entropy(x.movedim(axis, 1), t, weight, "
+            "reduction='none') * sample_weight + the named reduction")
 
 EAGER_APIS: tuple[Api, ...] = (
-    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"}),
-        callee="torch.nn.functional.softmax"),
-    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax", frozenset({"k_dim"}),
+    Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"}) | AXES,
+        reasons={"where": NO_WHERE}, callee="torch.nn.functional.softmax"),
+    Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax",
+        frozenset({"k_dim"}) | AXES, reasons={"where": NO_WHERE},
         callee="torch.nn.functional.log_softmax"),
     Api("cross_entropy", "torch.nn.functional.cross_entropy", "cross_entropy", ALL,
-        callee="torch.nn.functional.cross_entropy"),
+        reasons=TORCH_REASONS, callee="torch.nn.functional.cross_entropy"),
     Api("CrossEntropyLoss", "torch.nn.CrossEntropyLoss", "cross_entropy", ALL,
-        callee="torch.nn.CrossEntropyLoss"),
+        reasons=TORCH_REASONS, callee="torch.nn.CrossEntropyLoss"),
     Api("nll_loss-log_softmax", "torch.nn.functional.nll_loss(log_softmax(x))",
         "cross_entropy", INDEX_ONLY, kind="composed",
-        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES},
+        reasons={"label_smoothing": NO_SMOOTHING, "probability_target": NO_PROBABILITIES,
+                 **TORCH_REASONS},
         callee="torch.nn.functional.nll_loss"),
     Api("nll_loss", "torch.nn.functional.nll_loss", "nll_loss", INDEX_ONLY,
-        callee="torch.nn.functional.nll_loss"),
-    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY, callee="torch.nn.NLLLoss"),
+        reasons=TORCH_REASONS, callee="torch.nn.functional.nll_loss"),
+    Api("NLLLoss", "torch.nn.NLLLoss", "nll_loss", INDEX_ONLY, reasons=TORCH_REASONS,
+        callee="torch.nn.NLLLoss"),
+    # issue 20: the class axis moved to 1 (exact) and per-example weights, as a user writes
+    # them; only for the cases that need it (the others run on cross_entropy itself); no
+    # callee: its glue is not a recipe --like can run a user's function through
+    Api("cross_entropy-weighted", WEIGHTED, "cross_entropy",
+        ALL | AXES | {"sample_weight"} | NAMED, kind="composed",
+        reasons={"where": NO_WHERE}, only_for=AXES | {"sample_weight"} | NAMED),
 )
 # linear_cross_entropy: torch's own op on its reference path (options=None, which runs
 # linear then cross_entropy: logits in the dtype), one API per chunked configuration a user
@@ -161,6 +188,9 @@ class TorchAdapter(Adapter):
 
     def dtypes(self) -> tuple[str, ...]:
         return DTYPES
+
+    def build(self) -> dict[str, str | None]:
+        return torch_build(self.torch)
 
     def devices(self) -> tuple[Device, ...]:
         return (Device("cpu", "cpu", cpu_name()), *accelerators(self.torch))
@@ -303,6 +333,10 @@ class TorchAdapter(Adapter):
             weight = torch.tensor(problem.weight, dtype=dtype, device=device.id)
         arguments = (x, target, weight, problem.class_axis, case.ignore_index, case.reduction,
                      case.label_smoothing)
+        if api.id == "cross_entropy-weighted":
+            sample_weight = None if problem.sample_weight is None else torch.tensor(
+                problem.sample_weight, dtype=dtype, device=device.id)
+            return _weighted_cross_entropy(torch, *arguments, sample_weight)
         if not api.id.startswith(COMPILE_PREFIX + "-"):
             return self._functions[api.id](*arguments)
         base_id = api.id.removeprefix(COMPILE_PREFIX + "-")
@@ -531,8 +565,69 @@ def _linear_functions(torch: Any) -> dict[str, Callable[..., Any]]:
     return functions
 
 
+def _weighted_cross_entropy(torch: Any, x: Any, t: Any, w: Any, dim: int, ii: int, red: str,
+                            eps: float, sample_weight: Any) -> Any:
+    """cross_entropy with the class axis moved to 1 and per-example weights, reduced as
+    ``red`` names (reference/SPEC.md, Reduction): what a user writes around torch's loss."""
+    functional = torch.nn.functional
+    moved = x.movedim(dim, 1) if x.ndim > 1 else x
+    if t.is_floating_point() and t.ndim > 1:  # probability targets are shaped like x
+        t = t.movedim(dim, 1)
+    if red == "mean" and sample_weight is None:  # torch's own mean: no glue
+        return functional.cross_entropy(moved, t, weight=w, ignore_index=ii, reduction="mean",
+                                        label_smoothing=eps)
+    rows = functional.cross_entropy(moved, t, weight=w, ignore_index=ii, reduction="none",
+                                    label_smoothing=eps)
+    if sample_weight is not None:
+        rows = rows * sample_weight
+    if red == "none":
+        return rows
+    total = rows.sum()
+    if red == "sum":
+        return total
+    kept = (t != ii) if t.dtype == torch.int64 else torch.ones(rows.shape, dtype=torch.bool,
+                                                                device=rows.device)
+    weights = torch.ones_like(rows) if sample_weight is None else sample_weight
+    if red == "mean_with_sample_weight":
+        divisor = torch.where(kept, weights, torch.zeros_like(weights)).sum()
+    elif red == "sum_by_nonzero_weights":
+        divisor = (kept & (weights != 0)).sum().to(rows.dtype)
+    else:  # sum_over_batch_size: the kept rows
+        divisor = kept.sum().to(rows.dtype)
+    return total / divisor
+
+
 def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().to("cpu").double().numpy()
+
+
+def torch_build(torch: Any) -> dict[str, str | None]:
+    """torch's word on its build (``torch.version``, ``torch.__config__.show()``) and on what
+    it sees (cuDNN loaded, the driver, each GPU's compute capability, the CPU kernels)."""
+    info: dict[str, str | None] = {
+        "cuda_built": torch.version.cuda, "rocm_built": getattr(torch.version, "hip", None),
+        "cudnn_seen": None if torch.backends.cudnn.version() is None
+        else str(torch.backends.cudnn.version()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=([^,\s]+)", config)
+    if blas:
+        info["blas"] = blas.group(1)
+    onednn = re.search(r"(?:oneDNN|MKL-DNN) v([0-9.]+)", config)
+    if onednn:
+        info["onednn"] = onednn.group(1)
+    elif not torch.backends.mkldnn.is_available():
+        info["onednn"] = None
+    if torch.cuda.is_available():
+        driver = getattr(torch._C, "_cuda_getDriverVersion", None)  # no public API for it
+        if driver is not None:
+            info["cuda_driver"] = str(driver())
+        info["gpus"] = ", ".join(
+            "{} (compute capability {}.{})".format(torch.cuda.get_device_name(i),
+                                                   *torch.cuda.get_device_capability(i))
+            for i in range(torch.cuda.device_count()))
+    return info
 
 
 def _outcome_of(error: Exception) -> Outcome:

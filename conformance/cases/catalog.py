@@ -20,7 +20,7 @@ from pathlib import Path
 
 from conformance.cases.generate import Spec
 from conformance.cases.loading import Case
-from conformance.cases.options import OPTIONS
+from conformance.cases.options import ALL_OPTIONS, OPTIONS
 from reference.formats import DTYPES
 from reference.linear import OP as LINEAR_OP
 from reference.oracle import OPS
@@ -36,6 +36,9 @@ GROUPS: dict[str, str] = {
             "gradients, accumulation",
     "invalid": "invalid inputs (a framework must raise) and suspicious inputs that are "
                "well defined (a value is expected)",
+    "usage": "what users' code says: the class axis last, per-example weights with Keras' "
+             "and TF v1's reductions, where masks, Keras' probability inputs "
+             "(from_logits=False), documented shapes and gradient conventions",
     "large": "large vocabularies (32k to 128k classes) and one 32 x 131072 batch: the oracle "
              "takes seconds to minutes per dtype; leave them out with --exclude-group large",
     "linear": "linear_cross_entropy (the fused LM-head loss): vocabularies of 32k, 128k and "
@@ -177,7 +180,8 @@ def markdown(cases: Sequence[Case], root: Path | None = None) -> str:
         for g in order
     ] + [["**total**", *(sum(c.op == op for c in cases) for op in ops), len(cases)]])
     out += ["", "## Cases per group and option", ""]
-    names = [*OPTIONS, *TAGS]
+    names = [*(o for o in ALL_OPTIONS if any(o in tags(c) for c in cases) or o in OPTIONS),
+             *TAGS]
     tag_sets = {id(c): set(tags(c)) for c in cases}
     out += _table(["group", *names], [
         [f"`{g}`", *(sum(n in tag_sets[id(c)] for c in by_group[g]) for n in names)]

@@ -23,7 +23,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from conformance.files import NotARegularFile, open_regular
 from reference.formats import DTYPES
 from reference.linear import check_linear_inputs
 from reference.oracle import OracleDomainError, check_inputs
+from reference.problem import LOSS_OPS, PROBS_OP, class_axis_of
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
 REQUIRED_AFTER_DEFAULTS = ("source", "op", "input")
@@ -79,14 +80,27 @@ class Case:
     documented: Any = None
     documented_grad: Any = None
     documented_tolerance: float = 1e-4
+    # issue 20 (reference/SPEC.md); None: not used, the case means what it meant before
+    axis: int | None = None
+    sample_weight: Any = None  # nested tuples of numbers, shaped like input without its axis
+    where: Any = None  # nested tuples of booleans, shaped like input
+    documented_grad_convention: str | None = None
     # the comparison's tolerance override (conformance/judge/compare.py): a number (a scale) or a
     # mapping {scale, k, reason}; not part of the case's identity
     tolerance: Any = field(default=None, compare=False)
+    # with expect: error, what a framework should raise: ExpectedError for all, or a tuple of
+    # (framework, ExpectedError) pairs (``expected_error``); not part of the case's identity
+    error: Any = field(default=None, compare=False)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_loss(self) -> bool:
-        return self.op in ("nll_loss", "cross_entropy", generate.LINEAR_OP)
+        return self.op in LOSS_OPS or self.op == generate.LINEAR_OP
+
+    @property
+    def class_axis(self) -> int:
+        """The class axis as a non-negative index (``axis``, by default 1, or 0 for (C,))."""
+        return class_axis_of(max(_ndim(self.input), 1), self.axis)
 
     @property
     def has_probability_target(self) -> bool:
@@ -108,8 +122,19 @@ class Case:
             names.append("label_smoothing")
         if self.is_loss:
             names.append(f"reduction_{self.reduction}")
-        if _ndim(self.input) > 2:
+        ndim = _ndim(self.input)
+        # k_dim_class_last and class_axis are opt-in (conformance/cases/options.py): an
+        # (N, C) or (C,) input has its classes last whatever the axis says
+        if ndim > 2 and self.class_axis == ndim - 1:
+            names.append("k_dim_class_last")
+        elif ndim > 2:
             names.append("k_dim")
+            if self.class_axis != 1:
+                names.append("class_axis")
+        if self.sample_weight is not None:
+            names.append("sample_weight")
+        if self.where is not None:
+            names.append("where")
         return names
 
     def target_values(self) -> Any:
@@ -480,8 +505,8 @@ def _explain(error: jsonschema.ValidationError) -> str:
 # The fields holding nested lists of numbers, and the tolerance-like ones (each a finite
 # number > 0: the schema's exclusiveMinimum lets NaN through, and NaN or infinity as a
 # tolerance would pass every record).
-TENSOR_FIELDS = ("input", "target", "weight", "documented", "documented_grad", "linear_weight",
-                 "linear_bias")
+TENSOR_FIELDS = ("input", "target", "weight", "documented", "documented_grad", "sample_weight",
+                 "where", "linear_weight", "linear_bias")
 
 
 def _tolerances(raw: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -639,14 +664,20 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
                 spec_path = (*where, name, error.field) if error.field else (*where, name)
                 raise CaseError(path, located.line_of(spec_path), _dotted(spec_path),
                                 str(error)) from None
-    for name in ("input", "target", "documented", "documented_grad", "linear_weight"):
-        if raw.get(name) is not None and _shape(raw[name]) is None:
+    for name in ("input", "target", "documented", "documented_grad", "sample_weight", "where",
+                 "linear_weight"):
+        if raw.get(name) is not None and not isinstance(raw[name], dict) \
+                and _shape(raw[name]) is None:
             raise CaseError(path, located.line_of((*where, name)), _dotted((*where, name)),
                             "nested lists must be rectangular (every row the same length)")
+    _check_issue20_fields(path, located, where, raw)
     case = Case(
         file=str(path), line=line, group=raw.get("group", path.stem), raw=raw,
         **{k: _freeze(v) for k, v in raw.items() if k != "group"},
     )
+    if case.error is not None:
+        case = replace(case, error=_expected_errors(path, located, where, raw["error"],
+                                                    case.expect))
     if case.expect == "value":
         _check_domain(path, located, where, case)
     elif _has_spec(case) and case.op != generate.LINEAR_OP:
@@ -654,6 +685,55 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
         _raise_problem(path, located, where, generate.check_generation(
             case.input, case.target, case.weight))
     return case
+
+
+@dataclass(frozen=True)
+class ExpectedError:
+    """An exception a framework should raise: one of ``types`` (class names; empty: any)
+    with a message in which ``match`` (a regular expression) is found (empty: any)."""
+
+    types: tuple[str, ...] = ()
+    match: str = ""
+
+    def accepts(self, error_type: str, message: str) -> bool:
+        return (not self.types or error_type in self.types) and (
+            not self.match or re.search(self.match, message) is not None)
+
+    def __str__(self) -> str:
+        kinds = "|".join(self.types) or "an exception"
+        return kinds + (f" matching {self.match!r}" if self.match else "")
+
+
+def _expected_errors(path: Path, located: _Located, where: tuple[Any, ...], raw: Any,
+                     expect: str) -> Any:
+    """``error:`` as an ``ExpectedError`` or a tuple of (framework, ``ExpectedError``)."""
+    here = (*where, "error")
+    if expect != "error":
+        raise CaseError(path, located.line_of(here), _dotted(here),
+                        "names the error expected, so the case needs 'expect: error'")
+
+    def one(spec: dict[str, Any], at: tuple[Any, ...]) -> ExpectedError:
+        if "match" in spec:
+            try:
+                re.compile(spec["match"])
+            except re.error as error:
+                raise CaseError(path, located.line_of((*at, "match")),
+                                _dotted((*at, "match")),
+                                f"not a regular expression: {error}") from None
+        types = tuple(spec["type"].split("|")) if "type" in spec else ()
+        return ExpectedError(types, spec.get("match", ""))
+
+    if set(raw) <= {"type", "match"}:
+        return one(raw, here)
+    return tuple((name, one(spec, (*here, name))) for name, spec in sorted(raw.items()))
+
+
+def expected_error(case: Case, framework: str) -> ExpectedError | None:
+    """What ``framework`` should raise on ``case`` (None: any exception)."""
+    spec = case.error
+    if spec is None or isinstance(spec, ExpectedError):
+        return spec
+    return dict(spec).get(framework)
 
 
 def _has_spec(case: Case) -> bool:
@@ -725,15 +805,71 @@ def _check_domain(path: Path, located: _Located, where: tuple[Any, ...], case: C
         check_inputs(
             case.op, case.input, target=case.target, weight=case.weight,
             ignore_index=case.ignore_index, reduction=case.reduction,
-            label_smoothing=case.label_smoothing,
+            label_smoothing=case.label_smoothing, axis=case.axis,
+            sample_weight=case.sample_weight, where=case.where,
         )
     except OracleDomainError as error:
         _raise_problem(path, located, where, (error.field, str(error)), note)
 
 
+@dataclass(frozen=True)
+class ShapedValues:
+    """A documented tensor written ``{shape: [...], values: [...]}``: its values flat, in C
+    order (any shape, an empty dimension included)."""
+
+    shape: tuple[int, ...]
+    values: tuple[Any, ...]
+
+    def array(self) -> Any:
+        import numpy as np
+
+        return np.asarray([float(v) for v in self.values], dtype=np.float64).reshape(self.shape)
+
+
+def documented_array(value: Any) -> Any:
+    """A documented value (nested tuples or ``ShapedValues``) as a float64 numpy array."""
+    import numpy as np
+
+    if isinstance(value, ShapedValues):
+        return value.array()
+    return np.asarray(value, dtype=np.float64)
+
+
+def _check_issue20_fields(path: Path, located: _Located, where: tuple[Any, ...],
+                          raw: dict[str, Any]) -> None:
+    """What the schema cannot say about issue 20's keys, at the key's own line."""
+    def fail(name: str, message: str, *deeper: Any) -> None:
+        at = (*where, name, *deeper)
+        raise CaseError(path, located.line_of(at), _dotted(at), message)
+
+    for name in ("documented", "documented_grad"):
+        value = raw.get(name)
+        if isinstance(value, dict):
+            count = math.prod(value["shape"])
+            if len(value["shape"]) > MAX_DIMENSIONS:
+                fail(name, f"shape has more than {MAX_DIMENSIONS} dimensions", "shape")
+            if count != len(value["values"]):
+                fail(name, f"shape {value['shape']} holds {count} values; values has "
+                           f"{len(value['values'])}", "values")
+    generated = [n for n in ("input", "target") if isinstance(raw.get(n), dict)]
+    for name in ("axis", "sample_weight", "where"):
+        if raw.get(name) is not None and generated:
+            fail(name, f"{name} needs literal values: the generators of {generated[0]} assume "
+                       "the default class axis and no per-example weights or mask "
+                       "(write the values out)")
+    if raw.get("op") == PROBS_OP and generated:
+        fail(generated[0], f"{PROBS_OP} takes probabilities: write them out (the "
+                           "generators make logits)")
+    if raw.get("documented_grad_convention") is not None and raw.get("documented_grad") is None:
+        fail("documented_grad_convention", "names the convention of documented_grad, which "
+                                           "the case does not have")
+
+
 def _freeze(value: Any) -> Any:
     if isinstance(value, dict) and "generate" in value:
         return generate.freeze(value)
+    if isinstance(value, dict) and set(value) == {"shape", "values"}:
+        return ShapedValues(tuple(value["shape"]), tuple(value["values"]))
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value

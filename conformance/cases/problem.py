@@ -18,6 +18,7 @@ from conformance.cases.loading import Case
 from reference.formats import round_to_float
 from reference.linear import LinearResult, evaluate_linear
 from reference.oracle import OracleResult, evaluate
+from reference.problem import class_axis_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,11 +33,26 @@ class Problem:
     # linear_cross_entropy: the linear layer (C, D) and its bias (C,), rounded like the rest
     linear_weight: np.ndarray | None = None
     linear_bias: np.ndarray | None = None
+    # issue 20: per-example weights rounded to the dtype (shaped like the input without its
+    # class axis) and the class mask (booleans shaped like the input), None when unused
+    sample_weight: np.ndarray | None = None
+    where: np.ndarray | None = None
 
     @property
     def class_axis(self) -> int:
-        """The class axis of the logits (for linear_cross_entropy, of input @ W^T)."""
-        return 0 if self.input.ndim == 1 else 1
+        return class_axis_of(self.input.ndim, self.case.axis)
+
+    def oracle_options(self) -> dict[str, Any]:
+        """The oracle's keyword arguments for issue 20's keys, only those the case uses (so
+        an oracle that does not know one is never handed it by a case without it)."""
+        options: dict[str, Any] = {}
+        if self.case.axis is not None:
+            options["axis"] = self.case.axis
+        if self.sample_weight is not None:
+            options["sample_weight"] = self.sample_weight
+        if self.where is not None:
+            options["where"] = self.where
+        return options
 
     @property
     def classes(self) -> int:
@@ -64,6 +80,7 @@ class Problem:
             ignore_index=case.ignore_index, reduction=case.reduction,
             label_smoothing=case.label_smoothing,
             grad=case.grad if grad is None else grad, dtype=self.dtype,
+            **self.oracle_options(),
         )
 
 
@@ -80,7 +97,10 @@ def make_problem(case: Case, dtype: str) -> Problem:
             else np.asarray(values.target, dtype=np.int64)
         )
     weight = None if values.weight is None else _rounded(values.weight, dtype)
-    return Problem(case, dtype, _rounded(values.input, dtype), target, weight)
+    sample_weight = None if case.sample_weight is None else _rounded(case.sample_weight, dtype)
+    where = None if case.where is None else np.asarray(case.where, dtype=bool)
+    return Problem(case, dtype, _rounded(values.input, dtype), target, weight,
+                   sample_weight=sample_weight, where=where)
 
 
 def _linear_problem(case: Case, dtype: str) -> Problem:
@@ -93,7 +113,7 @@ def _linear_problem(case: Case, dtype: str) -> Problem:
     weight = None if values.weight is None else _rounded(values.weight, dtype)
     bias = None if values.linear_bias is None else _rounded(values.linear_bias, dtype)
     return Problem(case, dtype, _rounded(values.input, dtype), target, weight,
-                   _rounded(values.linear_weight, dtype), bias)
+                   linear_weight=_rounded(values.linear_weight, dtype), linear_bias=bias)
 
 
 def _rounded(values: Any, dtype: str) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.implementation import like_of
 from conformance.cases.generate import LINEAR_OP
-from conformance.cases.loading import Case
+from conformance.cases.loading import Case, ExpectedError, documented_array, expected_error
 from conformance.cases.problem import Problem, make_problem
 from conformance.judge.compare import (
     BEHAVIOUR,
@@ -35,6 +35,7 @@ from conformance.judge.compare import (
 from conformance.judge.linear import check_linear
 from conformance.oracle import cache as oracle_cache
 from conformance.results.records import Record, values_for_record
+from reference.conventions import documented_gradient
 from reference.formats import get_format
 from reference.oracle import OracleResult, error_bounds
 from reference.pairs import ExactPairs
@@ -120,7 +121,7 @@ def check_case(
         return [replace(base, status="unsupported", message=_raised(outcome),
                         extra=dict(outcome.extra))]
     if case.expect == "error":
-        return [_judge_expected_error(base, outcome)]
+        return [_judge_expected_error(base, outcome, expected_error(case, adapter.name))]
     if case.op == LINEAR_OP:  # four quantities, judged from the oracle's float64 pairs
         return [_semantic(record, api, case, problem)
                 for record in check_linear(base, case, api, problem, outcome)]
@@ -179,7 +180,8 @@ def _computed_bounds(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray | N
     weight = None if problem.weight is None else [float(w) for w in problem.weight]
     return error_bounds(case.op, problem.input, target=target, weight=weight,
                         ignore_index=case.ignore_index, reduction=case.reduction,
-                        label_smoothing=case.label_smoothing, grad=case.grad, dtype=dtype)
+                        label_smoothing=case.label_smoothing, grad=case.grad, dtype=dtype,
+                        **problem.oracle_options())
 
 
 # Conditions on a case's data, beyond ``Case.options()``, that an API's ``semantics`` may name
@@ -236,8 +238,62 @@ def _labels_not_a_distribution(problem: Problem) -> bool:
     return any(abs(math.fsum(row) - 1.0) > slack for row in rows.tolist())
 
 
+# Issue 20's conditions (reference/SPEC.md): an index target on a class ``where`` masks; a
+# reduction whose divisor D is 0; probabilities that Keras' renormalisation or clip changes.
+TARGET_MASKED = "target_masked"
+ZERO_DIVISOR = "zero_divisor"
+PROBS_CLIPPED = "probs_clipped"
+
+
+def _target_masked(problem: Problem) -> bool:
+    if problem.where is None or not problem.index_target or problem.target is None:
+        return False
+    mask = np.moveaxis(problem.where, problem.class_axis, -1).reshape(-1, problem.classes)
+    targets = problem.target.reshape(-1)
+    ignore = problem.case.ignore_index
+    return any(t != ignore and 0 <= t < problem.classes and not mask[r, t]
+               for r, t in enumerate(targets.tolist()))
+
+
+def _zero_divisor(problem: Problem) -> bool:
+    reduction = problem.case.reduction
+    if reduction in ("none", "sum") or not problem.case.is_loss:
+        return False
+    from reference.definitions import mean_divisor
+    from reference.problem import prepare
+
+    case = problem.case
+    target: Any = problem.target
+    if target is not None and target.dtype.kind == "i":
+        target = np.asarray([int(t) for t in target.reshape(-1)],
+                            dtype=object).reshape(target.shape)
+    prepared = prepare(case.op, problem.input, target,
+                       None if problem.weight is None else [float(w) for w in problem.weight],
+                       case.ignore_index, reduction, case.label_smoothing,
+                       **problem.oracle_options(), dtype=problem.dtype)
+    return bool(mean_divisor(prepared) == 0)
+
+
+def _probs_clipped(problem: Problem) -> bool:
+    """Probabilities whose row does not sum to 1 exactly, or with a value outside Keras'
+    clip [epsilon, 1 - epsilon] in the dtype: where Keras' definition and -sum y log p part."""
+    if problem.case.op != "categorical_crossentropy_probs":
+        return False
+    from reference.formats import round_to_float
+    from reference.problem import KERAS_EPSILON
+
+    lo = round_to_float(KERAS_EPSILON, problem.dtype)
+    hi = round_to_float(1.0 - KERAS_EPSILON, problem.dtype)
+    rows = np.moveaxis(problem.input, problem.class_axis, -1).reshape(-1, problem.classes)
+    return any(math.fsum(row) != 1.0 or min(row) < lo or max(row) > hi
+               for row in rows.tolist())
+
+
 CONDITIONS: dict[str, Callable[[Problem], bool]] = {
     LABELS_NOT_A_DISTRIBUTION: _labels_not_a_distribution,
+    TARGET_MASKED: _target_masked,
+    ZERO_DIVISOR: _zero_divisor,
+    PROBS_CLIPPED: _probs_clipped,
 }
 
 
@@ -245,9 +301,16 @@ def _raised(outcome: Outcome) -> str:
     return f"{outcome.error_type}: {outcome.message}".strip(": ")
 
 
-def _judge_expected_error(base: Record, outcome: Outcome) -> Record:
-    if outcome.status == "error":
+def _judge_expected_error(base: Record, outcome: Outcome,
+                          wanted: ExpectedError | None = None) -> Record:
+    """An expected error: raised (and, when the case names it, the error it names), or a
+    ``behaviour`` discrepancy saying what happened instead."""
+    if outcome.status == "error" and (wanted is None or wanted.accepts(outcome.error_type,
+                                                                      outcome.message)):
         return replace(base, status="pass", message=f"raised as expected: {_raised(outcome)}")
+    if outcome.status == "error":
+        return replace(base, status="fail", kind=BEHAVIOUR,
+                       message=f"raised {_raised(outcome)}; expected {wanted}")
     return replace(base, status="fail", kind=BEHAVIOUR, actual=values_for_record(outcome.output),
                    message="returned a value where the inputs are invalid and an error is expected")
 
@@ -298,9 +361,27 @@ def check_documented(case: Case, environment_id: str = "") -> list[Record]:
     for quantity, documented in wanted:
         exact = None if reference is None else (
             reference.output if quantity == "documented" else reference.grad)
+        convention = getattr(case, "documented_grad_convention", None)
+        if quantity == "documented_grad" and convention is not None and exact is not None:
+            exact = _conventional_gradient(case, convention)
         records.append(_documented_record(replace(base, quantity=quantity), exact, documented,
                                           case.documented_tolerance))
     return records
+
+
+def _conventional_gradient(case: Case, convention: str) -> np.ndarray:
+    """The float64 oracle's gradient under the convention the case's source documents
+    (``reference/conventions.py``)."""
+    problem = problem_for(case, "float64")
+    target: Any = problem.target
+    if target is not None and target.dtype.kind == "i":
+        target = np.asarray([int(t) for t in target.reshape(-1)],
+                            dtype=object).reshape(target.shape)
+    return documented_gradient(
+        convention, case.op, problem.input, target=target,
+        weight=None if problem.weight is None else [float(w) for w in problem.weight],
+        ignore_index=case.ignore_index, reduction=case.reduction,
+        label_smoothing=case.label_smoothing, **problem.oracle_options())
 
 
 def _documented_record(base: Record, exact: np.ndarray | ExactPairs | None, documented: Any,
@@ -313,7 +394,7 @@ def _documented_record(base: Record, exact: np.ndarray | ExactPairs | None, docu
     if exact is None:
         return replace(base, status="fail", kind=NUMERIC,
                        message="the case documents a value the oracle does not compute")
-    printed = np.asarray(documented, dtype=np.float64)
+    printed = documented_array(documented)
     if printed.shape != np.shape(exact):
         return replace(base, status="fail", kind=NUMERIC, message=(
             f"documented value has shape {printed.shape}, the oracle's {np.shape(exact)}"))

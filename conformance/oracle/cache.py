@@ -89,6 +89,7 @@ SEMANTIC_FIELDS = ("op", "input", "target", "weight", "ignore_index", "reduction
 # linear_cross_entropy's linear layer, part of the fingerprint of that op's cases only (so the
 # keys of every other case stay what they were)
 LINEAR_FIELDS = ("linear_weight", "linear_bias")
+OPTIONAL_FIELDS = ("axis", "sample_weight", "where")
 # Besides every reference/*.py (a module added to the oracle counts without being listed):
 _SOURCES = ("conformance/cases/problem.py", "conformance/cases/generate.py")
 # OracleResult's float64 arrays (the error bounds), stored as they are when present.
@@ -131,8 +132,13 @@ def source_version(root: Path) -> str:
 
 def case_fingerprint(case: Case) -> dict[str, Any]:
     """What of ``case`` the oracle's result depends on, as plain JSON data."""
-    names = SEMANTIC_FIELDS + (LINEAR_FIELDS if case.op == LINEAR_OP else ())
-    return {name: _plain(getattr(case, name, None)) for name in names}
+    fingerprint = {name: _plain(getattr(case, name)) for name in SEMANTIC_FIELDS}
+    if case.op == LINEAR_OP:
+        fingerprint.update({name: _plain(getattr(case, name, None)) for name in LINEAR_FIELDS})
+    # issue 20's keys only where a case uses them: the other cases keep their keys
+    fingerprint.update({name: _plain(getattr(case, name, None)) for name in OPTIONAL_FIELDS
+                        if getattr(case, name, None) is not None})
+    return fingerprint
 
 
 def entry_key(case: Case, dtype: str, version: str | None = None) -> str:

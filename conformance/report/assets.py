@@ -44,6 +44,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .s-error { background: var(--error); } .s-unsupported { background: var(--unsup); }
 .s-skip { background: var(--skip); color: var(--ink); }
 .s-conflict { background: #6a1b9a; }
+.s-xfail { background: #8d6e63; } .s-xpass { background: #00897b; }
 .k-native { background: var(--native); } .k-composed { background: var(--composed); }
 .k-reference { background: #6d4c41; } .k-implementation { background: #6a1b9a; }
 td.cell { text-align: center; min-width: 72px; cursor: pointer; color: #fff;

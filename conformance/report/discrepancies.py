@@ -135,7 +135,7 @@ def discrepancy_section(merged: Merged, cases_root: Path | None = None) -> Safe:
     grouping``), the filters, and the data the script builds what a row opens from (its
     records, and each record's comparison and case blocks: ``pack``)."""
     listed = {i for i, r in enumerate(merged.records)
-              if r.status in DISCREPANCY or merged.in_conflict(i)}
+              if r.status in DISCREPANCY or merged.in_conflict(i) or _known(r) == "xpass"}
     groups = group_discrepancies(merged.records, include=listed.__contains__)
     title = h("h2", "Discrepancies")
     if not groups:
@@ -216,11 +216,34 @@ def _env(merged: Merged, record: Record) -> str:
     return env.label if env else record.environment_id
 
 
+def _known(record: Record) -> str:
+    """``xfail`` or ``xpass`` where a baseline matched the record (``Record.baseline``)."""
+    return (record.baseline or {}).get("outcome", "")
+
+
+def _known_badge(records: list[Record], make: Any) -> list[Any]:
+    """An xfail / xpass badge (linking the upstream issue) for records a baseline covers:
+    xfail when it covers every fail and error, xpass when a covered record passes."""
+    failing = [r for r in records if r.status in DISCREPANCY]
+    xpass = [r for r in records if _known(r) == "xpass"]
+    if not xpass and not (failing and all(_known(r) == "xfail" for r in failing)):
+        return []
+    word = (xpass or failing)[0].baseline or {}
+    outcome = "xpass" if xpass else "xfail"
+    link = word.get("link", "")
+    title = f"{word.get('reason', '')} ({link}; {word.get('entry', '')})"
+    badge = make("a" if link.startswith("https://") else "span", outcome,
+                 class_=f"badge s-{outcome}", title=title,
+                 href=link if link.startswith("https://") else None)
+    return [" ", badge]
+
+
 def _status_cell(status: str, kind: str | None, conflict: bool, sort: str,
-                 make: Any = h) -> Any:
-    """A status badge (and the kind, and a conflict badge): ``make`` is ``h`` for the page,
-    ``node`` for the data its script builds from."""
+                 make: Any = h, known: list[Record] | None = None) -> Any:
+    """A status badge (and the kind, a conflict badge, and the baseline's xfail / xpass):
+    ``make`` is ``h`` for the page, ``node`` for the data its script builds from."""
     badges: list[Any] = [make("span", status, class_=f"badge s-{status}")]
+    badges += _known_badge(known or [], make)
     if kind:
         badges += [" ", make("span", kind, class_="kind")]
     if conflict:
@@ -243,7 +266,8 @@ def _group_row(merged: Merged, n: int, group: Group) -> Safe:
     if twins:
         family.append(h("div", "also " + ", ".join(_wrapper(a) for a in twins),
                         class_="muted"))
-    cells = [_status_cell(group.status, group.kind, conflict, str(n)), h("td", group.framework),
+    cells = [_status_cell(group.status, group.kind, conflict, str(n), known=records),
+             h("td", group.framework),
              h("td", family, class_="api"), h("td", h("code", group.case_id)),
              h("td", worst.group),
              h("td", " ".join(dtypes)), h("td", " ".join(devices)),
@@ -277,7 +301,7 @@ def _group_template(merged: Merged, n: int, group: Group,
         # a special value's figures cover only its other elements: not shown as its own
         use, ulp = (None, None) if r.kind in UNMEASURED else (r.bound_use, r.max_ulp_error)
         cells = [_status_cell(r.status, None, merged.in_conflict(i),
-                              str(status_rank(r.status)), node), node("td", r.kind or ""),
+                              str(status_rank(r.status)), node, [r]), node("td", r.kind or ""),
                  node("td", r.api, class_="api"), node("td", r.quantity), node("td", r.dtype),
                  node("td", r.device)]
         if show_env:
@@ -533,6 +557,12 @@ def _reproduce(merged: Merged, records: list[Record]) -> list[Any]:
             lines.append(shlex.join(["conformance", "run", "--cases", r.case_file, *select,
                                      "--out", "repro.jsonl", "--overwrite"]))
             lines.append(_pytest_command(merged, r))
+        if r.framework != "reference" and r.job.count("|") == 3:
+            lines.append("# a standalone script (the framework and numpy only), from the results:")
+            lines.append(shlex.join(["conformance", "repro", "RESULTS.jsonl", "--case", r.case_id,
+                                     "--framework", r.framework, "--api", r.job.split("|")[1],
+                                     "--dtype", r.dtype, "--device", r.device,
+                                     "--quantity", r.quantity, "-o", "repro.py"]))
     return fragment([node("h4", "Reproduce"), node("pre", "\n".join(lines))])
 
 

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from conformance.results.records import RESULTS_SCHEMA_VERSION
+
 
 def environment(settings: dict[str, Any] | None = None,
                 case_digests: dict[str, str] | None = None) -> dict[str, Any]:
@@ -24,6 +26,7 @@ def environment(settings: dict[str, Any] | None = None,
         "os": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "host": platform.node(),
         "command": " ".join([_program_name(), *sys.argv[1:]]),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -31,6 +34,7 @@ def environment(settings: dict[str, Any] | None = None,
     stable = {k: info[k] for k in ("python", "os", "machine", "cpu", "host")}
     digest = hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()
     info["environment_id"] = digest[:12]
+    info["schema_version"] = RESULTS_SCHEMA_VERSION
     if settings is not None:
         info["settings"] = settings
     if case_digests is not None:
@@ -52,3 +56,26 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# The instruction-set extensions that change which kernels a framework's CPU code runs (its
+# BLAS, oneDNN and XLA pick kernels by them), as /proc/cpuinfo names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+             "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_tile",
+             "amx_fp16", "asimd", "sve", "sve2", "bf16", "fphp", "asimdhp")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str]:
+    """The ``ISA_FLAGS`` the first CPU of ``/proc/cpuinfo`` lists (``flags`` on x86,
+    ``Features`` on Arm), in that order; empty where the OS does not tell (not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            present = set(value.split())
+            return [flag for flag in ISA_FLAGS if flag in present]
+    return []

@@ -30,7 +30,13 @@ from typing import IO, Any
 
 from conformance.files import open_regular
 from conformance.results.line_schema import Check, Failure, compile_def
-from conformance.results.records import LINE_TYPES, Record, jsonable, record_from_json
+from conformance.results.records import (
+    LINE_TYPES,
+    RESULTS_SCHEMA_VERSION,
+    Record,
+    jsonable,
+    record_from_json,
+)
 
 
 class ResultsWriter:
@@ -167,7 +173,18 @@ def check_line(obj: Any) -> str | None:
     if problem is None:
         failure = _checker(obj["type"])(obj)
         problem = None if failure is None else _explain(failure)
+    if problem is None and obj["type"] == "environment":
+        problem = _newer_version(obj.get("schema_version", 1))
     return None if problem is None else f"{_NOUNS[obj['type']]}: {problem}"
+
+
+def _newer_version(version: Any) -> str | None:
+    """A file written by a newer suite may hold fields this one would misread: refused."""
+    if isinstance(version, (int, float)) and version > RESULTS_SCHEMA_VERSION:
+        return (f"schema_version: the file was written with results schema version "
+                f"{int(version)}; this version of the suite reads versions 1 to "
+                f"{RESULTS_SCHEMA_VERSION} (upgrade crossentropy-conformance)")
+    return None
 
 
 class _Unparsable(ValueError):

@@ -8,8 +8,9 @@ Contract:
   every distinct ``adapter`` line is kept as a declaration of that environment.
 * **Records** are keyed by ``comparison_key``: the environment, case, framework *and its
   version*, API, device, dtype and quantity.  Two records with the same key are
-  *duplicates* when every field but ``extra`` agrees (``extra`` holds annotations such as
-  timings that may differ between identical runs): the first is kept, the others dropped.
+  *duplicates* when every field but ``extra`` and ``baseline`` agrees (``extra`` holds
+  annotations such as timings that may differ between identical runs; ``baseline`` a
+  known-discrepancy file's word beside the verdict): the first is kept, the others dropped.
   Records with the same key that disagree are a *conflict*: all of them are kept, and
   ``Merged.conflicts`` names their keys.
 * Merging is **idempotent**: merging a file with itself, or a merged file with any of its
@@ -82,8 +83,10 @@ def _identity(obj: dict[str, Any]) -> str:
     return json.dumps(jsonable(obj), sort_keys=True, allow_nan=False)
 
 
+# ``baseline`` is a known-discrepancy file's word beside the verdict, not part of it: the same
+# run judged with and without a baseline holds the same comparisons.
 _COMPARED = {f.name: None if f.default is dataclasses.MISSING else f.default
-             for f in dataclasses.fields(Record) if f.name != "extra"}
+             for f in dataclasses.fields(Record) if f.name not in ("extra", "baseline")}
 
 
 def _record_identity(obj: dict[str, Any]) -> str:

@@ -9,6 +9,11 @@ from typing import Any
 
 LINE_TYPES = ("environment", "adapter", "result")
 
+# The version of the results schema (conformance/results/schema.json) this suite writes, in
+# every environment line.  Files of version 1 (before the field existed) hold no such field;
+# every version still loads.  Bump it when a field is added to the schema.
+RESULTS_SCHEMA_VERSION = 2
+
 
 STATUSES = ("pass", "fail", "error", "unsupported", "skip")
 
@@ -58,6 +63,9 @@ class Record:
     # wrote: ``conformance run --resume`` counts them to know which jobs are complete.
     job: str = ""
     job_records: int = 0
+    # A known-discrepancy baseline's word on this record (conformance/judge/baseline.py), beside
+    # the verdict, which it never changes: {outcome: xfail | xpass, reason, link, entry}.
+    baseline: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

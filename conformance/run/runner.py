@@ -72,6 +72,7 @@ from conformance.results.jsonl import ResultsWriter, parse_line
 from conformance.results.paths import Named, check_outputs
 from conformance.results.records import Record, jsonable, record_from_json
 from conformance.run.logs import WorkerLogs, last_error, logs_directory
+from conformance.run.shards import shard_cases
 from conformance.run.summary import RunSummary
 from conformance.run.worker import oracle_entries, oracle_job_key
 
@@ -102,6 +103,11 @@ class RunOptions:
     overwrite: bool = False  # empty the file (once its lock is held) instead of appending
     cache: str | None = None  # a directory, or "off"; None: $CONFORMANCE_CACHE or the default
     oracle_timeout: float = DEFAULT_ORACLE_TIMEOUT  # per oracle result, in the oracle phase
+    shard: tuple[int, int] | None = None  # (K, N): only shard K of N (conformance.run.shards)
+    # known discrepancies (conformance.judge.baseline.Baseline): records are written with its
+    # word beside their verdict, and only new discrepancies count as failed
+    baseline: Any = field(default=None, compare=False)
+    keep_records: bool = False  # keep every record in the summary (for --junit-xml)
     # users' functions run like an API (--impl/--like), on that API's framework; a framework
     # they need that is not in ``frameworks`` runs only the APIs they mimic
     implementations: tuple[Implementation, ...] = ()
@@ -121,14 +127,14 @@ def available_cores() -> int:
 
 def run(options: RunOptions, log: Callable[[str], None] = print,
         progress: Progress | None = None) -> RunSummary:
-    cases = load_cases(options.cases)
+    cases = shard_cases(load_cases(options.cases), options.shard)
     check_run_paths(options)
     if progress is not None:  # the terminal display: told of cases, declarations, records
         progress.start(cases)
     settings, digests = run_settings(options), case_digests(cases)
     info = environment(settings=settings, case_digests=digests)
     environment_id = info["environment_id"]
-    summary = RunSummary(options.out)
+    summary = RunSummary(options.out, records=[] if options.keep_records else None)
     parallel = options.jobs or available_cores()
     with _cache_setting(options.cache), ResultsWriter(options.out) as writer, \
             _exclusive(writer, options.out):
@@ -136,12 +142,13 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
             writer.truncate()
         logs = WorkerLogs(logs_directory(options.out), fresh=options.out.stat().st_size == 0)
         previous = _continue(options, environment_id, settings, digests, log)
-        sink = _Sink(writer, summary, previous, log, progress, logs)
+        sink = _Sink(writer, summary, previous, log, progress, logs,
+                     options.baseline)
         declarations = _declare_waiting(options, parallel, sink)
         if not previous.environment:
             writer.write_environment(info)
         for record in previous.records:
-            summary.add(record)
+            summary.add(sink.annotated(record))
         summary.resumed_jobs = sum(map(len, previous.done.values()))
         stop = threading.Event()
         with _terminate_on_sigterm():
@@ -169,6 +176,26 @@ def run(options: RunOptions, log: Callable[[str], None] = print,
             for line in logs.lines():
                 sink.log(line)
     return summary
+
+
+def fill_oracle_cache(options: RunOptions, log: Callable[[str], None] = print
+                      ) -> tuple[RunSummary, dict[tuple[str, str], str]]:
+    """``conformance run --oracle-only``: the oracle phase alone (the cache filled for the
+    run's cases, of its shard), no framework run and no results file written; returns what
+    the cache did and the (case id, dtype) it could not compute, with the reason."""
+    cases = shard_cases(load_cases(options.cases), options.shard)
+    summary = RunSummary(options.out)
+    with _cache_setting(options.cache):
+        store = oracle_cache.default_cache()
+        if store is None or not store.writable:
+            raise ValueError("--oracle-only fills the oracle cache, and this run has none "
+                             "it can write (--cache DIR, not --no-cache)")
+        sink = _Sink(None, summary, _Previous(), log)  # type: ignore[arg-type]  # no file
+        with _terminate_on_sigterm():
+            failures = _oracle_phase(cases, options, options.jobs or available_cores(),
+                                     sink, threading.Event())
+        log(f"oracle: {len(cases)} cases; cache in {store.root}")
+    return summary, failures
 
 
 def _oracle_failures_file(cases: list[Case], failures: dict[tuple[str, str], str]) -> str | None:
@@ -244,6 +271,7 @@ SETTING_NAMES = {
     "devices": "--device", "timeout": "--timeout", "oracle_timeout": "--oracle-timeout",
     "tolerance_scale": "--tolerance-scale ($CONFORMANCE_TOLERANCE_SCALE)",
     "oracle_version": "the oracle's version (its code, mpmath and numpy)",
+    "shard": "--shard",
     "implementations": "--impl/--like",
 }
 # The settings that decide verdicts rather than which jobs exist: an append must share them.
@@ -276,14 +304,18 @@ def run_settings(options: RunOptions) -> dict[str, Any]:
     }
     if options.implementations:  # absent otherwise: the settings of older runs still match
         settings["implementations"] = sorted(impl.spec() for impl in options.implementations)
+    if options.shard is not None:  # likewise
+        settings["shard"] = "{}/{}".format(*options.shard)
     return settings
 
 
 def case_digest(case: Case) -> str:
     """The sha256 of what of ``case`` its records depend on: its semantic content (the
     oracle cache's fingerprint) and ``_JUDGED_CASE_FIELDS``."""
-    content = {"semantic": oracle_cache.case_fingerprint(case),
-               "judged": {name: jsonable(getattr(case, name)) for name in _JUDGED_CASE_FIELDS}}
+    judged = {name: jsonable(getattr(case, name)) for name in _JUDGED_CASE_FIELDS}
+    if case.error is not None:  # only then: the digests of cases without it stay as they were
+        judged["error"] = json.dumps(case.raw.get("error"), sort_keys=True)
+    content = {"semantic": oracle_cache.case_fingerprint(case), "judged": judged}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -429,8 +461,10 @@ class _Sink:
 
     def __init__(self, writer: ResultsWriter, summary: RunSummary, previous: _Previous,
                  log: Callable[[str], None], progress: Progress | None = None,
-                 logs: WorkerLogs | None = None) -> None:
+                 logs: WorkerLogs | None = None,
+                 baseline: Any = None) -> None:
         self.writer, self.summary, self.previous = writer, summary, previous
+        self.baseline = baseline
         self.progress = progress
         self.logs = logs
         self._log = log
@@ -441,13 +475,19 @@ class _Sink:
     def batch(self, framework: str, job: str, records: list[Record]) -> None:
         if not records:
             return
-        tagged = [replace(r, job=job, job_records=len(records)) for r in records]
+        tagged = [self.annotated(replace(r, job=job, job_records=len(records)))
+                  for r in records]
         with self.lock:
             self.writer.write_many(tagged)
             for record in tagged:
                 self.summary.add(record)
                 if self.progress is not None:
                     self.progress.record(record)
+
+    def annotated(self, record: Record) -> Record:
+        """``record`` with the baseline's word on it (``Record.baseline``), if any."""
+        baseline = self.baseline
+        return record if baseline is None else baseline.apply(record)
 
     def declare(self, declaration: dict[str, Any],
                 running: dict[str, Any] | None = None) -> None:
@@ -938,6 +978,8 @@ class _Worker:
             command += ["--dtype", *options.dtypes]
         if options.devices:
             command += ["--device", *options.devices]
+        if options.shard is not None:
+            command += ["--shard", "{}/{}".format(*options.shard)]
         self.process = _start(command, log)
         with self._live_lock:
             self._live.add(self)

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conformance.judge.baseline import is_new_discrepancy
 from conformance.judge.grouping import Group, group_discrepancies
 from conformance.results.records import Record
 
@@ -24,11 +25,22 @@ class RunSummary:
     worst: list[Record] = field(default_factory=list)
     oracle: Counter[str] = field(default_factory=Counter)  # hits, computed, bad
     resumed_jobs: int = 0
+    records: list[Record] | None = None  # every record, when kept (RunOptions.keep_records)
+    known: Counter[str] = field(default_factory=Counter)  # baseline outcome: xfail, xpass
+    new_discrepancies: int = 0  # fails and errors that no baseline entry covers
+    xpasses: list[Record] = field(default_factory=list)
 
     def add(self, record: Record) -> None:
         self.statuses[(record.framework, record.status)] += 1
-        if record.status in ("fail", "error"):
+        if record.baseline is not None:
+            self.known[record.baseline["outcome"]] += 1
+            if record.baseline["outcome"] == "xpass":
+                self.xpasses.append(record)
+        if is_new_discrepancy(record):
+            self.new_discrepancies += 1
             self.worst.append(record)
+        if self.records is not None:
+            self.records.append(record)
 
     def worst_groups(self) -> list[Group]:
         """The discrepancies (``worst``) by cause, worst first; members index ``worst``."""
@@ -36,4 +48,5 @@ class RunSummary:
 
     @property
     def failed(self) -> bool:
-        return any(status in ("fail", "error") for _, status in self.statuses)
+        """Whether any fail or error is new: a baseline's xfails do not count."""
+        return self.new_discrepancies > 0

@@ -39,8 +39,6 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import IO, Any
 
-import numpy as np
-
 from conformance.adapters import AdapterUnavailable, load_adapter
 from conformance.adapters.base import Adapter, Api, Device, adapter_declaration
 from conformance.adapters.implementation import Implementation, WithImplementations, like_of
@@ -48,6 +46,7 @@ from conformance.cases.loading import Case, load_cases
 from conformance.judge.check import check_case, problem_for
 from conformance.oracle import cache as oracle_cache
 from conformance.results.records import Record, jsonable
+from conformance.run.shards import case_size, parse_shard, shard_cases
 
 
 @dataclass(frozen=True)
@@ -104,15 +103,6 @@ def oracle_entries(cases: list[Case], dtypes: list[str] | None) -> list[tuple[Ca
     return [(case, dtype) for _, _, dtype, case in sorted(entries, key=lambda e: e[:3])]
 
 
-def case_size(case: Case) -> int:
-    """The number of input elements, without generating anything (for ordering work)."""
-    value = case.input
-    shape = value.get("shape") if callable(getattr(value, "get", None)) else None
-    if shape is not None:  # a generated input: conformance.cases.generate.Spec
-        return int(np.prod([int(n) for n in shape], dtype=np.int64))
-    return int(np.size(np.asarray(value, dtype=object)))
-
-
 class _Channel:
     """The protocol stream: the process's original stdout, with fd 1 moved to stderr."""
 
@@ -142,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON lines {case, dtype, reason}: oracle results that the "
                              "oracle phase could not compute; jobs needing them are errors")
     parser.add_argument("--environment-id", default="")
+    parser.add_argument("--shard", help="K/N: only that shard's cases (conformance.run.shards)")
     parser.add_argument("--declare", action="store_true",
                         help="(--framework) send the adapter's declaration, run nothing")
     parser.add_argument("--implementations", metavar="JSON",
@@ -160,14 +151,19 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.skip_file, encoding="utf-8") as handle:
             skip = {line.strip() for line in handle if line.strip()}
     if args.oracle:
-        _fill_oracle_cache(channel, load_cases(args.cases), args.dtype, skip,
-                           args.attempts)
+        _fill_oracle_cache(channel, _cases(args), args.dtype, skip, args.attempts)
     else:
         _run_framework(channel, args, skip)
     stats = oracle_cache.STATS
     channel.emit({"event": "finished",
                   "oracle": {"hits": stats.hits, "computed": stats.computed, "bad": stats.bad}})
     return 0
+
+
+def _cases(args: argparse.Namespace) -> list[Case]:
+    """The cases of the run, of its shard only when it has one."""
+    cases = load_cases(args.cases)
+    return shard_cases(cases, parse_shard(args.shard)) if args.shard else cases
 
 
 def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) -> None:
@@ -180,7 +176,7 @@ def _run_framework(channel: _Channel, args: argparse.Namespace, skip: set[str]) 
     if args.implementations or args.only_apis is not None:
         chosen = [Implementation(**entry) for entry in json.loads(args.implementations or "[]")]
         adapter = WithImplementations(adapter, chosen, args.only_apis)
-    cases = load_cases(args.cases)
+    cases = _cases(args)
     total = sum(1 for job in jobs(adapter, cases, args.dtype, args.device) if job.key not in skip)
     channel.emit({"event": "jobs", "total": total})
     if args.declare:

@@ -20,6 +20,7 @@ from conformance.cases.loading import load_cases  # noqa: E402
 from conformance.judge.check import check_case  # noqa: E402
 from reference.oracle import evaluate  # noqa: E402
 from tests.conftest import ROOT, write  # noqa: E402
+from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
 from tests.test_oracle import naive_cross_entropy  # noqa: E402
 
 F = torch.nn.functional
@@ -68,12 +69,25 @@ def test_oracle_agrees_with_torch_float64_on_random_configurations(seed: int) ->
                                rtol=1e-11, atol=1e-13)
 
 
+ISSUE_20_APIS = ("softmax", "log_softmax", "cross_entropy-weighted")
+
+
+@pytest.mark.parametrize("api_id", ISSUE_20_APIS)
+def test_class_axis_and_sample_weight_apis_match_the_oracle(api_id: str, tmp_path: Path) -> None:
+    """softmax and log_softmax take any class axis (dim); the composed cross_entropy variant
+    moves the class axis to 1 and weighs the examples, for the cases that need it only."""
+    adapter = load_adapter("torch")
+    api = next(a for a in adapter.apis() if a.id == api_id)
+    check_every_api(adapter, api_cases(tmp_path), apis=(api,))
+
+
 def test_every_seed_case_passes_on_torch_in_float32_and_float64() -> None:
     adapter = load_adapter("torch")
     cpu = adapter.devices()[0]
     records = []
     for case in load_cases([ROOT / "cases" / "seeds.yaml"]):
-        for api in adapter.apis_for(case.op):
+        # the issue-20 variant runs only cases with a class axis or sample weights (none here)
+        for api in (a for a in adapter.apis_for(case.op) if not a.only_for):
             for dtype in ("float32", "float64"):
                 records += check_case(case, adapter, api, cpu, dtype)
     statuses = {r.status for r in records}
@@ -125,6 +139,9 @@ cases:
     adapter = load_adapter("torch")
     (case,) = load_cases([path])
     for api in adapter.apis_for("cross_entropy"):
+        if api.only_for:  # a variant for cases with a class axis or sample weights only
+            assert "runs only cases with" in (api.unsupported_reason(case.options()) or "")
+            continue
         (record,) = check_case(case, adapter, api, adapter.devices()[0], "float32")
         assert record.status == "pass", record
         assert "IndexError" in record.message or "out of bounds" in record.message
