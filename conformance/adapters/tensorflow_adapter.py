@@ -449,7 +449,8 @@ LINEAR_IDS = frozenset(api.id for api in LINEAR_APIS)
 def _with_linear_grad(tf: Any, recipe: Recipe) -> Callable[..., Any]:
     """The outputs and the gradients of their sum w.r.t. each of ``params`` (x, W[, b])."""
 
-    def forward_and_grad(params: Any, target: Any, weight: Any, settings: Settings) -> Any:
+    def forward_and_grad(params: Any, target: Any, weight: Any, settings: Settings,
+                         extra: Any = None) -> Any:
         with tf.GradientTape() as tape:
             for p in params:
                 tape.watch(p)

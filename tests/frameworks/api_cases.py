@@ -211,6 +211,7 @@ cases:
     linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
     linear_bias: [0.5, -0.5, 1.0, 0.0]
     target: [[0.25, 0.25, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    reduction: none
   # issue 20: the class axis (channels last and elsewhere), where, per-example weights and
   # the named reductions, probabilities (Keras' from_logits=False)
   - {id: softmax-channels-last, op: softmax, axis: -1,
