@@ -18,10 +18,25 @@ until every element, rounded to float64 *and* to the dtype under test, is identi
 successive precisions, or a pass is certified by its bounds.  The precision of the accepted
 evaluation is returned.  The first precision is ``128 + bits(C)`` bits
 (``compute.first_precision``), so a pass normally suffices.  A mathematically exact zero
-reached through cancellation can never be certified by a bound; after ``MAX_PRECISION`` the
-result is returned with ``certified=False``.  nll_loss, rows with a non-finite logit or
-coefficient, a mean over a zero divisor, and results that fall on (or within the bound of) a
-rounding boundary take this way.
+reached through cancellation can never be certified by a bound.
+
+Agreement alone is not enough where a value is lost *below* the working precision: two
+precisions that both lose a tiny gradient to cancellation (``1 - C p_c`` with ``p_c`` within
+``2**-p`` of ``1 / C``) agree on a wrong 0, and two that both absorb a tiny ``log S`` into a
+shift ``s_c`` lying exactly on a float64 midpoint agree on the tie's rounding.  Such a value
+is exactly 0 or exactly a rounding boundary (a dyadic rational), which the elements that
+``compute.transcendental_elements`` marks provably never are (Lindemann-Weierstrass,
+``definitions.transcendental``).  So a pass where a marked element is exactly 0, a float64
+midpoint or a boundary of the dtype's rounding is never accepted by agreement: the loop goes on
+until the precision resolves the value.  Where a gradient is rational instead (a row of equal
+logits, a masked class, nll_loss: ``compute.rational_gradients``), a value on such a boundary
+is accepted only when it is that rational exactly (coefficients rounded at the working
+precision can absorb a label smoothing of ``1e-300``).  What is left to plain agreement: a
+loss that is rational (weights that cancel, nll_loss) landing exactly on a boundary.  After
+``MAX_PRECISION`` the result is returned with ``certified=False``.
+
+nll_loss, rows with a non-finite logit or coefficient, a mean over a zero divisor, and results
+that fall on (or within the bound of) a rounding boundary take this way.
 
 Each pass runs in ``mpmath.workprec`` (the global ``mp.prec`` is never changed).
 """
@@ -37,7 +52,14 @@ import mpmath
 import numpy as np
 
 from reference import vectorised
-from reference.compute import Pass, compute, first_precision
+from reference.compute import (
+    Pass,
+    compute,
+    first_precision,
+    rational,
+    rational_gradients,
+    transcendental_elements,
+)
 from reference.formats import FloatFormat, nearest_float64, round_float64_array, round_to_format
 from reference.ledger import Ledger
 from reference.mpfr import Floats
@@ -75,10 +97,55 @@ def accept(problem: Problem, fmt: FloatFormat, want_grad: bool) -> Accepted:
         certified = computed.ledger.certifies(fmt)
         key = None if certified else (_rounding_key(computed.output, fmt),
                                       _rounding_key(computed.grad, fmt))
-        if certified or key == previous_key or precision >= MAX_PRECISION:
-            return Accepted(computed, precision, certified or key == previous_key, ingredients)
+        agreed = key == previous_key and not _unresolved(problem, computed, fmt, precision,
+                                                         want_grad)
+        if certified or agreed or precision >= MAX_PRECISION:
+            return Accepted(computed, precision, certified or agreed, ingredients)
         previous_key = key
         precision *= 2
+
+
+def _unresolved(problem: Problem, computed: Pass, fmt: FloatFormat, precision: int,
+                want_grad: bool) -> bool:
+    """Whether an element that is provably transcendental came out as a dyadic value it can
+    never be: exactly 0, a float64 midpoint or a rounding boundary of ``fmt`` (module
+    docstring)."""
+    with mpmath.workprec(precision):
+        marks = transcendental_elements(problem, want_grad)
+    if any(mask is not None and values is not None
+           and _on_a_boundary(values, fmt)[np.asarray(mask, dtype=bool).reshape(-1)].any()
+           for values, mask in zip((computed.output, computed.grad), marks)):
+        return True
+    if computed.grad is None:
+        return False
+    landed = np.flatnonzero(_on_a_boundary(computed.grad, fmt))
+    if not landed.size:
+        return False
+    # a rational gradient on a boundary must be it exactly (its coefficients, rounded at the
+    # working precision, may have absorbed a label smoothing of 1e-300)
+    exact = rational_gradients(problem)
+    if exact is None:
+        return False
+    flat, exact = np.asarray(computed.grad, dtype=object).reshape(-1), exact.reshape(-1)
+    return any(exact[i] is not None and rational(flat[i]) != exact[i] for i in landed)
+
+
+def _on_a_boundary(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """By element, whether the value is exactly 0, a float64 midpoint or a boundary of
+    ``fmt`` (``round_float64_array``'s, each a float64)."""
+    flat = np.asarray(values, dtype=object).reshape(-1)
+    nearest = nearest_float64(flat)
+    _rounded, boundary = round_float64_array(nearest, fmt)
+    landed = np.zeros(flat.size, dtype=bool)
+    for i, (value, f, on_boundary) in enumerate(zip(flat, nearest.tolist(), boundary.tolist())):
+        _sign, man, exp, bc = value._mpf_
+        if not man:
+            landed[i] = not exp  # an exact 0 (inf and nan have a zero mantissa, an exponent)
+            continue
+        # man is odd: the value's lowest bit is 2**exp; a float64 midpoint has it half an ulp
+        # below the float64 grid at its magnitude (2**max(top - 52, -1074))
+        landed[i] = exp == max(exp + bc - 53, -1074) - 1 or (on_boundary and value == f)
+    return landed
 
 
 @contextlib.contextmanager

@@ -14,8 +14,10 @@ reuses those of the first pass).  ``first_precision`` is where the precision loo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
+import mpmath
 import numpy as np
 from mpmath import mpf
 
@@ -51,6 +53,126 @@ def compute(problem: Problem, want_grad: bool) -> Pass:
         else:
             output, grad = _loss(problem, want_grad, ledger, ingredients)
     return Pass(output, grad, ledger, ingredients)
+
+
+def transcendental_elements(problem: Problem, want_grad: bool
+                            ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``definitions.transcendental`` by element, shaped like the output and the gradient
+    (None where nothing is marked), at the working precision: the elements that can never be
+    exactly 0 or a rounding boundary (``reference/certify.py``).  Nothing of nll_loss (or the
+    probability inputs' op) is marked.  A reduced
+    cross_entropy is marked when no coefficient is negative and some row's loss is
+    transcendental: ``sum_r W_r log S_r`` is then positive, a non-zero linear form in
+    logarithms of algebraic numbers, which Baker's theorem makes transcendental, and so is the
+    sum (plus a rational) and the mean (over a rational).  Nothing is marked where ``where``
+    masks classes (those elements are constants; plain agreement decides there, as before)."""
+    rows, classes = problem.logits.shape
+    if problem.op not in ("softmax", "log_softmax", "cross_entropy") or problem.mask is not None:
+        return None, None
+    by_class = np.zeros((rows, classes), dtype=object)
+    log_type = np.zeros((rows, classes), dtype=object)
+    losses = np.zeros(rows, dtype=object)
+    signed = False
+    for r in range(rows):
+        logits = mpf_row(problem.logits, r)
+        a = None
+        if problem.op == "cross_entropy":
+            a = list(definitions.target_weights(problem, r).values())
+            signed = signed or any(ac < 0 for ac in a)
+            if not a:  # a row that weighs nothing: exact zeros
+                continue
+        logs, ratios = definitions.transcendental(logits, a)
+        finite = [bool(mpmath.isfinite(v)) for v in logits]
+        losses[r] = logs
+        log_type[r] = [logs and f for f in finite]
+        by_class[r] = [ratios and f for f in finite]
+    shape = (*problem.batch_shape, classes)
+    ratio_marks = restore(by_class, shape, problem.class_axis).astype(bool)
+    if problem.op == "softmax":
+        return ratio_marks, None
+    if problem.op == "log_softmax":
+        return (restore(log_type, shape, problem.class_axis).astype(bool),
+                ratio_marks if want_grad else None)
+    if problem.reduction == "none":
+        output = losses.reshape(problem.batch_shape).astype(bool)
+    else:
+        output = np.array(problem.op == "cross_entropy" and not signed and bool(losses.any()))
+    return output, ratio_marks if want_grad else None
+
+
+def rational(value: mpf) -> Fraction | None:
+    """A finite mpf as a Fraction, exactly; None for inf and nan."""
+    if not mpmath.isfinite(value):
+        return None
+    sign, man, exp, _bc = value._mpf_
+    magnitude = Fraction(int(man)) * Fraction(2) ** int(exp)
+    return -magnitude if sign else magnitude
+
+
+def exact_coefficients(problem: Problem, r: int) -> list[Fraction] | None:
+    """``definitions.target_weights`` of row ``r`` in exact rational arithmetic, by class
+    (zeros included; ``where`` masks are not handled); None where an input is not finite."""
+    a = _exact_class_coefficients(problem, r)
+    if a is None or problem.sample_weight is None:
+        return a
+    s = rational(problem.sample_weight[r])
+    return None if s is None else [s * ac for ac in a]
+
+
+def _exact_class_coefficients(problem: Problem, r: int) -> list[Fraction] | None:
+    """``exact_coefficients`` before the sample weight."""
+    classes = problem.logits.shape[1]
+    eps = rational(problem.label_smoothing)
+    weight = ([Fraction(1)] * classes if problem.weight is None
+              else [rational(w) for w in problem.weight])
+    if eps is None or any(w is None for w in weight):
+        return None
+    share = eps / classes
+    if problem.prob_target is not None:
+        y = [rational(v) for v in mpf_row(problem.prob_target, r)]
+        if any(v is None for v in y):
+            return None
+        return [w * ((1 - eps) * v + share) for w, v in zip(weight, y)]  # type: ignore[operator]
+    assert problem.index_target is not None
+    t = int(problem.index_target[r])
+    if t == problem.ignore_index:
+        return [Fraction(0)] * classes
+    if not 0 <= t < classes:
+        return None
+    return [w * (share + (1 - eps) * (c == t)) for c, w in enumerate(weight)]
+
+
+def rational_gradients(problem: Problem) -> np.ndarray | None:
+    """The gradient's elements that are rational, exactly (Fractions; None elsewhere), shaped
+    like the gradient: cross_entropy's ``W p_c - a_c`` at a masked logit (``-a_c``), where
+    ``W = 0`` (``-a_c``) and in a row whose finite logits are all equal (``W / n - a_c``), and
+    nll_loss's ``-a_c``, each times the mean's ``1 / D``; None for the other ops, where ``where``
+    masks classes, or for a mean over ``D = 0``.  (Elsewhere the gradient is transcendental:
+    ``definitions.transcendental``.)"""
+    if problem.op not in ("cross_entropy", "nll_loss") or problem.mask is not None:
+        return None
+    rows, classes = problem.logits.shape
+    scale = Fraction(1)
+    if divides(problem.reduction):
+        divisor = rational(definitions.mean_divisor(problem))
+        if not divisor:
+            return None
+        scale = 1 / divisor
+    exact = np.full((rows, classes), None, dtype=object)
+    for r in range(rows):
+        a = exact_coefficients(problem, r)
+        logits = mpf_row(problem.logits, r)
+        if a is None or any(mpmath.isnan(v) or v == mpmath.inf for v in logits):
+            continue
+        finite = [v for v in logits if mpmath.isfinite(v)]
+        weight = sum(a, Fraction(0))
+        uniform = bool(finite) and all(v == finite[0] for v in finite)
+        for c, (ac, v) in enumerate(zip(a, logits)):
+            if problem.op == "nll_loss" or not mpmath.isfinite(v) or weight == 0:
+                exact[r, c] = -ac * scale
+            elif uniform:
+                exact[r, c] = (weight / len(finite) - ac) * scale
+    return restore(exact, (*problem.batch_shape, classes), problem.class_axis)
 
 
 def _normalize(problem: Problem, want_grad: bool, ledger: Ledger,

@@ -17,7 +17,15 @@ correctly rounded, so each adds a relative error of at most ``u``):
 * ``-log p_c = log1p(T) - s_c`` adds two non-negative numbers: no cancellation;
 * losses are sums of non-negative terms when weights and targets are non-negative.
 
-What remains are cancellations (gradients ``A * p_c - a_c``, negative weights) and the
+The cross-entropy gradient ``W p_c - a_c`` (``W = sum_j a_j``) is evaluated as
+``(e_c R_c - a_c Q_c) / S`` with ``R_c = sum_{j != c} a_j`` (from the exact sum of the
+``a_j``, rounded once) and ``Q_c = S - e_c = sum_{k != c} exp(s_k)`` (the tail ``T`` at the
+maximum, ``>= S / 2`` elsewhere): the same number, but without the subtraction ``p_c - 1``,
+which loses every digit when ``p_c`` is within ``2**-p`` of 1 (``x = [0, -446]``, target 0:
+``-2.0e-194``).  Each product then carries a few ``u`` of its own size, and they cancel only
+where the gradient is genuinely small against them both.
+
+What remains are cancellations (such gradients, ``1 - C p_c``, negative weights) and the
 rounding of the result into float64 and the dtype under test, which can be arbitrarily
 sensitive near a rounding boundary.  ``reference/ledger.py`` (a-priori bounds, one pass) and
 ``reference/certify.py`` (Ziv's strategy) decide that a result rounds correctly.
@@ -69,7 +77,36 @@ def normalize_row(op: str, row: Sequence[mpf],
     probs = [mpmath.exp(v) for v in log_probs]
     if op == "softmax":
         return probs, [ZERO] * classes  # d/dx sum(softmax(x)) = d/dx 1 = 0 exactly
+    if equal_logits(row):  # p_c = 1 / C: the gradient is exactly 0
+        return log_probs, [ZERO] * classes
     return log_probs, [1 - classes * p for p in probs]  # d/dx_k sum_c log p_c
+
+
+def equal_logits(row: Sequence[mpf]) -> bool:
+    """Whether every logit of the row is the same finite number."""
+    return all(mpmath.isfinite(v) and v == row[0] for v in row)
+
+
+def transcendental(row: Sequence[mpf], a: Sequence[mpf] | None = None) -> tuple[bool, bool]:
+    """Whether the row's values at its finite logits are transcendental (so never 0, never a
+    rounding boundary, which are dyadic rationals): ``(log-type, ratio-type)``.  The first
+    covers log_softmax's output and cross_entropy's row loss (coefficients ``a``), the second
+    softmax's output, log_softmax's gradient (``a`` None) and cross_entropy's gradient.
+
+    The shifts ``s_j`` are rationals (differences of binary floats), the ``a_c`` rationals.
+    By Lindemann-Weierstrass, ``sum_v b_v e^v = 0`` for distinct algebraic ``v`` and algebraic
+    ``b_v`` only if every ``b_v`` is 0, and ``log S`` is transcendental for algebraic
+    ``S != 1``.  So with two finite logits or more (``S > 1``): ``s_c - log S`` and the loss
+    ``W log S - sum_c a_c s_c`` (``W = sum_c a_c != 0``) are transcendental.  Once the finite
+    logits are not all equal: ``p_c = r`` would make ``e^{s_c} = r sum_j e^{s_j}``, with a
+    non-zero coefficient at a shift other than ``s_c``; so would ``1 - C p_c = r``; and
+    ``S (W p_c - a_c - r) = e^{s_c} (...) - (a_c + r) sum_{s_k != s_c} e^{s_k}`` vanishes only
+    for ``r = -a_c``, which leaves ``W e^{s_c}``: the gradient is rational only for ``W = 0``.
+    Elements at masked (-inf) logits are exact (0, -inf, 1 or ``-a_c``) and are not covered."""
+    finite = [v for v in row if mpmath.isfinite(v)]
+    weighs = a is None or mpmath.fsum(a) != 0
+    spread = len(finite) > 1 and any(v != finite[0] for v in finite)
+    return len(finite) > 1 and weighs, spread and weighs
 
 
 def _masked_normalize_row(op: str, row: Sequence[mpf],
@@ -158,9 +195,31 @@ def row_loss(op: str, row: Sequence[mpf], a: list[mpf]) -> tuple[mpf, list[mpf]]
     if log_probs is None:
         return NAN, [NAN] * classes
     loss = mpmath.fsum(-ac * lp for ac, lp in zip(a, log_probs) if ac != 0)
-    total = mpmath.fsum(a)
-    grad = [total * mpmath.exp(lp) - ac for ac, lp in zip(a, log_probs)]
-    return loss, grad
+    return loss, loss_gradient(row, a)
+
+
+def loss_gradient(row: Sequence[mpf], a: Sequence[mpf]) -> list[mpf]:
+    """``W p_c - a_c`` as ``(e_c R_c - a_c Q_c) / S`` (the module docstring), for a row where
+    log_softmax is defined: ``R_c = W - a_c`` rounded once from the exact ``W``,
+    ``Q_c = sum_{k != c} e_k`` (the tail at the maximum, ``S - e_c >= S / 2`` elsewhere)."""
+    finite = [j for j, v in enumerate(row) if v != -INF]
+    top = max(finite, key=lambda j: row[j])
+    exps = [mpmath.exp(mpmath.fsub(v, row[top], exact=True)) if v != -INF else ZERO
+            for v in row]
+    exps[top] = ONE
+    tail = mpmath.fsum(e for j, e in enumerate(exps) if j != top)
+    total = 1 + tail
+    weight = ZERO
+    for ac in a:  # exactly
+        weight = mpmath.fadd(weight, ac, exact=True)
+    grad = []
+    for c, ac in enumerate(a):
+        if ac == 0:
+            grad.append(exps[c] * weight / total)
+            continue
+        rest = tail if c == top else total - exps[c]
+        grad.append((exps[c] * (weight - ac) - ac * rest) / total)
+    return grad
 
 
 def reduce_losses(problem: Problem, losses: list[mpf], denominator: mpf) -> np.ndarray:

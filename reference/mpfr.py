@@ -22,21 +22,38 @@ for a row with shifts ``s_j``, ``e_j = exp(s_j)``, ``S = 1 + T``, ``L = log S``,
 absorbs the second-order terms and the float64 rounding of the bookkeeping):
 
 * ``|e^_j - e_j| <= u e_j`` (``e_m = 1`` exactly); ``|T^ - T| <= 2u T``; ``|S^ - S| <= 3u S``;
-  ``|L^ - L| <= |T^ - T| / (1 + T) + u L <= u (L + 2)`` (``log1p`` is 1-Lipschitz on T >= 0);
+  ``|L^ - L| <= |T^ - T| / (1 + T) + u L <= u (L + 2 min(1, L))`` (``log1p`` is 1-Lipschitz
+  on T >= 0, and ``T / (1 + T) <= min(1, log1p(T))``: relative to ``L`` when ``L`` is tiny, a
+  dominant class, where an absolute ``2u`` would dwarf a loss of ``1e-304``);
 * coefficients ``a_c`` (``definitions.target_weights``, at precision p):
   ``|a^_c - a_c| <= 4u |a_c|``, as long as the probability targets are non-negative (then
   ``(1 - eps) y + eps / C`` adds terms of one sign; weights of either sign only multiply);
   rows with a negative probability target are not certified (``bounded_coefficients``);
 * loss term ``a_c (L - s_c)``: ``L^ - s_c`` adds non-negative numbers, so the term's error is
-  at most ``u |a_c| (7 (L + |s_c|) + 2)``, and the correctly rounded sum adds ``u |l|``:
-  ``E(l) = 16u sum_c |a_c| (L + |s_c| + 2)``;
+  at most ``u |a_c| (7 (L + |s_c|) + 2 min(1, L))``, and the correctly rounded sum adds
+  ``u |l|``: ``E(l) = 16u sum_c |a_c| (L + |s_c| + 2 min(1, L))``;
 * gradient, with the mean's scale ``s^ = RN(1/D)`` (D, a sum of floats, is exact; ``s = 1``
-  for none and sum): ``g_c = RN(RN(e^_c K) - RN(a^_c s^))`` with ``K = RN(RN(W^ / S^) s^)``
-  and ``W^ = sum_c a^_c`` (``|W^ - W| <= 5u sum|a|``).  ``e^_c K`` carries six relative
-  roundings plus ``W``'s error: ``<= 13u |s| p_c sum|a|``; ``a^_c s^``: ``<= 6u |s| |a_c|``;
-  the subtraction ``<= u |g_c|``, so ``E(g_c) = 32u |s| p_c sum|a| + 16u |s| |a_c| + 2u |g_c|``;
+  for none and sum).  ``W p_c - a_c`` is never formed as written: where ``a_c`` dominates and
+  ``p_c`` is near 1 (``x = [0, -446]``, target 0: ``p_0 - 1 = -2.0e-194``) the two terms agree
+  to hundreds of bits and the difference is lost at any working precision below that.  With
+  ``R_c = W - a_c = sum_{j != c} a_j`` and ``Q_c = S - e_c = sum_{k != c} e_k``,
+  ``W p_c - a_c = (e_c R_c - a_c Q_c) / S`` exactly, and both products are small exactly where
+  the gradient is: ``R^_c = RN(W* - a^_c)`` from the *exact* sum ``W*`` of the ``a^_j``
+  (``exact_total``), so ``|R^_c - R_c| <= u |R_c| + 4u sum_{j != c} |a_j|``;
+  ``Q^_c = T^`` for the row's maximum (``2u`` relative) and ``RN(S^ - e^_c)`` otherwise, where
+  ``Q_c >= S / 2`` (the maximum's ``e = 1`` is in it and ``e_c <= 1``), ``8u`` relative.
+  ``g_c = RN(RN(RN(RN(e^_c R^_c) - RN(a^_c Q^_c)) / S^) s^)``: the first product is off by
+  ``<= 7u e_c sum_{j != c} |a_j|``, the second by ``<= 13u |a_c| Q_c``, the subtraction,
+  the division by ``S^`` and the scale add ``<= 7u |g_c|``, so with ``q_c = Q_c / S``
+  (``<= 1``, and ``T / S`` at the maximum): ``E(g_c) = 32u |s| p_c sum_{j != c} |a_j| +
+  32u |s| |a_c| q_c + 16u |g_c|``.  The bound is relative to the two terms, so a gradient
+  lost to cancellation before is now certified in one pass (``a_c = 0``: ``g_c = e_c W / S``);
 * softmax ``RN(e^_c / S^)``: ``E = 10u p_c``; log_softmax ``RN(s_c - L^)``:
-  ``E = 4u (L + |s_c| + 2)``, its gradient ``RN(1 - RN(C p^_c))``: ``E = 12u C p_c + 2u |g_c|``;
+  ``E = 4u (L + |s_c| + 2 min(1, L))``; its gradient ``RN(1 - RN(C p^_c))``:
+  ``E = 12u C p_c + 2u |g_c|``
+  (``1 - C p_c`` can cancel too, but no cheaper exact form exists: its bound certifies only
+  the gradients that it decides, and Ziv's loop never accepts a zero that is provably not one
+  (``reference/certify.py``); a row of equal logits has the exact gradient 0);
 * reductions: ``sum`` is one correctly rounded sum, ``E = sum_r E(l_r) + 2u sum_r |l_r|``;
   ``mean`` divides that by the exact ``D`` once more: ``E(sum) / |D| + 2u |mean|``.
 
@@ -125,6 +142,8 @@ class Exponentials:
 
     shifted: list[Any]  # s_j = x_j - m, exact (floats or MPFR numbers)
     exps: list[Any]  # exp(s_j); 1 at the maximum
+    top: int  # the index of the maximum (the first one)
+    tail: Any  # T = sum_{j != top} exp(s_j)
     total: Any  # S = 1 + T
     log_total: Any  # L = log1p(T)
     floats: Floats
@@ -160,7 +179,7 @@ def row_exponentials(logits: np.ndarray) -> Exponentials | None:
         total, log_total = tail + 1, gmpy2.log1p(tail)
         floats = Floats(np.abs(logits - logits[top]), nearest_floats(exps), float(total),
                         float(log_total))
-    return Exponentials(shifted, exps, total, log_total, floats)
+    return Exponentials(shifted, exps, top, tail, total, log_total, floats)
 
 
 def _exact_shifts(logits: list[float], peak: float) -> list[Any]:
@@ -219,10 +238,14 @@ def normalize_row(op: str, found: Exponentials, ledger: Ledger,
                 ledger.exact(classes)
             return mpfs_of(probs), [ZERO] * classes
         log_probs = [s - found.log_total for s in found.shifted]
-        log_up = floats.log_total * LOOSE + u
-        ledger.add(log_probs, 4 * u * (log_up + floats.s * LOOSE + 2) + FLOOR)
+        log_up = floats.log_total * LOOSE + ETA  # L^ is within 3u L of L
+        ledger.add(log_probs, 4 * u * (log_up + floats.s * LOOSE + 2 * min(1.0, log_up))
+                   + FLOOR)
         if not want_grad:
             return mpfs_of(log_probs), []
+        if not floats.s.any():  # equal logits: p_c = 1 / C, the gradient is exactly 0
+            ledger.exact(classes)
+            return mpfs_of(log_probs), [ZERO] * classes
         grads = [1 - classes * p for p in probs]
         nearest = nearest_floats(grads)
         sizes = np.abs(nearest) * LOOSE + ETA
@@ -246,31 +269,66 @@ def row_loss(found: Exponentials, a: dict[int, mpf], scale: mpf | None, ledger: 
     floats = found.floats
     classes = list(coefficients)
     a_up = np.abs(nearest_floats(list(coefficients.values()))) * LOOSE + ETA
-    log_up = floats.log_total * LOOSE + u
-    loss_bound = 16 * u * float(np.sum(a_up * (log_up + floats.s[classes] * LOOSE + 2))) + FLOOR
+    log_up = floats.log_total * LOOSE + ETA  # L^ is within 3u L of L
+    terms_up = log_up + floats.s[classes] * LOOSE + 2 * min(1.0, log_up)
+    loss_bound = 16 * u * float(np.sum(a_up * terms_up)) + FLOOR
     with gmpy2.context(precision=mpmath.mp.prec):
         loss = gmpy2.fsum([ac * (found.log_total - found.shifted[c])
                            for c, ac in coefficients.items()])
         if not want_grad:
             return loss, loss_bound, []
-        weight = gmpy2.fsum(list(coefficients.values()))
+        exact_weight = exact_total(list(coefficients.values()))  # W*, exactly
         s = None if scale is None else mpfr_of(scale)
-        factor = weight / found.total if s is None else weight / found.total * s
-        grads = [e * factor for e in found.exps]
-        for c, ac in coefficients.items():
-            grads[c] = grads[c] - (ac if s is None else ac * s)
+        factor = gmpy2.mpfr(exact_weight) / found.total
+        if s is not None:
+            factor = factor * s
+        grads = [e * factor for e in found.exps]  # a_c = 0: e_c W / S, no subtraction
+        for c, ac in coefficients.items():  # (e_c R_c - a_c Q_c) / S (module docstring)
+            rest = found.tail if c == found.top else found.total - found.exps[c]
+            terms = (found.exps[c] * (exact_weight - ac), ac * rest)
+            grad = (terms[0] - terms[1]) / found.total
+            grads[c] = grad if s is None else grad * s
     if ledger.complete:
         size = 1 if s is None else s
-        with gmpy2.context(precision=64, round=gmpy2.RoundUp):
-            weights = gmpy2.fsum([abs(ac) for ac in coefficients.values()])
         p_up = floats.e / floats.total * LOOSE + ETA
+        others_up, rest_up = _gradient_factors(found, coefficients)
         nearest = nearest_floats(grads)
         g_up = np.abs(nearest) * LOOSE + ETA
-        bound = round_up(32 * u, size, weights) * p_up + 2 * u * g_up + FLOOR
-        bound[classes] += round_up(16 * u, size) * a_up
+        bound = (round_up(32 * u, size) * (p_up * others_up + rest_up) + 16 * u * g_up
+                 + FLOOR)
         with gmpy2.context(precision=mpmath.mp.prec):
             ledger.add(grads, bound, nearest)
     return loss, loss_bound, mpfs_of(grads)
+
+
+def exact_total(values: list[Any]) -> Any:
+    """The sum of MPFR numbers, exactly: at the precision that spans all their bits (plus the
+    carries of ``len(values)`` additions), where MPFR's correctly rounded sum is exact."""
+    if not values:
+        return gmpy2.mpfr(0)
+    parts = [v.as_mantissa_exp() for v in values if v]
+    if not parts:
+        return gmpy2.mpfr(0)
+    high = max(int(exp) + int(abs(man)).bit_length() for man, exp in parts)
+    low = min(int(exp) for _, exp in parts)
+    with gmpy2.context(precision=high - low + len(parts).bit_length() + 2):
+        return gmpy2.fsum(values)
+
+
+def _gradient_factors(found: Exponentials, coefficients: dict[int, Any]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The bound's ingredients by class, rounded up: ``sum_{j != c} |a_j|`` and
+    ``|a_c| q_c`` (``q_c = Q_c / S``: ``T / S`` at the maximum, 1 bounds it elsewhere)."""
+    classes = len(found.exps)
+    with gmpy2.context(precision=64, round=gmpy2.RoundUp):
+        magnitude = exact_total([abs(ac) for ac in coefficients.values()])
+        others = np.full(classes, float(magnitude + 0))
+        rest = np.zeros(classes)
+        top_share = found.tail / found.total
+        for c, ac in coefficients.items():
+            others[c] = float(magnitude - abs(ac))
+            rest[c] = float(abs(ac) * (top_share if c == found.top else 1))
+    return others * LOOSE + ETA, rest * LOOSE + ETA
 
 
 def reduce_losses(problem: Problem, losses: list[Any], bounds: np.ndarray, denominator: mpf,

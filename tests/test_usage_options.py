@@ -70,7 +70,7 @@ def _loss(row: list[float], t: int) -> float:
      "    input: {generate: uniform, shape: [2, 3], seed: 1}\n    target: [0, 1]\n", 5,
      "cases[0].input", "write them out"),
 ])
-def test_issue20_keys_are_validated_with_file_line_and_field(
+def test_the_usage_option_keys_are_validated_with_file_line_and_field(
         tmp_path: Path, body: str, line: int, field: str, words: str) -> None:
     path = write(tmp_path / "bad.yaml", HEAD + body)
     with pytest.raises(CaseError) as caught:
