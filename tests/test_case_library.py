@@ -177,6 +177,8 @@ def test_each_framework_is_handed_exactly_the_generated_inputs(
     device = next(d for d in adapter.devices() if d.kind == "cpu")
     checked, done = 0, set()
     for case in generated(library):
+        if case.op == "linear_cross_entropy":
+            continue  # hidden states, not logits: the linear APIs' own tests hand them over
         # the same input (a dominant class may follow the target, so the target stays)
         softmax_case = dataclasses.replace(case, op="softmax", grad=False)
         for dtype in case.dtypes:

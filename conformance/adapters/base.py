@@ -35,6 +35,10 @@ class Api:
     # option (or "*") -> the framework's own definition it follows for that option; a failing
     # record of a case using the option is then "semantic" (conformance/judge/check.py)
     semantics: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # linear_cross_entropy: the API rounds every logit to the dtype before its softmax (a
+    # composed linear + cross_entropy does); its records are judged with the bound that allows
+    # that rounding (conformance/judge/compare.py), the others with the fused one
+    materialises_logits: bool = False
     # a variant that exists for some options only (e.g. a class axis moved for an API that
     # has no axis argument): it runs a case only when the case uses one of them, the others
     # run on the API itself; empty: every case it supports
@@ -77,6 +81,11 @@ class Outcome:
     grad: np.ndarray | None = None
     error_type: str = ""
     message: str = ""
+    # linear_cross_entropy: the gradients beyond the input's, by quantity
+    # (grad_linear_weight, grad_linear_bias), and what the run said besides its values (a
+    # warning, the path it took), copied into every record's ``extra``
+    grads: dict[str, np.ndarray] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     # The dtype the framework's output had, where the adapter tells it ("" where it does not):
     # an output in another dtype than the inputs' is a discrepancy (conformance/judge/check.py).
     dtype: str = ""
@@ -146,7 +155,8 @@ def adapter_declaration(adapter: Adapter) -> dict[str, Any]:
         "apis": [
             {"id": a.id, "name": a.name, "op": a.op, "kind": a.kind,
              "supports": sorted(a.supports), "reasons": dict(a.reasons),
-             "semantics": dict(a.semantics), **({"no_grad": a.no_grad} if a.no_grad else {})}
+             "semantics": dict(a.semantics), **({"no_grad": a.no_grad} if a.no_grad else {}),
+             **({"materialises_logits": True} if a.materialises_logits else {})}
             for a in adapter.apis()
         ],
     }

@@ -89,7 +89,7 @@ OPTAX_MASKED_LABEL = ("optax's integer-label loss subtracts the label's logit ev
                       "where= masks that class (logsumexp over the kept classes minus a masked "
                       "logit), where optax.softmax_cross_entropy leaves a masked class out")
 GLUE = "class weights, ignore mask, mean/sum"
-EAGER_APIS = (
+EAGER_APIS: tuple[Api, ...] = (
     Api("softmax", "jax.nn.softmax", "softmax", frozenset({"k_dim"}) | NATIVE_WHERE,
         callee="jax.nn.softmax"),
     Api("log_softmax", "jax.nn.log_softmax", "log_softmax", frozenset({"k_dim"}) | NATIVE_WHERE,
@@ -127,6 +127,22 @@ EAGER_APIS = (
         NLL_OPTIONS | AXIS | SAMPLE_WEIGHTS,
         kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}),
 )
+# linear_cross_entropy: the composed recipes above on logits x @ W.T + b (materialised in the
+# dtype, as jnp.matmul returns them); JAX and optax have no fused linear cross-entropy.
+LINEAR_OP = "linear_cross_entropy"
+LINEAR = "x @ W.T + b"
+LINEAR_APIS = (
+    Api("integer_labels-linear",
+        f"optax.softmax_cross_entropy_with_integer_labels({LINEAR}, t) + {GLUE}",
+        LINEAR_OP, NLL_OPTIONS - {"k_dim"}, kind="composed", materialises_logits=True,
+        reasons={"probability_target": PROBABILITY_FOR_INDEX,
+                 "label_smoothing": SMOOTHING_NEEDS_ONE_HOT}),
+    Api("softmax_cross_entropy-linear",
+        f"optax.softmax_cross_entropy({LINEAR}, w * optax.smooth_labels(y)) + jnp.mean/jnp.sum",
+        LINEAR_OP, PROBABILITY_OPTIONS - {"k_dim"}, kind="composed", materialises_logits=True,
+        reasons={"index_target": INDEX_FOR_PROBABILITY}),
+)
+EAGER_APIS = EAGER_APIS + LINEAR_APIS
 JIT_PREFIX = "jit"
 APIS = EAGER_APIS + tuple(twin(api, JIT_PREFIX, "jax.jit") for api in EAGER_APIS)
 DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -227,6 +243,8 @@ class JaxAdapter(Adapter):
         if problem.weight is not None:
             weight = self.jax.device_put(jnp.asarray(problem.weight, dtype=dtype), place)
         settings = settings_for(problem)
+        if problem.case.op == LINEAR_OP:
+            return self._run_linear(api, problem, place, dtype, x, target, weight, settings)
         # issue 20: per-example weights and the class mask, None where the case has none
         extra = (None if problem.sample_weight is None else self.jax.device_put(
                      jnp.asarray(problem.sample_weight, dtype=dtype), place),
@@ -237,6 +255,24 @@ class JaxAdapter(Adapter):
             return Outcome("ok", _numpy(out), _numpy(grad))
         return Outcome("ok", _numpy(self._function(api, grad=False)(
             x, target, weight, settings, extra)))
+
+    def _run_linear(self, api: Api, problem: Problem, place: Any, dtype: Any, x: Any,
+                    target: Any, weight: Any, settings: Settings) -> Outcome:
+        """A linear_cross_entropy recipe on ``(x, W, b)``: the outputs and, through one
+        ``jax.vjp``, the gradients of their sum with respect to all three."""
+        jnp = self.jnp
+        w = self.jax.device_put(jnp.asarray(problem.linear_weight, dtype=dtype), place)
+        params: tuple[Any, ...] = (x, w)
+        if problem.linear_bias is not None:
+            params += (self.jax.device_put(jnp.asarray(problem.linear_bias, dtype=dtype), place),)
+        function = self._function(api, grad=problem.case.grad)
+        if not problem.case.grad:
+            return Outcome("ok", _numpy(function(params, target, weight, settings)))
+        out, grads = function(params, target, weight, settings)
+        named = {"grad_linear_weight": _numpy(grads[1])}
+        if len(grads) == 3:
+            named["grad_linear_bias"] = _numpy(grads[2])
+        return Outcome("ok", _numpy(out), _numpy(grads[0]), grads=named)
 
     def _bound_caches(self, problem: Problem) -> None:
         self._signatures.add((problem.input.shape, problem.dtype,
@@ -351,7 +387,15 @@ def _recipes(jax: Any, jnp: Any, optax: Any) -> dict[str, Recipe]:
     def where_of(extra: Any) -> Any:
         return None if extra is None else extra[1]
 
+    def logits(params: Any) -> Any:
+        """``x @ W.T + b`` (params ``(x, W)`` or ``(x, W, b)``), as a user writes it."""
+        z = params[0] @ params[1].T
+        return z + params[2] if len(params) == 3 else z
+
     return {
+        "integer_labels-linear": lambda p, t, w, s, e=None: integer_composed(logits(p), t, w, s),
+        "softmax_cross_entropy-linear": lambda p, y, w, s, e=None: probability_composed(
+            logits(p), y, w, s),
         "softmax": lambda x, t, w, s, e=None: jax.nn.softmax(x, axis=s.axis, where=where_of(e)),
         "log_softmax": lambda x, t, w, s, e=None: jax.nn.log_softmax(
             x, axis=s.axis, where=where_of(e)),

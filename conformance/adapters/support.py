@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.cases.options import ALL_OPTIONS
+from conformance.cases.options import ALL_OPTIONS, OPTIONS
 
 _LAYOUT = frozenset({"k_dim", "k_dim_class_last", "class_axis"})
 # Options that mean something for each op (a case of that op can require them).
@@ -36,6 +36,7 @@ APPLICABLE: dict[str, frozenset[str]] = {
     "nll_loss": frozenset(ALL_OPTIONS) - {"probability_target", "label_smoothing", "where"},
     "cross_entropy": frozenset(ALL_OPTIONS),
     "categorical_crossentropy_probs": frozenset(ALL_OPTIONS) - {"where"},
+    "linear_cross_entropy": frozenset(OPTIONS) - {"k_dim"},  # (N, D) or (D,) inputs only
 }
 HEADERS = {
     "index_target": "index target", "probability_target": "prob. target", "weight": "weight",

@@ -151,7 +151,7 @@ PLAIN_PROBS_GRAD = ("the gradient of -sum y log p is -y / p: it lacks the renorm
 PROBS = "categorical_crossentropy_probs"
 GLUE = "class weights, ignore mask, mean/sum"
 KERAS_SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
-EAGER_APIS = (
+EAGER_APIS: tuple[Api, ...] = (
     Api("softmax", "tf.nn.softmax", "softmax", frozenset({"k_dim"}) | AXIS,
         reasons={"where": NO_WHERE}, callee="tf.nn.softmax"),
     Api("log_softmax", "tf.nn.log_softmax", "log_softmax", frozenset({"k_dim"}) | AXIS,
@@ -265,6 +265,25 @@ EAGER_APIS = (
                  "label_smoothing": "not written here"},
         semantics={PROBS_CLIPPED: PLAIN_PROBS, "grad:*": PLAIN_PROBS_GRAD}),
 )
+# linear_cross_entropy: the composed losses above on logits tf.matmul(x, W, transpose_b=True)
+# + b (tf.linalg.matvec for a (D,) input), materialised in the dtype; TensorFlow and Keras
+# have no fused linear cross-entropy.
+LINEAR_OP = "linear_cross_entropy"
+LINEAR = "tf.matmul(x, W, transpose_b=True) + b"
+LINEAR_APIS = (
+    Api("sparse_softmax_cross_entropy_with_logits-linear",
+        f"tf.nn.sparse_softmax_cross_entropy_with_logits(t, {LINEAR}) + {GLUE}",
+        LINEAR_OP, NLL_OPTIONS - {"k_dim"}, kind="composed", materialises_logits=True,
+        reasons={"probability_target": PROBABILITY_FOR_INDEX, "label_smoothing": NO_SMOOTHING}),
+    Api("SparseCategoricalCrossentropy-linear", f"{KERAS_SPARSE}(t, {LINEAR})", LINEAR_OP,
+        frozenset({"index_target", "ignore_index"}) | REDUCTIONS, kind="composed",
+        materialises_logits=True,
+        reasons={"probability_target": "takes index labels; probability labels go to "
+                                       "CategoricalCrossentropy",
+                 "weight": KERAS_WEIGHTS, "label_smoothing": KERAS_NO_SMOOTHING},
+        semantics={"ignore_index": KERAS_NO_NAN_MEAN}),
+)
+EAGER_APIS = EAGER_APIS + LINEAR_APIS
 FUNCTION_PREFIX = "function"
 APIS = EAGER_APIS + tuple(twin(api, FUNCTION_PREFIX, "tf.function") for api in EAGER_APIS)
 DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -341,6 +360,8 @@ class TensorFlowAdapter(Adapter):
         if problem.weight is not None:
             weight = tf.cast(tf.constant(problem.weight, dtype=tf.float64), dtype)
         settings = settings_for(problem)
+        if problem.case.op == LINEAR_OP:
+            return self._run_linear(api, problem, dtype, x, target, weight, settings)
         # issue 20: per-example weights (the where mask is never run here: NO_WHERE)
         extra = (None if problem.sample_weight is None
                  else tf.cast(tf.constant(problem.sample_weight, dtype=tf.float64), dtype), None)
@@ -351,12 +372,36 @@ class TensorFlowAdapter(Adapter):
         return Outcome("ok", _numpy(tf, out),
                        np.zeros(problem.input.shape) if grad is None else _numpy(tf, grad))
 
+    def _run_linear(self, api: Api, problem: Problem, dtype: Any, x: Any, target: Any,
+                    weight: Any, settings: Settings) -> Outcome:
+        """A linear_cross_entropy recipe on ``(x, W, b)``; with the gradients of the sum of
+        its outputs with respect to all three (one ``tf.GradientTape``)."""
+        tf = self.tf
+
+        def constant(values: Any) -> Any:
+            return tf.cast(tf.constant(values, dtype=tf.float64), dtype)
+
+        params: tuple[Any, ...] = (x, constant(problem.linear_weight))
+        if problem.linear_bias is not None:
+            params += (constant(problem.linear_bias),)
+        function = self._function(api, grad=problem.case.grad)
+        if not problem.case.grad:
+            return Outcome("ok", _numpy(tf, function(params, target, weight, settings)))
+        out, grads = function(params, target, weight, settings)
+        dense = [np.zeros(np.shape(p)) if g is None else _numpy(tf, g)
+                 for p, g in zip(params, grads)]
+        named = {"grad_linear_weight": dense[1]}
+        if len(dense) == 3:
+            named["grad_linear_bias"] = dense[2]
+        return Outcome("ok", _numpy(tf, out), dense[0], grads=named)
+
     def _function(self, api: Api, grad: bool) -> Callable[..., Any]:
         """The callable for ``api``: eager, or its ``tf.function`` twin (built once)."""
         traced = api.id.startswith(FUNCTION_PREFIX + "-")
         base_id = api.id.removeprefix(FUNCTION_PREFIX + "-")
         recipe = self._recipes[base_id]
-        function = _with_grad(self.tf, recipe) if grad else recipe
+        with_grad = _with_linear_grad if base_id in LINEAR_IDS else _with_grad
+        function = with_grad(self.tf, recipe) if grad else recipe
         if not traced:
             return function
         key = (base_id, grad)
@@ -394,6 +439,24 @@ def _with_grad(tf: Any, recipe: Recipe) -> Callable[..., Any]:
         grad = tape.gradient(out, x, output_gradients=tf.ones_like(out))
         # tf.gather's gradient is sparse (IndexedSlices); densify it for comparison.
         return out, None if grad is None else tf.convert_to_tensor(grad)
+
+    return forward_and_grad
+
+
+LINEAR_IDS = frozenset(api.id for api in LINEAR_APIS)
+
+
+def _with_linear_grad(tf: Any, recipe: Recipe) -> Callable[..., Any]:
+    """The outputs and the gradients of their sum w.r.t. each of ``params`` (x, W[, b])."""
+
+    def forward_and_grad(params: Any, target: Any, weight: Any, settings: Settings,
+                         extra: Any = None) -> Any:
+        with tf.GradientTape() as tape:
+            for p in params:
+                tape.watch(p)
+            out = recipe(params, target, weight, settings)
+        grads = tape.gradient(out, list(params), output_gradients=tf.ones_like(out))
+        return out, [None if g is None else tf.convert_to_tensor(g) for g in grads]
 
     return forward_and_grad
 
@@ -501,7 +564,18 @@ def _recipes(tf: Any, keras: Any) -> dict[str, Recipe]:
         return keras.losses.categorical_crossentropy(
             y, p, from_logits=False, label_smoothing=s.label_smoothing, axis=s.axis)
 
+    def logits(params: Any) -> Any:
+        """``x @ W^T + b`` as a user writes it (``params``: (x, W) or (x, W, b))."""
+        x, w = params[0], params[1]
+        z = (tf.linalg.matvec(w, x) if x.shape.rank == 1
+             else tf.matmul(x, w, transpose_b=True))
+        return z + params[2] if len(params) == 3 else z
+
     return {
+        "sparse_softmax_cross_entropy_with_logits-linear":
+            lambda p, t, w, s, e=None: sparse_composed(logits(p), t, w, s),
+        "SparseCategoricalCrossentropy-linear": lambda p, t, w, s, e=None: keras_sparse(
+            logits(p), t, w, s),
         "softmax": lambda x, t, w, s, e=None: tf.nn.softmax(x, axis=s.axis),
         "log_softmax": lambda x, t, w, s, e=None: tf.nn.log_softmax(x, axis=s.axis),
         "softmax_cross_entropy_with_logits": lambda x, y, w, s, e=None:

@@ -42,6 +42,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,7 +79,7 @@ TORCH_REASONS = {"class_axis": AXIS_ONE, "k_dim_class_last": AXIS_ONE,
 WEIGHTED = ("torch.nn.functional.cross_entropy(x.movedim(axis, 1), t, weight, "
             "reduction='none') * sample_weight + the named reduction")
 
-EAGER_APIS = (
+EAGER_APIS: tuple[Api, ...] = (
     Api("softmax", "torch.nn.functional.softmax", "softmax", frozenset({"k_dim"}) | AXES,
         reasons={"where": NO_WHERE}, callee="torch.nn.functional.softmax"),
     Api("log_softmax", "torch.nn.functional.log_softmax", "log_softmax",
@@ -104,8 +105,45 @@ EAGER_APIS = (
         ALL | AXES | {"sample_weight"} | NAMED, kind="composed",
         reasons={"where": NO_WHERE}, only_for=AXES | {"sample_weight"} | NAMED),
 )
+# linear_cross_entropy: torch's own op on its reference path (options=None, which runs
+# linear then cross_entropy: logits in the dtype), one API per chunked configuration a user
+# would pick (each acc_policy, and one explicit batch_chunk_size), and the composed
+# cross_entropy(linear(...)) users write today.
+LINEAR_OP = "linear_cross_entropy"
+LINEAR_ALL = frozenset(OPTIONS) - {"k_dim"}
+CHUNKED = LINEAR_ALL - {"probability_target", "label_smoothing"}
+CHUNKED_REASON = ("torch's chunked path needs label_smoothing == 0 and class-index (int64) "
+                  "targets; other configurations fall back to its reference path with a "
+                  "warning (torch.nn.functional.linear_cross_entropy)")
+FALLBACK_WARNING = "linear_cross_entropy: ``options`` ignored"
+# (API id suffix, LinearCrossEntropyOptions arguments); acc_dtype float32 for float16/bfloat16
+# inputs (what acc_policy="auto" picks on CPU), the input dtype otherwise (torch refuses a
+# float32 acc_dtype with float32/float64 inputs)
+CHUNKED_CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "auto": {"acc_policy": "auto"},
+    "accurate": {"acc_policy": "accurate"},
+    "balanced": {"acc_policy": "balanced"},
+    "compact": {"acc_policy": "compact"},
+    "auto-chunk4": {"acc_policy": "auto", "batch_chunk_size": 4},
+}
+LINEAR_APIS = (
+    Api("linear_cross_entropy", "torch.nn.functional.linear_cross_entropy(options=None)",
+        LINEAR_OP, LINEAR_ALL, materialises_logits=True,
+        callee="torch.nn.functional.linear_cross_entropy"),
+    *(Api(f"linear_cross_entropy-{name}",
+          "torch.nn.functional.linear_cross_entropy(options=LinearCrossEntropyOptions("
+          + ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+          + ", acc_dtype=float32 for half inputs))",
+          LINEAR_OP, CHUNKED,
+          reasons={"probability_target": CHUNKED_REASON, "label_smoothing": CHUNKED_REASON})
+      for name, arguments in CHUNKED_CONFIGURATIONS.items()),
+    Api("cross_entropy-linear", "torch.nn.functional.cross_entropy(linear(input, W, b))",
+        LINEAR_OP, LINEAR_ALL, kind="composed", materialises_logits=True),
+)
+EAGER_APIS = EAGER_APIS + LINEAR_APIS
 COMPILE_PREFIX = "compile"
-COMPILED = ("softmax", "log_softmax", "cross_entropy", "nll_loss")
+COMPILED = ("softmax", "log_softmax", "cross_entropy", "nll_loss",
+            *(api.id for api in LINEAR_APIS))
 APIS = EAGER_APIS + tuple(twin(api, COMPILE_PREFIX, "torch.compile")
                           for api in EAGER_APIS if api.id in COMPILED)
 DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -137,7 +175,7 @@ class TorchAdapter(Adapter):
 
         self.torch = torch
         self.functional = torch.nn.functional
-        self._functions = _functions(torch)
+        self._functions = {**_functions(torch), **_linear_functions(torch)}
         self._compiled: dict[str, Callable[..., Any]] = {}  # one torch.compile per API
         # per twin, the signatures compiled since Dynamo was last reset (_make_room)
         self._signatures: dict[str, set[tuple[Any, ...]]] = {}
@@ -161,7 +199,8 @@ class TorchAdapter(Adapter):
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
         """``api`` runs ``like``'s recipe eagerly, with ``like.callee`` replaced."""
         roots = stand_in_roots({"torch": self.torch}, like.callee, replacement)
-        self._functions[api.id] = _functions(roots["torch"])[like.id]
+        recipes = {**_functions(roots["torch"]), **_linear_functions(roots["torch"])}
+        self._functions[api.id] = recipes[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         try:
@@ -176,6 +215,8 @@ class TorchAdapter(Adapter):
     def _attempt(self, api: Api, problem: Problem, device: Device) -> Outcome:
         """One run of the job: the output, then the gradient (which compiles the backward
         graph of a compiled twin); torch's exceptions propagate."""
+        if problem.case.op == LINEAR_OP:
+            return self._attempt_linear(api, problem, device)
         torch = self.torch
         dtype = getattr(torch, problem.dtype)
         x = torch.tensor(problem.input, dtype=dtype, device=device.id,
@@ -226,6 +267,61 @@ class TorchAdapter(Adapter):
             raise SuiteLimit(f"torch.compile could not write its code: {storage}; "
                              f"{self._cache.tried()}") from error
         return None
+
+    def _attempt_linear(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        """One linear_cross_entropy run: the output, then the three gradients, with torch's
+        warnings caught; a chunked API that torch answered with its fallback warning is
+        ``unsupported`` (it ran the reference path), the warning kept in ``extra``."""
+        torch, case = self.torch, problem.case
+        dtype = getattr(torch, problem.dtype)
+        grad = case.grad
+
+        def tensor(values: Any, wanted: bool = False) -> Any:
+            return torch.tensor(values, dtype=dtype, device=device.id, requires_grad=wanted)
+
+        x = tensor(problem.input, grad)
+        w = tensor(problem.linear_weight, grad)
+        b = None if problem.linear_bias is None else tensor(problem.linear_bias, grad)
+        target = torch.tensor(problem.target, device=device.id,
+                              dtype=torch.int64 if problem.index_target else dtype)
+        weight = None if problem.weight is None else tensor(problem.weight)
+        arguments = (x, w, b, target, weight, case.ignore_index if problem.index_target
+                     else None, case.reduction, case.label_smoothing)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = self._call_function(api, arguments, device)
+            if grad:
+                out.backward(torch.ones_like(out))  # d(sum of outputs), see SPEC.md
+        said = [str(w.message) for w in caught if "linear_cross_entropy" in str(w.message)]
+        extra: dict[str, Any] = {"torch_warnings": said} if said else {}
+        chunked = api.id.removeprefix(COMPILE_PREFIX + "-").startswith("linear_cross_entropy-")
+        if chunked and any(FALLBACK_WARNING in message for message in said):
+            return Outcome("unsupported", message="torch ran its reference path, not the "
+                           f"chunked one: {one_line(said[0])}",
+                           extra={**extra, "path": "reference (fallback)"})
+        grads = {}
+        if grad:
+            grads["grad_linear_weight"] = _numpy(w.grad) if w.grad is not None \
+                else np.zeros(problem.linear_weight.shape)  # type: ignore[union-attr]
+            if b is not None:
+                grads["grad_linear_bias"] = _numpy(b.grad) if b.grad is not None \
+                    else np.zeros(problem.linear_bias.shape)  # type: ignore[union-attr]
+        input_grad = None
+        if grad:
+            input_grad = _numpy(x.grad) if x.grad is not None else np.zeros(problem.input.shape)
+        return Outcome("ok", _numpy(out), input_grad, grads=grads, extra=extra)
+
+    def _call_function(self, api: Api, arguments: tuple[Any, ...], device: Device) -> Any:
+        """The API's function on ``arguments``, eagerly or through its compiled twin."""
+        torch = self.torch
+        if not api.id.startswith(COMPILE_PREFIX + "-"):
+            return self._functions[api.id](*arguments)
+        base_id = api.id.removeprefix(COMPILE_PREFIX + "-")
+        self._make_room(base_id, (device.id, *map(_signature, arguments)))
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
+                                        accumulated_recompile_limit=RECOMPILE_LIMIT,
+                                        fail_on_recompile_limit_hit=True):
+            return self._compiled_function(base_id)(*arguments)
 
     def _call(self, api: Api, problem: Problem, x: Any, dtype: Any, device: Device) -> Any:
         torch, case = self.torch, problem.case
@@ -430,6 +526,43 @@ def _functions(torch: Any) -> dict[str, Callable[..., Any]]:
         "CrossEntropyLoss": cross_entropy_loss, "nll_loss-log_softmax": nll_of_log_softmax,
         "nll_loss": nll_loss, "NLLLoss": nll_loss_module,
     }
+
+
+def _linear_functions(torch: Any) -> dict[str, Callable[..., Any]]:
+    """What each linear_cross_entropy API calls, as ``f(x, W, b, target, weight,
+    ignore_index, reduction, label_smoothing)`` (ignore_index None for probability targets,
+    which torch requires), eagerly and under torch.compile alike."""
+    functional = torch.nn.functional
+
+    def reference_path(x: Any, w: Any, b: Any, t: Any, cw: Any, ii: Any, red: str,
+                       eps: float) -> Any:
+        return functional.linear_cross_entropy(x, w, t, linear_bias=b, weight=cw,
+                                               reduction=red, ignore_index=ii,
+                                               label_smoothing=eps, options=None)
+
+    def chunked(arguments: dict[str, Any]) -> Callable[..., Any]:
+        def run(x: Any, w: Any, b: Any, t: Any, cw: Any, ii: Any, red: str,
+                eps: float) -> Any:
+            half = x.dtype in (torch.float16, torch.bfloat16)
+            options = torch.nn.LinearCrossEntropyOptions(
+                **arguments, acc_dtype=torch.float32 if half else None)
+            return functional.linear_cross_entropy(x, w, t, linear_bias=b, weight=cw,
+                                                   reduction=red, ignore_index=ii,
+                                                   label_smoothing=eps, options=options)
+        return run
+
+    def composed(x: Any, w: Any, b: Any, t: Any, cw: Any, ii: Any, red: str,
+                 eps: float) -> Any:
+        logits = functional.linear(x, w, b)
+        return functional.cross_entropy(logits, t, weight=cw, reduction=red,
+                                        ignore_index=-100 if ii is None else ii,
+                                        label_smoothing=eps)
+
+    functions: dict[str, Callable[..., Any]] = {
+        "linear_cross_entropy": reference_path, "cross_entropy-linear": composed}
+    for name, arguments in CHUNKED_CONFIGURATIONS.items():
+        functions[f"linear_cross_entropy-{name}"] = chunked(arguments)
+    return functions
 
 
 def _weighted_cross_entropy(torch: Any, x: Any, t: Any, w: Any, dim: int, ii: int, red: str,

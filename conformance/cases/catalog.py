@@ -22,6 +22,7 @@ from conformance.cases.generate import Spec
 from conformance.cases.loading import Case
 from conformance.cases.options import ALL_OPTIONS, OPTIONS
 from reference.formats import DTYPES
+from reference.linear import OP as LINEAR_OP
 from reference.oracle import OPS
 
 # The library's own groups, in the order the docs present them, with what each holds.
@@ -40,6 +41,9 @@ GROUPS: dict[str, str] = {
              "(from_logits=False), documented shapes and gradient conventions",
     "large": "large vocabularies (32k to 128k classes) and one 32 x 131072 batch: the oracle "
              "takes seconds to minutes per dtype; leave them out with --exclude-group large",
+    "linear": "linear_cross_entropy (the fused LM-head loss): vocabularies of 32k, 128k and "
+              "262144, a common offset through the bias, masks, smoothing, probability "
+              "targets, empty and one-row batches; the oracle takes seconds per dtype",
     "found": "discrepancies found by conformance hunt that no other case showed, as the hunt "
              "shrank them (cases/found/)",
 }
@@ -170,7 +174,7 @@ def markdown(cases: Sequence[Case], root: Path | None = None) -> str:
         for g in order
     ])
     out += ["", "## Cases per group and op", ""]
-    ops = [op for op in OPS if any(c.op == op for c in cases)]
+    ops = [op for op in (*OPS, LINEAR_OP) if any(c.op == op for c in cases)]
     out += _table(["group", *ops, "total"], [
         [f"`{g}`", *(sum(c.op == op for c in by_group[g]) for op in ops), len(by_group[g])]
         for g in order

@@ -54,7 +54,8 @@ LOGIT_GENERATORS = ("normal", "uniform")
 INDEX_GENERATORS = ("classes",)
 PROBABILITY_GENERATORS = ("dirichlet", "onehot")
 TARGET_GENERATORS = INDEX_GENERATORS + PROBABILITY_GENERATORS
-GENERATORS = {"input": LOGIT_GENERATORS, "target": TARGET_GENERATORS, "weight": LOGIT_GENERATORS}
+GENERATORS = {"input": LOGIT_GENERATORS, "target": TARGET_GENERATORS, "weight": LOGIT_GENERATORS,
+              "linear_weight": LOGIT_GENERATORS, "linear_bias": LOGIT_GENERATORS}
 
 # The keys each generator accepts, per role (besides ``generate``); the first ones listed in
 # REQUIRED must be present.
@@ -66,8 +67,14 @@ _KEYS: dict[tuple[str, str], tuple[str, ...]] = {
     ("target", "classes"): ("seed", "ignore_fraction", "choices"),
     ("target", "dirichlet"): ("seed", "alpha", "total"),
     ("target", "onehot"): ("seed", "noise", "total"),
+    # linear_cross_entropy: the (C, D) weight of the linear layer and its (C,) bias
+    ("linear_weight", "normal"): ("shape", "seed", "scale", "offset"),
+    ("linear_weight", "uniform"): ("shape", "seed", "scale", "offset"),
+    ("linear_bias", "normal"): ("seed", "scale", "offset"),
+    ("linear_bias", "uniform"): ("seed", "scale", "offset"),
 }
-REQUIRED = {"input": ("shape", "seed"), "target": ("seed",), "weight": ("seed",)}
+REQUIRED = {"input": ("shape", "seed"), "target": ("seed",), "weight": ("seed",),
+            "linear_weight": ("shape", "seed"), "linear_bias": ("seed",)}
 
 # What a generated input may ask for, checked when the case file is loaded (not when a job
 # runs out of memory).  The shipped library's largest input, cases/large's 32 x 131072, has
@@ -77,6 +84,7 @@ MAX_DIMENSIONS = 32  # numpy's limit on an array's dimensions
 _ROLE_NOTES = {
     "weight": "a weight's shape is (C,), taken from the input",
     "target": "a target's shape is taken from the input",
+    "linear_bias": "a linear_bias's shape is (C,), taken from linear_weight",
 }
 
 
@@ -473,3 +481,95 @@ def round_array(values: np.ndarray, dtype: str) -> np.ndarray:
     out[finite] = rounded
     out[out == 0] = 0.0  # like round_to_float: mpmath has no signed zero
     return out
+
+
+# --- linear_cross_entropy: hidden states, a linear layer, targets on the logits' shape ---------
+
+LINEAR_OP = "linear_cross_entropy"
+
+
+def logits_shape(input: Any, linear_weight: Any) -> tuple[int, ...] | None:
+    """The shape of ``input @ linear_weight^T``: (N, C) for an (N, D) input, (C,) for (D,);
+    None when a shape is ragged or the two do not fit (``check_linear_domain`` says why)."""
+    hidden, matrix = input_shape(input), input_shape(linear_weight)
+    if hidden is None or matrix is None or len(matrix) != 2 or len(hidden) not in (1, 2):
+        return None
+    return (matrix[0],) if len(hidden) == 1 else (hidden[0], matrix[0])
+
+
+def check_linear_domain(input: Any, linear_weight: Any, linear_bias: Any, target: Any,
+                        weight: Any, ignore_index: int,
+                        label_smoothing: float) -> tuple[str, str] | None:
+    """``(field, message)`` where a linear_cross_entropy case with generated values cannot be
+    generated or lies outside the oracle's domain (``reference.linear.check_linear_inputs``,
+    mirrored without generating anything), else None."""
+    if linear_weight is None:
+        return "linear_weight", "linear_cross_entropy needs a linear_weight (C, D)"
+    hidden, matrix = input_shape(input), input_shape(linear_weight)
+    if hidden is None or len(hidden) not in (1, 2):
+        return "input", f"input must be (N, D) or (D,), got shape {hidden}"
+    if isinstance(input, Spec) and (input.get("dominant") or input.get("masked_fraction")):
+        return "input", ("dominant and masked_fraction shape logits; linear_cross_entropy's "
+                         "input is hidden states (shape its logits with linear_bias)")
+    if matrix is None or len(matrix) != 2 or matrix[0] == 0:
+        return "linear_weight", f"linear_weight must be (C, D) with C >= 1, got shape {matrix}"
+    if matrix[1] != hidden[-1]:
+        return "linear_weight", (f"linear_weight has {matrix[1]} columns for an input of "
+                                 f"{hidden[-1]} features")
+    classes = matrix[0]
+    if linear_bias is not None and not isinstance(linear_bias, Spec) \
+            and len(linear_bias) != classes:
+        return "linear_bias", f"linear_bias has {len(linear_bias)} entries for {classes} classes"
+    shape = logits_shape(input, linear_weight)
+    assert shape is not None
+    batch = shape[:-1]
+    problem = _check_target("cross_entropy", target, shape, batch, classes, ignore_index)
+    if problem is not None:
+        return problem
+    if weight is not None and not isinstance(weight, Spec) and len(weight) != classes:
+        return "weight", f"weight has {len(weight)} entries for {classes} classes"
+    if not 0 <= label_smoothing <= 1:
+        return "label_smoothing", f"label_smoothing must lie in [0, 1], got {label_smoothing}"
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class LinearMaterialized:
+    """A linear_cross_entropy case's values with every spec generated (float64 arrays; int64
+    index targets), or the literal nested tuples."""
+
+    input: Any
+    linear_weight: Any
+    linear_bias: Any
+    target: Any
+    weight: Any
+
+
+def materialize_linear(input: Any, linear_weight: Any, linear_bias: Any, target: Any,
+                       weight: Any, ignore_index: int) -> LinearMaterialized:
+    """Generate whatever of the five is a :class:`Spec`: the hidden states and the weight by
+    their own shapes, the bias and class weights as (C,), the target on the logits' shape
+    (N, C) or (C,).  Cached per process; the arrays are read-only."""
+    return _materialize_linear(input, linear_weight, linear_bias, target, weight, ignore_index)
+
+
+@lru_cache(maxsize=8)
+def _materialize_linear(input: Any, linear_weight: Any, linear_bias: Any, target: Any,
+                        weight: Any, ignore_index: int) -> LinearMaterialized:
+    if isinstance(input, Spec):
+        input = _read_only(_distribution(input, input_shape(input) or ()))
+    if isinstance(linear_weight, Spec):
+        linear_weight = _read_only(_distribution(linear_weight, input_shape(linear_weight) or ()))
+    hidden = input.shape if isinstance(input, np.ndarray) else input_shape(input)
+    matrix = (linear_weight.shape if isinstance(linear_weight, np.ndarray)
+              else input_shape(linear_weight))
+    assert hidden is not None and matrix is not None
+    classes = int(matrix[0])
+    shape = (classes,) if len(hidden) == 1 else (int(hidden[0]), classes)
+    if isinstance(linear_bias, Spec):
+        linear_bias = _read_only(_distribution(linear_bias, (classes,)))
+    if isinstance(weight, Spec):
+        weight = _read_only(_distribution(weight, (classes,)))
+    if isinstance(target, Spec):
+        target = target_array(target, shape, ignore_index)
+    return LinearMaterialized(input, linear_weight, linear_bias, target, weight)

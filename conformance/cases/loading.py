@@ -34,6 +34,7 @@ import yaml
 from conformance.cases import generate
 from conformance.files import NotARegularFile, open_regular
 from reference.formats import DTYPES
+from reference.linear import check_linear_inputs
 from reference.oracle import OracleDomainError, check_inputs
 from reference.problem import LOSS_OPS, PROBS_OP, class_axis_of
 
@@ -67,6 +68,9 @@ class Case:
     description: str = ""
     target: Any = None
     weight: Any = None  # a tuple of numbers, a generate.Spec, or None
+    # linear_cross_entropy: the linear layer, (C, D) and (C,) (nested tuples, a Spec or None)
+    linear_weight: Any = None
+    linear_bias: Any = None
     ignore_index: int = -100
     reduction: str = "mean"
     label_smoothing: float = 0.0
@@ -91,7 +95,7 @@ class Case:
 
     @property
     def is_loss(self) -> bool:
-        return self.op in LOSS_OPS
+        return self.op in LOSS_OPS or self.op == generate.LINEAR_OP
 
     @property
     def class_axis(self) -> int:
@@ -136,7 +140,8 @@ class Case:
     def target_values(self) -> Any:
         """The target as nested tuples, a generated one included (the input is not needed)."""
         if isinstance(self.target, generate.Spec):
-            shape = generate.input_shape(self.input)
+            shape = (generate.logits_shape(self.input, self.linear_weight)
+                     if self.op == generate.LINEAR_OP else generate.input_shape(self.input))
             assert shape is not None
             array = generate.target_array(self.target, shape, self.ignore_index)
             return tuple(array.reshape(-1).tolist())
@@ -501,7 +506,7 @@ def _explain(error: jsonschema.ValidationError) -> str:
 # number > 0: the schema's exclusiveMinimum lets NaN through, and NaN or infinity as a
 # tolerance would pass every record).
 TENSOR_FIELDS = ("input", "target", "weight", "documented", "documented_grad", "sample_weight",
-                 "where")
+                 "where", "linear_weight", "linear_bias")
 
 
 def _tolerances(raw: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -650,7 +655,8 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
         if name not in raw:
             raise CaseError(path, line, _dotted((*where, name)),
                             "required (in the case or in the file's defaults)")
-    for name in ("input", "target", "weight"):
+    _check_linear_fields(path, located, where, raw)
+    for name in ("input", "target", "weight", "linear_weight", "linear_bias"):
         if isinstance(raw.get(name), dict):
             try:
                 generate.check(name, raw[name])
@@ -658,7 +664,8 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
                 spec_path = (*where, name, error.field) if error.field else (*where, name)
                 raise CaseError(path, located.line_of(spec_path), _dotted(spec_path),
                                 str(error)) from None
-    for name in ("input", "target", "documented", "documented_grad", "sample_weight", "where"):
+    for name in ("input", "target", "documented", "documented_grad", "sample_weight", "where",
+                 "linear_weight"):
         if raw.get(name) is not None and not isinstance(raw[name], dict) \
                 and _shape(raw[name]) is None:
             raise CaseError(path, located.line_of((*where, name)), _dotted((*where, name)),
@@ -673,7 +680,8 @@ def _build_case(path: Path, located: _Located, index: int, raw: dict[str, Any]) 
                                                     case.expect))
     if case.expect == "value":
         _check_domain(path, located, where, case)
-    elif _has_spec(case):  # an expected error still needs inputs that can be generated
+    elif _has_spec(case) and case.op != generate.LINEAR_OP:
+        # an expected error still needs inputs that can be generated
         _raise_problem(path, located, where, generate.check_generation(
             case.input, case.target, case.weight))
     return case
@@ -729,7 +737,42 @@ def expected_error(case: Case, framework: str) -> ExpectedError | None:
 
 
 def _has_spec(case: Case) -> bool:
-    return any(isinstance(v, generate.Spec) for v in (case.input, case.target, case.weight))
+    return any(isinstance(v, generate.Spec) for v in (case.input, case.target, case.weight,
+                                                        case.linear_weight, case.linear_bias))
+
+
+def _check_linear_fields(path: Path, located: _Located, where: tuple[Any, ...],
+                         raw: dict[str, Any]) -> None:
+    """linear_weight and linear_bias belong to linear_cross_entropy, which needs the first."""
+    linear = raw.get("op") == generate.LINEAR_OP
+    for name in ("linear_weight", "linear_bias"):
+        if not linear and raw.get(name) is not None:
+            raise CaseError(path, located.line_of((*where, name)), _dotted((*where, name)),
+                            f"{name} is a field of op linear_cross_entropy only (this case's "
+                            f"op is {raw.get('op')!r})")
+    if linear and raw.get("linear_weight") is None:
+        raise CaseError(path, located.line_of(where), _dotted((*where, "linear_weight")),
+                        "required for op linear_cross_entropy: the (C, D) weight of the "
+                        "linear layer (a nested list or a generator mapping)")
+
+
+def _check_linear_domain(path: Path, located: _Located, where: tuple[Any, ...],
+                         case: Case, note: str) -> None:
+    """A linear_cross_entropy case's inputs lie in the oracle's domain
+    (``reference.linear.check_linear_inputs``, or ``generate.check_linear_domain`` for
+    generated values)."""
+    if _has_spec(case):
+        _raise_problem(path, located, where, generate.check_linear_domain(
+            case.input, case.linear_weight, case.linear_bias, case.target, case.weight,
+            case.ignore_index, case.label_smoothing), note)
+        return
+    try:
+        check_linear_inputs(
+            case.input, linear_weight=case.linear_weight, linear_bias=case.linear_bias,
+            target=case.target, weight=case.weight, ignore_index=case.ignore_index,
+            reduction=case.reduction, label_smoothing=case.label_smoothing)
+    except OracleDomainError as error:
+        _raise_problem(path, located, where, (error.field, str(error)), note)
 
 
 def _raise_problem(path: Path, located: _Located, where: tuple[Any, ...],
@@ -744,6 +787,9 @@ def _check_domain(path: Path, located: _Located, where: tuple[Any, ...], case: C
     """The inputs lie in the oracle's domain (``reference.oracle.check_inputs``, or its mirror
     ``generate.check_domain`` for generated values, which also checks they can be generated)."""
     note = " (mark the case 'expect: error' if this is intended)"
+    if case.op == generate.LINEAR_OP:
+        _check_linear_domain(path, located, where, case, note)
+        return
     shape = generate.input_shape(case.input)
     if shape and shape[generate.class_axis(shape)] == 0:
         # the oracle cannot compute it (a row of no classes has no softmax): say so here

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from conformance.cases.generate import materialize, round_array
+from conformance.cases.generate import LINEAR_OP, materialize, materialize_linear, round_array
 from conformance.cases.loading import Case
 from reference.formats import round_to_float
+from reference.linear import LinearResult, evaluate_linear
 from reference.oracle import OracleResult, evaluate
 from reference.problem import class_axis_of
 
@@ -29,6 +30,9 @@ class Problem:
     input: np.ndarray
     target: np.ndarray | None
     weight: np.ndarray | None
+    # linear_cross_entropy: the linear layer (C, D) and its bias (C,), rounded like the rest
+    linear_weight: np.ndarray | None = None
+    linear_bias: np.ndarray | None = None
     # issue 20: per-example weights rounded to the dtype (shaped like the input without its
     # class axis) and the class mask (booleans shaped like the input), None when unused
     sample_weight: np.ndarray | None = None
@@ -52,15 +56,25 @@ class Problem:
 
     @property
     def classes(self) -> int:
+        if self.linear_weight is not None:
+            return int(self.linear_weight.shape[0])
         return int(self.input.shape[self.class_axis])
 
     @property
     def index_target(self) -> bool:
         return self.target is not None and self.target.dtype.kind == "i"
 
-    def reference(self, grad: bool | None = None) -> OracleResult:
-        """The oracle's result on exactly these inputs (raises ``OracleDomainError``)."""
+    def reference(self, grad: bool | None = None) -> OracleResult | LinearResult:
+        """The oracle's result on exactly these inputs (raises ``OracleDomainError``):
+        ``reference.linear.evaluate_linear``'s for linear_cross_entropy."""
         case = self.case
+        if case.op == LINEAR_OP:
+            return evaluate_linear(
+                self.input, linear_weight=self.linear_weight, linear_bias=self.linear_bias,
+                target=_target_for_oracle(self.target), weight=_list(self.weight),
+                ignore_index=case.ignore_index, reduction=case.reduction,
+                label_smoothing=case.label_smoothing,
+                grad=case.grad if grad is None else grad, dtype=self.dtype)
         return evaluate(
             case.op, self.input, target=_target_for_oracle(self.target), weight=_list(self.weight),
             ignore_index=case.ignore_index, reduction=case.reduction,
@@ -73,6 +87,8 @@ class Problem:
 def make_problem(case: Case, dtype: str) -> Problem:
     """Round ``case``'s inputs to ``dtype`` (generated ones are generated first, in float64,
     identically for every dtype and framework: ``conformance.cases.generate``)."""
+    if case.op == LINEAR_OP:
+        return _linear_problem(case, dtype)
     values = materialize(case.input, case.target, case.weight, case.ignore_index)
     target = None
     if values.target is not None:
@@ -83,8 +99,21 @@ def make_problem(case: Case, dtype: str) -> Problem:
     weight = None if values.weight is None else _rounded(values.weight, dtype)
     sample_weight = None if case.sample_weight is None else _rounded(case.sample_weight, dtype)
     where = None if case.where is None else np.asarray(case.where, dtype=bool)
-    return Problem(case, dtype, _rounded(values.input, dtype), target, weight, sample_weight,
-                   where)
+    return Problem(case, dtype, _rounded(values.input, dtype), target, weight,
+                   sample_weight=sample_weight, where=where)
+
+
+def _linear_problem(case: Case, dtype: str) -> Problem:
+    values = materialize_linear(case.input, case.linear_weight, case.linear_bias, case.target,
+                                case.weight, case.ignore_index)
+    target = None
+    if values.target is not None:
+        target = (_rounded(values.target, dtype) if case.has_probability_target
+                  else np.asarray(values.target, dtype=np.int64))
+    weight = None if values.weight is None else _rounded(values.weight, dtype)
+    bias = None if values.linear_bias is None else _rounded(values.linear_bias, dtype)
+    return Problem(case, dtype, _rounded(values.input, dtype), target, weight,
+                   linear_weight=_rounded(values.linear_weight, dtype), linear_bias=bias)
 
 
 def _rounded(values: Any, dtype: str) -> np.ndarray:

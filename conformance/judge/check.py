@@ -17,6 +17,7 @@ import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
 from conformance.adapters.implementation import like_of
+from conformance.cases.generate import LINEAR_OP
 from conformance.cases.loading import Case, ExpectedError, documented_array, expected_error
 from conformance.cases.problem import Problem, make_problem
 from conformance.judge.compare import (
@@ -31,6 +32,7 @@ from conformance.judge.compare import (
     run_scale,
     tolerance_for,
 )
+from conformance.judge.linear import check_linear
 from conformance.oracle import cache as oracle_cache
 from conformance.results.records import Record, values_for_record
 from reference.conventions import documented_gradient
@@ -49,7 +51,12 @@ def reference_for(case: Case, dtype: str) -> OracleResult:
     """The oracle's result for ``case`` in ``dtype``: from the on-disk cache when it holds it
     (``conformance.oracle.cache``), else computed (and stored there); once per process either
     way."""
-    return oracle_cache.reference(case, dtype, lambda: problem_for(case, dtype).reference())
+    def compute() -> OracleResult:
+        result = problem_for(case, dtype).reference()
+        assert isinstance(result, OracleResult), "linear_cross_entropy: see judge/linear.py"
+        return result
+
+    return oracle_cache.reference(case, dtype, compute)
 
 
 @dataclass(frozen=True)
@@ -111,9 +118,13 @@ def check_case(
     problem = problem_for(case, dtype)
     outcome = adapter.run(api, problem, device)
     if outcome.status == "unsupported":
-        return [replace(base, status="unsupported", message=_raised(outcome))]
+        return [replace(base, status="unsupported", message=_raised(outcome),
+                        extra=dict(outcome.extra))]
     if case.expect == "error":
         return [_judge_expected_error(base, outcome, expected_error(case, adapter.name))]
+    if case.op == LINEAR_OP:  # four quantities, judged from the oracle's float64 pairs
+        return [_semantic(record, api, case, problem)
+                for record in check_linear(base, case, api, problem, outcome)]
     reference = expected_for(case, dtype)
     base = replace(base, oracle_precision=reference.precision)
     if outcome.status == "error":

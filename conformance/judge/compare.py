@@ -103,6 +103,48 @@ Gradients, derived the same way from ``softmax(x) - y`` evaluated after the shif
 * ``softmax`` (``g = 0``: the backward's ``p_k (1 - sum_j p^_j)`` is all rounding):
   ``u p_k (sum_j p_j pi_j + c(C, C) + 1) + p_k C eta / 2``.
 
+linear_cross_entropy
+--------------------
+
+``l(z)`` with logits ``z_{n,c} = sum_d x_{n,d} W_{c,d} + b_c`` (``reference/SPEC.md``).  An
+implementation evaluates each logit as a dot product of length ``D`` (plus the bias), in an
+accumulation precision ``u_acc``: float32 for float16/bfloat16 inputs (what fused kernels
+and CPU/GPU matmuls do), the dtype's own ``u`` for float32 and float64, i.e. ``u_acc =
+min(u, 2**-24)``.  A dot product of ``D + 1`` terms errs by at most (Higham 3.1, the pairwise
+or blocked depth ``c`` as above, plus one rounding for the products)
+
+    delta_c = (c(D + 1, D + 1) + 1) u_acc (sum_d |x_d W_{c,d}| + |b_c|),
+
+and an implementation that **materialises** the logits in the dtype (a composed
+``cross_entropy(linear(x, W, b))``) adds ``u |z_c|`` for that rounding.  Those logit errors
+reach the outputs through cross_entropy's first derivatives, ``g = dl/dz`` (``g_k = (A p_k -
+a_k) / D``) and ``dp_k/dz_j = p_k ([k = j] - p_j)``:
+
+* output: ``beta_CE + sum_c (|g_c| + |A| p_c expm1(2 delta_max) / |D|) delta_c`` (per row
+  for ``none``, summed otherwise; ``delta_max`` the row's largest ``delta``), ``beta_CE`` the
+  shift-invariant bound above on the exact logits: along the way from ``z`` to the rounded
+  logits ``|dl/dz_c|`` stays below that;
+* ``g``: ``beta_g + |A| p_k expm1(delta_k + delta_max) / |D|``, plus ``u |g_k|`` where ``g``
+  is rounded to the dtype before the backward matmuls.  Not first order: softmax is shift
+  invariant, so logits off by ``delta`` move ``p_k`` by a factor within ``exp(+-(delta_k +
+  delta_max))`` however large ``delta`` is (bfloat16 logits of 1e3 are off by units, and a
+  first-order term undercounts that by orders of magnitude);
+* ``grad = g W``: ``gbar |W| + (c(C, C) + 1) u_acc |g| |W| + u |grad| + eta``;
+  ``grad_linear_weight = g^T x``: ``gbar^T |x| + (c(N, N) + 1) u_acc |g|^T |x| + u |gW| + eta``;
+  ``grad_linear_bias = sum_n g``: ``sum_n gbar + (c(N, N) + 1) u_acc sum_n |g| + u |gb| + eta``;
+  ``gbar`` the bound of ``g`` just given.
+
+The records of an API that declares ``materialises_logits`` use the bound with ``u |z_c|``
+(``reference.linear.Quantity.materialised_bound``), the others the fused one (``bound``);
+the record's ``extra.bound`` says which.  Nothing in either grows with a **common offset**
+of the logits beyond the rounding each logit really suffers: a bias of 1e4 makes every
+``delta_c`` about ``u_acc 1e4``, but with a confident target (``p_t`` near 1) the loss feels
+only ``sum_c |g_c| delta_c ~ 2 (1 - p_t) delta``, so an evaluation that rounds
+``logsumexp`` and ``z_t`` before subtracting them (an error ``u |m|``) fails, while a fused
+one that keeps the shift exact passes (``tests/test_linear_bound.py``).  In bfloat16 the
+materialised bound is what rounding logits of size 1e4 to 8 bits allows (units of 64):
+large, and exactly what such an implementation gives up; the fused bound fails it there.
+
 Every bound is at least ``u |e| + eta``, so a correctly rounded result always passes.  The
 ingredients come from ``reference.oracle.error_bounds`` (mpmath on the exact inputs; see its
 section comment for why a float64 assembly of them is safe); nothing is computed in the
@@ -184,7 +226,7 @@ DEFAULT_K = 4.0
 POLICY: dict[tuple[str, str], dict[str, float]] = {
     (op, quantity): {"float64": DEFAULT_K, "float32": DEFAULT_K, "float16": DEFAULT_K,
                      "bfloat16": DEFAULT_K}
-    for op in ("softmax", "log_softmax", "nll_loss", "cross_entropy")
+    for op in ("softmax", "log_softmax", "nll_loss", "cross_entropy", "linear_cross_entropy")
     for quantity in ("output", "grad")
 }
 RUN_SCALE_VARIABLE = "CONFORMANCE_TOLERANCE_SCALE"

@@ -71,8 +71,11 @@ try:  # POSIX advisory locks; elsewhere entries may be computed twice, never cor
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+from conformance.cases.generate import LINEAR_OP
 from conformance.cases.loading import Case
 from reference.formats import nearest_float64
+from reference.linear import QUANTITIES as LINEAR_QUANTITIES
+from reference.linear import LinearResult, Quantity
 from reference.oracle import OracleResult
 from reference.pairs import ExactPairs
 
@@ -83,6 +86,9 @@ ENTRY_FORMAT = 4  # bump when the layout of an entry changes (3: digests of the 
 # 4: exact values may be stored as float64 pairs, {name}_hi + {name}_lo)
 SEMANTIC_FIELDS = ("op", "input", "target", "weight", "ignore_index", "reduction",
                    "label_smoothing", "grad")
+# linear_cross_entropy's linear layer, part of the fingerprint of that op's cases only (so the
+# keys of every other case stay what they were)
+LINEAR_FIELDS = ("linear_weight", "linear_bias")
 OPTIONAL_FIELDS = ("axis", "sample_weight", "where")
 # Besides every reference/*.py (a module added to the oracle counts without being listed):
 _SOURCES = ("conformance/cases/problem.py", "conformance/cases/generate.py")
@@ -127,6 +133,8 @@ def source_version(root: Path) -> str:
 def case_fingerprint(case: Case) -> dict[str, Any]:
     """What of ``case`` the oracle's result depends on, as plain JSON data."""
     fingerprint = {name: _plain(getattr(case, name)) for name in SEMANTIC_FIELDS}
+    if case.op == LINEAR_OP:
+        fingerprint.update({name: _plain(getattr(case, name, None)) for name in LINEAR_FIELDS})
     # issue 20's keys only where a case uses them: the other cases keep their keys
     fingerprint.update({name: _plain(getattr(case, name, None)) for name in OPTIONAL_FIELDS
                         if getattr(case, name, None) is not None})
@@ -301,7 +309,7 @@ class OracleCache:
         except Exception:  # a damaged entry: ``get`` reports and replaces it
             return None
 
-    def store(self, key: str, result: OracleResult) -> Path | None:
+    def store(self, key: str, result: OracleResult | LinearResult) -> Path | None:
         """Write the entry atomically (temporary file, then rename) and return its path.
         A write that fails (a full, read-only or damaged disk) costs the cache, not the
         run: it is never raised; the cache is read-only for the rest of the process, after
@@ -470,8 +478,10 @@ def _warn(message: str) -> None:
 # --- the entry format ---------------------------------------------------------------------------
 
 
-def encode(result: OracleResult, key: str, version: str) -> bytes:
+def encode(result: OracleResult | LinearResult, key: str, version: str) -> bytes:
     """``result`` as the bytes of an ``.npz`` archive with no object arrays."""
+    if isinstance(result, LinearResult):
+        return _encode_linear(result, key, version)
     meta = {"format": ENTRY_FORMAT, "key": key, "oracle": version,
             "precision": int(result.precision), "certified": bool(result.certified),
             "grad": result.grad is not None}
@@ -505,7 +515,8 @@ def encode(result: OracleResult, key: str, version: str) -> bytes:
     return buffer.getvalue()
 
 
-def decode(data: bytes, key: str, version: str, where: Path | str = "(entry)") -> OracleResult:
+def decode(data: bytes, key: str, version: str,
+           where: Path | str = "(entry)") -> OracleResult:
     """The ``OracleResult`` stored by ``encode``; ``BadEntry`` if it is damaged or another's."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
@@ -513,6 +524,8 @@ def decode(data: bytes, key: str, version: str, where: Path | str = "(entry)") -
         meta = _meta(arrays["meta"], key, version, where)
         checked = _Checked(arrays, meta, where)
         arrays = {name: checked[name] for name in checked.files}  # every array, checked
+        if meta.get("kind") == "linear":
+            return _decode_linear(arrays, meta, where)  # type: ignore[return-value]
         output = _join(arrays, "output")
         grad = _join(arrays, "grad") if meta["grad"] else None
         known = {f.name for f in fields(OracleResult)}
@@ -678,3 +691,51 @@ def _int_list(array: np.ndarray) -> list[int]:
     data = array.tobytes()
     return [int.from_bytes(data[i:i + width], "little", signed=True)
             for i in range(0, len(data), width)]
+
+
+# --- linear_cross_entropy entries ---------------------------------------------------------------
+
+_LINEAR_PARTS = ("nearest", "residual", "bound", "materialised_bound")
+
+
+def _encode_linear(result: LinearResult, key: str, version: str) -> bytes:
+    """A ``LinearResult``: per quantity its four float64 arrays (``reference.linear.Quantity``),
+    which are the whole result (its values are float64 pairs, no ``mpf``)."""
+    meta: dict[str, Any] = {"format": ENTRY_FORMAT, "key": key, "oracle": version,
+                            "kind": "linear", "precision": int(result.precision),
+                            "certified": bool(result.certified),
+                            "undecided": int(result.undecided),
+                            "quantities": list(result.quantities)}
+    arrays = {f"linear_{name}_{part}": np.asarray(getattr(quantity, part), dtype=np.float64)
+              for name, quantity in result.quantities.items() for part in _LINEAR_PARTS}
+    digests = {name: _digest(values) for name, values in arrays.items()}
+    meta["digests"] = digests
+    digests["meta"] = _meta_digest(meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+def _decode_linear(arrays: dict[str, np.ndarray], meta: dict[str, Any],
+                   where: Path | str) -> LinearResult:
+    quantities = {}
+    for name in meta["quantities"]:
+        if name not in LINEAR_QUANTITIES:
+            raise BadEntry(f"{where}: unknown linear_cross_entropy quantity {name!r}")
+        parts = [arrays[f"linear_{name}_{part}"] for part in _LINEAR_PARTS]
+        if any(p.dtype != np.float64 or p.shape != parts[0].shape for p in parts):
+            raise BadEntry(f"{where}: {name}'s arrays are not float64 arrays of one shape")
+        quantities[name] = Quantity(*parts)
+    return LinearResult(quantities, int(meta["precision"]), bool(meta["certified"]),
+                        int(meta.get("undecided", 0)))
+
+
+def linear_reference(case: Case, dtype: str,
+                     compute: Callable[[], LinearResult]) -> LinearResult:
+    """``reference`` for a linear_cross_entropy case: its ``LinearResult``, through the cache."""
+    result: Any = reference(case, dtype, compute)  # type: ignore[arg-type]
+    if not isinstance(result, LinearResult):
+        raise BadEntry(f"the cache entry of {case.id} in {dtype} is not a linear_cross_entropy "
+                       "result")
+    return result

@@ -601,7 +601,8 @@ def _case_block(index: CaseIndex, case_file: str, case_id: str) -> Node:
         return node("div", node("h4", "Case"),
                     node("p", f"Inputs and YAML unavailable: {problem}. The case is {case_id} "
                               f"in {case_file or '(unknown file)'}.", class_="note"))
-    inputs = [("input", case.raw.get("input")), ("target", case.raw.get("target")),
+    inputs = [("input", case.raw.get("input")), ("linear_weight", case.raw.get("linear_weight")),
+              ("linear_bias", case.raw.get("linear_bias")), ("target", case.raw.get("target")),
               ("weight", case.raw.get("weight"))]
     options = {k: case.raw[k] for k in ("ignore_index", "reduction", "label_smoothing", "grad",
                                         "expect") if k in case.raw}

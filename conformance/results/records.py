@@ -18,7 +18,8 @@ RESULTS_SCHEMA_VERSION = 2
 STATUSES = ("pass", "fail", "error", "unsupported", "skip")
 
 
-QUANTITIES = ("output", "grad", "documented", "documented_grad")
+QUANTITIES = ("output", "grad", "documented", "documented_grad", "grad_linear_weight",
+              "grad_linear_bias")
 
 
 MAX_VALUES_KEPT = 256  # larger arrays are summarized by their worst element

@@ -144,6 +144,74 @@ cases:
     input: [-1.5, -0.5, -2.0]
     target: 1
     reduction: none
+  - id: linear-index-mean
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [1, 3, 0]
+  - id: linear-weighted-ignored-sum
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    target: [1, -100, 2]
+    weight: [0.5, 1.0, 2.0, 4.0]
+    reduction: sum
+  - id: linear-weighted-ignored-mean
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [1.0, 0.0, -1.0, 0.5]
+    target: [3, 1, -100]
+    weight: [0.5, 1.0, 2.0, 4.0]
+  - id: linear-sum
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0], [-2.0, 1.0, 0.5]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [1, 0, 2]
+    reduction: sum
+  - id: linear-none-unbatched
+    op: linear_cross_entropy
+    input: [1.0, 2.0, -1.0]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: 2
+    reduction: none
+  - id: linear-ignored-none
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    target: [-100, 2]
+    reduction: none
+  - id: linear-smoothed
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [3, 0]
+    label_smoothing: 0.1
+  - id: linear-probability-weighted-smoothed-sum
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [[0.25, 0.25, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    weight: [1.0, 0.5, 2.0, 1.0]
+    reduction: sum
+    label_smoothing: 0.25
+  - id: linear-probability-mean
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    target: [[0.25, 0.25, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+  - id: linear-probability-none
+    op: linear_cross_entropy
+    input: [[1.0, 2.0, -1.0], [0.5, 0.25, 3.0]]
+    linear_weight: [[0.1, 0.2, 0.3], [-0.5, 0.25, 1.0], [2.0, -1.0, 0.5], [0.0, 0.1, -0.2]]
+    linear_bias: [0.5, -0.5, 1.0, 0.0]
+    target: [[0.25, 0.25, 0.5, 0.0], [0.1, 0.2, 0.3, 0.4]]
+    reduction: none
   # issue 20: the class axis (channels last and elsewhere), where, per-example weights and
   # the named reductions, probabilities (Keras' from_logits=False)
   - {id: softmax-channels-last, op: softmax, axis: -1,
@@ -391,6 +459,15 @@ cases:
 DTYPES = ("float32", "float64")
 
 
+def quantities(case: Case) -> list[str]:
+    """The records a value case writes: output and grad; for linear_cross_entropy also the
+    weight's gradient and, with a bias, the bias's."""
+    if case.op != "linear_cross_entropy":
+        return ["output", "grad"]
+    return ["output", "grad", "grad_linear_weight",
+            *(["grad_linear_bias"] if case.linear_bias is not None else [])]
+
+
 def api_cases(tmp_path: Path) -> list[Case]:
     path = tmp_path / "api_cases.yaml"
     path.write_text(API_CASES, encoding="utf-8")
@@ -419,7 +496,7 @@ def check_every_api(adapter: Adapter, cases: list[Case], apis: tuple[Api, ...] |
                 if (api.id, case.id) in known and any(r.status != "pass" for r in got):
                     exercised[api.name] |= set(case.options())  # checked: known to fail
                     continue
-                assert [r.quantity for r in got] == ["output", "grad"], (where, got)
+                assert [r.quantity for r in got] == quantities(case), (where, got)
                 if api.no_grad:  # forward only: the gradient says why, the output is judged
                     assert (got[1].status, got[1].message) == ("unsupported", api.no_grad), where
                     got = got[:1]

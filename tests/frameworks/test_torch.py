@@ -232,3 +232,37 @@ def test_cuda_devices_are_discovered_and_run() -> None:
     api = adapter.apis_for("cross_entropy")[0]
     records = check_case(case, adapter, api, gpus[0], "float32")
     assert {r.status for r in records} == {"pass"}
+
+
+# --- linear_cross_entropy ---------------------------------------------------------------------
+
+LINEAR_EAGER = tuple(api for api in load_adapter("torch").apis()
+                     if api.op == "linear_cross_entropy" and not api.id.startswith("compile-"))
+
+
+@pytest.mark.parametrize("api", LINEAR_EAGER, ids=lambda api: api.id)
+def test_linear_cross_entropy_apis_match_the_oracle_or_are_unsupported(api,
+                                                                       tmp_path: Path) -> None:
+    from tests.frameworks.api_cases import api_cases, check_every_api
+
+    check_every_api(load_adapter("torch"), api_cases(tmp_path), apis=(api,))
+
+
+def test_a_chunked_configuration_that_falls_back_is_unsupported_with_torchs_warning(
+        tmp_path: Path) -> None:
+    """torch runs its reference path (with a warning) for what its chunked path lacks: the
+    record says so, with the warning in extra, and never counts it as the chunked path."""
+    from conformance.cases.problem import make_problem
+    from tests.frameworks.api_cases import api_cases
+
+    adapter = load_adapter("torch")
+    api = next(a for a in adapter.apis() if a.id == "linear_cross_entropy-accurate")
+    (case,) = [c for c in api_cases(tmp_path) if c.id == "linear-smoothed"]
+    # the declaration already refuses it ...
+    assert api.unsupported_reason(case.options()) is not None
+    # ... and run anyway (as a new torch release might route it), the adapter notices
+    outcome = adapter.run(api, make_problem(case, "float32"), adapter.devices()[0])
+    assert outcome.status == "unsupported", outcome
+    assert "reference path" in outcome.message
+    assert any("options`` ignored" in w for w in outcome.extra["torch_warnings"])
+    assert outcome.extra["path"] == "reference (fallback)"

@@ -19,6 +19,10 @@ from tests.frameworks.api_cases import api_cases, check_every_api  # noqa: E402
 
 ADAPTER = load_adapter("torch")
 COMPILED = tuple(api for api in ADAPTER.apis() if api.id.startswith("compile-"))
+# the compiled linear_cross_entropy twins checked case by case, in float32 (each compiles
+# forward and backward per shape: a chunked and the composed path, not all seven, keep the
+# env fast; `conformance run --cases cases/linear --framework torch` runs every twin)
+LINEAR_COMPILED = ("compile-linear_cross_entropy-accurate", "compile-cross_entropy-linear")
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +37,29 @@ def compiler_works() -> None:
 
 def test_compiled_twins_are_named_and_declared_like_their_eager_api() -> None:
     eager = {api.id: api for api in ADAPTER.apis()}
+    linear = {f"compile-{api.id}" for api in ADAPTER.apis()
+              if api.op == "linear_cross_entropy" and not api.id.startswith("compile-")}
+    assert len(linear) == 7  # options=None, four acc_policies, a batch_chunk_size, composed
     assert {api.id for api in COMPILED} == {
-        "compile-softmax", "compile-log_softmax", "compile-cross_entropy", "compile-nll_loss"}
+        "compile-softmax", "compile-log_softmax", "compile-cross_entropy", "compile-nll_loss",
+        *linear}
     for api in COMPILED:
         base = eager[api.id.removeprefix("compile-")]
         assert api.name == f"torch.compile({base.name})"
         assert (api.op, api.kind, api.supports) == (base.op, base.kind, base.supports)
 
 
-@pytest.mark.parametrize("api", COMPILED, ids=lambda api: api.id)
+@pytest.mark.parametrize("api", [a for a in COMPILED if a.op != "linear_cross_entropy"],
+                         ids=lambda api: api.id)
 def test_compiled_api_matches_the_oracle(api, tmp_path: Path, compiler_works: None) -> None:
     check_every_api(ADAPTER, api_cases(tmp_path), apis=(api,))
+
+
+@pytest.mark.parametrize("api", [a for a in COMPILED if a.id in LINEAR_COMPILED],
+                         ids=lambda api: api.id)
+def test_compiled_linear_api_matches_the_oracle(api, tmp_path: Path,
+                                                compiler_works: None) -> None:
+    check_every_api(ADAPTER, api_cases(tmp_path), apis=(api,), dtypes=("float32",))
 
 
 INVALID = """\
