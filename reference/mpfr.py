@@ -227,7 +227,9 @@ def normalize_row(op: str, found: Exponentials, ledger: Ledger,
     if not found.certifiable:
         ledger.fail()
     classes = len(found.exps)
-    u = 2.0 ** -mpmath.mp.prec
+    # Past 1000 bits the row is not certifiable (the ledger has failed, its bounds are
+    # unused); the cap keeps u a normal float64, so they compute without 0 * inf.
+    u = 2.0 ** -min(mpmath.mp.prec, 1000)
     floats = found.floats
     p_up = floats.e / floats.total * LOOSE + ETA
     with gmpy2.context(precision=mpmath.mp.prec):
@@ -265,7 +267,9 @@ def row_loss(found: Exponentials, a: dict[int, mpf], scale: mpf | None, ledger: 
         return None
     if not (bounded and found.certifiable):
         ledger.fail()
-    u = 2.0 ** -mpmath.mp.prec
+    # Past 1000 bits the row is not certifiable (the ledger has failed, its bounds are
+    # unused); the cap keeps u a normal float64, so they compute without 0 * inf.
+    u = 2.0 ** -min(mpmath.mp.prec, 1000)
     floats = found.floats
     classes = list(coefficients)
     a_up = np.abs(nearest_floats(list(coefficients.values()))) * LOOSE + ETA
@@ -336,7 +340,9 @@ def reduce_losses(problem: Problem, losses: list[Any], bounds: np.ndarray, denom
     """The reduced loss on MPFR numbers (``losses``: MPFR numbers, and mpf zeros for the rows
     that weigh nothing; ``bounds``: their E(l_r)), its bound in the ledger; for a ledger that
     is complete and a mean whose divisor is not zero."""
-    u = 2.0 ** -mpmath.mp.prec
+    # Past 1000 bits the row is not certifiable (the ledger has failed, its bounds are
+    # unused); the cap keeps u a normal float64, so they compute without 0 * inf.
+    u = 2.0 ** -min(mpmath.mp.prec, 1000)
     with gmpy2.context(precision=mpmath.mp.prec):
         values = [gmpy2.mpfr(0) if isinstance(v, mpf) else v for v in losses]  # mpf: exact 0
         nearest = nearest_floats(values)

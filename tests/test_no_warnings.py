@@ -36,7 +36,7 @@ def test_bounds_of_overflowing_shifts_raise_no_warning(op: str, logits: list[lis
                                                        target: list[int] | None) -> None:
     _, grad_bound = _strict(lambda: error_bounds(op, logits, target=target))
     assert grad_bound is not None
-    exact = evaluate(op, logits, target=target)
+    exact = _strict(lambda: evaluate(op, logits, target=target))
     grad = np.array([[float(v) for v in row] for row in exact.grad])
     # A bound covers at least one rounding of each finite element of the gradient: not 0,
     # as it was when the row's bound was NaN (then read as 0).
