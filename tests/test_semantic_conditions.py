@@ -111,6 +111,25 @@ def test_an_unscoped_condition_covers_both_quantities(cases: dict[str, Case]) ->
     assert (output.kind, grad.kind) == ("semantic", "semantic")
 
 
+class WrongShape(SoftmaxMinusLabels):
+    """The gradient as ``SoftmaxMinusLabels``, and an unreduced loss with an extra axis."""
+
+    def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        outcome = super().run(api, problem, device)
+        assert outcome.output is not None
+        return Outcome("ok", outcome.output[..., None], outcome.grad)
+
+
+def test_a_wrong_shape_stays_a_behaviour_discrepancy_whatever_the_api_declares(
+        cases: dict[str, Case]) -> None:
+    api = Api("softmax_xent", "standin.softmax_xent", "cross_entropy", frozenset(OPTIONS),
+              semantics={"*": DECLARED})
+    output, grad = run(cases["all-zero-row"], WrongShape(), api)
+    assert (output.status, output.kind) == ("fail", "behaviour"), output.message
+    assert "shape" in output.message and DECLARED not in output.message
+    assert grad.kind == "semantic"
+
+
 @pytest.mark.parametrize("case_id, dtype, expected", [
     ("all-zero-row", "float32", True), ("sum-two", "float64", True),
     ("negative", "bfloat16", True), ("generated-total-three", "float16", True),

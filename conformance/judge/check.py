@@ -196,7 +196,9 @@ def _semantic(record: Record, api: Api, case: Case, problem: Problem) -> Record:
     a key to the definition it follows; a key is an option of ``Case.options()``, a data
     condition (``CONDITIONS``) or ``*`` (everything), and ``QUANTITY:KEY`` (``grad:...``)
     limits it to that quantity's records."""
-    if record.status != "fail":
+    # A definition says what values an API computes, never what shape it returns: a wrong
+    # shape (kind behaviour) stays a behaviour discrepancy whatever the API declares.
+    if record.status != "fail" or record.kind == BEHAVIOUR:
         return record
     notes: dict[str, str] = dict(getattr(api, "semantics", None) or {})
     if not notes:

@@ -294,6 +294,8 @@ if DTYPE == "float64":
 import jax.numpy as jnp
 import optax
 
+NAMED_REDUCTIONS = {jax_adapter.NAMED_REDUCTIONS!r}
+
 {recipes}
 
 def run() -> tuple[Any, Any]:
@@ -331,6 +333,7 @@ def _tensorflow_call(record: Record, api_id: str, dtype: str) -> str:
 import keras
 
 KERAS_REDUCTION = {tensorflow_adapter.KERAS_REDUCTION!r}
+V1_REDUCTION = {tensorflow_adapter.V1_REDUCTION!r}
 
 
 {reduce}
