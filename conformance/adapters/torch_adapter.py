@@ -318,6 +318,7 @@ class TorchAdapter(Adapter):
             return self._functions[api.id](*arguments)
         base_id = api.id.removeprefix(COMPILE_PREFIX + "-")
         self._make_room(base_id, (device.id, *map(_signature, arguments)))
+        # fail_on_recompile_limit_hit: past a limit Dynamo would run eager code instead.
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
                                         accumulated_recompile_limit=RECOMPILE_LIMIT,
                                         fail_on_recompile_limit_hit=True):
@@ -337,15 +338,7 @@ class TorchAdapter(Adapter):
             sample_weight = None if problem.sample_weight is None else torch.tensor(
                 problem.sample_weight, dtype=dtype, device=device.id)
             return _weighted_cross_entropy(torch, *arguments, sample_weight)
-        if not api.id.startswith(COMPILE_PREFIX + "-"):
-            return self._functions[api.id](*arguments)
-        base_id = api.id.removeprefix(COMPILE_PREFIX + "-")
-        self._make_room(base_id, (device.id, *map(_signature, arguments)))
-        # fail_on_recompile_limit_hit: past a limit Dynamo would run eager code instead.
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
-                                        accumulated_recompile_limit=RECOMPILE_LIMIT,
-                                        fail_on_recompile_limit_hit=True):
-            return self._compiled_function(base_id)(*arguments)
+        return self._call_function(api, arguments, device)
 
     def _make_room(self, api_id: str, signature: tuple[Any, ...]) -> None:
         """Reset Dynamo before a twin's compilation would pass ``RECOMPILE_LIMIT``: with
