@@ -206,7 +206,7 @@ class TorchAdapter(Adapter):
         try:
             if api.id.startswith(COMPILE_PREFIX + "-"):
                 return self._run_compiled(api, problem, device)
-            return self._attempt(api, problem, device)
+            return self._run_eager(api, problem, device)
         except SuiteLimit:
             raise
         except Exception as error:  # the framework's own verdict on the inputs
@@ -227,6 +227,23 @@ class TorchAdapter(Adapter):
             out.backward(torch.ones_like(out))  # d(sum of outputs)/dx, see SPEC.md
             grad = _numpy(x.grad) if x.grad is not None else np.zeros(problem.input.shape)
         return Outcome("ok", _numpy(out), grad)
+
+    def _run_eager(self, api: Api, problem: Problem, device: Device) -> Outcome:
+        """The job on an eager API. A user's function (``--impl``) may compile inside it, and
+        Dynamo's recompile limits count every job of this one process: a limit hit is the
+        suite's, so Dynamo is reset and the job run once more; still hit, it is SuiteLimit."""
+        try:
+            return self._attempt(api, problem, device)
+        except Exception as error:
+            if not _hit_recompile_limit(error):
+                raise
+            self._recover(error, set())
+        try:
+            return self._attempt(api, problem, device)
+        except Exception as error:
+            if _hit_recompile_limit(error):
+                self._recover(error, {"limit"})  # raises SuiteLimit
+            raise
 
     def _run_compiled(self, api: Api, problem: Problem, device: Device) -> Outcome:
         """The job on a compiled twin, run again (once for each cause) after a failure that

@@ -174,3 +174,34 @@ def test_a_limit_still_hit_after_a_reset_is_the_suites_failure_never_unsupported
     with pytest.raises(torch_adapter.SuiteLimit, match=r"recompile limit .*even after") as raised:
         adapter.run(api, make_problem(known["mean"], "float32"), adapter.devices()[0])
     assert "recompile_limit" in str(raised.value)  # torch's own message, quoted
+
+
+def test_a_limit_hit_inside_an_eager_function_is_reset_and_run_again_never_its_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ``--impl`` function that compiles inside (cut-cross-entropy's kernel) meets Dynamo's
+    limits counted over every job of the process: the adapter resets Dynamo and runs the job
+    again; a limit still hit after that is the suite's (SuiteLimit), never an ``error``."""
+    adapter = TorchAdapter()
+    api = next(a for a in adapter.apis() if a.id == "cross_entropy")
+    problem = make_problem(cases(tmp_path, LIMIT_CASES)["mean"], "float32")
+    real_attempt, resets = adapter._attempt, []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    hits = iter([True])
+
+    def attempt(*args: Any) -> Outcome:
+        if next(hits, False):
+            raise torch._dynamo.exc.FailOnRecompileLimitHit("recompile_limit reached")
+        return real_attempt(*args)
+
+    monkeypatch.setattr(adapter, "_attempt", attempt)
+    outcome = adapter.run(api, problem, adapter.devices()[0])
+    assert (outcome.status, len(resets)) == ("ok", 1)
+    assert outcome.output is not None and np.isfinite(outcome.output).all()
+
+    def always(*args: Any) -> Outcome:
+        raise torch._dynamo.exc.FailOnRecompileLimitHit("recompile_limit reached")
+
+    monkeypatch.setattr(adapter, "_attempt", always)
+    with pytest.raises(torch_adapter.SuiteLimit, match="even after"):
+        adapter.run(api, problem, adapter.devices()[0])
