@@ -454,3 +454,23 @@ def test_support_matrix_marks_an_apis_own_definition_as_the_readme_does(
     assert mean[0]["title"] == (f"by {TORCH_CE}'s own definition: "
                                 "divide_no_nan <own & definition>")
     assert cells[headers.index("sum") - 1][1] == "native"
+
+
+def test_support_matrix_has_a_grad_column_that_gives_a_forward_only_apis_reason(
+        tmp_path: Path) -> None:
+    declared = adapter()
+    declared["apis"][0]["no_grad"] = "the runtime computes values only"
+    results = write_results(tmp_path / "r.jsonl", [environment(), declared,
+                                                   *small_run()[2:]])
+    text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    support = Page(section(text, "support"))
+    headers = [t for _, t in support.find("th")]
+    rows = [Page(markup).find("td") for markup in re.findall(r"<tr>.*?</tr>",
+                                                              section(text, "support"))]
+    by_api = {cells[0][1]: cells for cells in rows if cells}
+    grad = headers.index("grad") - 1  # the row's first th is the framework
+    assert headers[headers.index("K-dim") + 1] == "grad"
+    assert by_api[TORCH_CE][grad] == ({"class": "sup unsupported",
+                                       "title": "no gradient: the runtime computes values only"},
+                                      "unsupported")
+    assert by_api[TORCH_COMPOSED][grad] == ({"class": "sup composed"}, "composed")

@@ -11,6 +11,9 @@ framework version's declarations from several environments are united); compiled
 * ``–``: the option does not apply to the op (e.g. weights for softmax), or the device was
   never seen with this framework.
 
+The ``grad`` column says whether the API's gradient is judged: ``unsupported`` for a
+forward-only API (``Api.no_grad``, e.g. ONNX Runtime and SciPy), with the reason on hover.
+
 Frameworks that were only skipped (not installed) are listed under the table.
 """
 
@@ -49,7 +52,7 @@ def support_section(merged: Merged) -> Safe:
     devices = sorted({str(d.get("id")) for f in matrix.frameworks for d in f.devices})
     only_unsupported = _unsupported_dtypes(merged)
     head = h("tr", h("th", "framework"), h("th", "API"), h("th", "op"),
-             *(h("th", HEADERS.get(o, o)) for o in options),
+             *(h("th", HEADERS.get(o, o)) for o in options), h("th", "grad"),
              *(h("th", d) for d in dtypes), *(h("th", d) for d in devices))
     rows = []
     for framework in matrix.frameworks:
@@ -60,7 +63,7 @@ def support_section(merged: Merged) -> Safe:
             if api.name in folded:
                 continue
             also = [h("div", f"also as {w}(…)", class_="muted") for w in twins.get(api.name, [])]
-            cells = [_option_cell(api, o) for o in options]
+            cells = [_option_cell(api, o) for o in options] + [_grad_cell(api)]
             cells += [_dtype_cell(api, d, framework, only_unsupported.get((label, api.name, d)))
                       for d in dtypes]
             device_names = {str(d.get("id")): str(d.get("name", "")) for d in framework.devices}
@@ -93,6 +96,12 @@ def _option_cell(api: ApiSupport, option: str) -> Safe:
             return _cell(api.kind, f"by {api.name}'s own definition: {definition}", state)
         return _cell(api.kind)
     return _cell("unsupported", api.reason(option))
+
+
+def _grad_cell(api: ApiSupport) -> Safe:
+    if api.no_grad:
+        return _cell("unsupported", f"no gradient: {api.no_grad}")
+    return _cell(api.kind)
 
 
 def _dtype_cell(api: ApiSupport, dtype: str, framework: FrameworkSupport,
