@@ -200,3 +200,25 @@ def test_a_workers_job_count_sets_the_total(case_file: Path) -> None:
         progress.record(record)
     progress.jobs("torch", 2)  # a fresh worker, after the first died
     assert progress.total() == 3 and progress.done["torch"] == 1
+
+
+def test_time_left_waits_for_the_slowest_framework(case_file: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once fast frameworks are done, the run lasts as long as the slow one's own jobs left
+    at its own rate, which the run's overall rate would underestimate."""
+    now = [0.0]
+    monkeypatch.setattr("conformance.run.progress.time.monotonic", lambda: now[0])
+    progress = Progress(io.StringIO(), interactive=False, interval=3600,
+                        frameworks=["torch", "jax"])
+    progress.start(load_file(case_file))
+    progress.adapter(adapter())
+    progress.adapter({**adapter(), "framework": "jax"})
+    for record in _job_records("torch", JOBS[0], 1):
+        progress.record(record)  # torch: 1 of 4 jobs at t=0
+    now[0] = 1.0
+    for job in JOBS:
+        for record in _job_records("jax", job, 1):
+            progress.record(record)  # jax: all 4 at t=1
+    now[0] = 100.0
+    # overall: 3 jobs left at 5 jobs per 100 s = 60 s; torch alone: 3 left at 1 per 100 s
+    assert progress._time_left() == "5 min"

@@ -81,6 +81,7 @@ class Progress:
         self.oracle_count = 0
         self.started = time.monotonic()
         self._first_job: float | None = None  # when the first framework job completed
+        self._first_of: dict[str, float] = {}  # framework -> when its first job completed
         self._seen: Counter[str] = Counter()  # job -> records seen so far
         self._last_print = self.started
         self._lock = threading.RLock()
@@ -142,8 +143,10 @@ class Progress:
             self.done[framework] += 1
             if record.status == "skip" and framework not in self.totals:
                 self.totals[framework] = 0  # not installed: its bar is over
+            now = time.monotonic()
             if self._first_job is None:
-                self._first_job = time.monotonic()
+                self._first_job = now
+            self._first_of.setdefault(framework, now)
             self._show()
 
     def log(self, line: str) -> None:
@@ -198,13 +201,21 @@ class Progress:
         return f"progress [{self._elapsed()}]: " + "; ".join(parts)
 
     def _time_left(self) -> str | None:
+        """The larger of two estimates: every job left at the run's rate so far, and each
+        started framework's jobs left at its own rate.  One worker runs a framework's jobs one
+        after another, so a slow framework finishing alone (torch.compile, while the others
+        are done) takes at least its own estimate, which the overall rate would hide."""
         total = self.total()
         done = sum(self.done[f] for f in self.frameworks)
         if total is None or self._first_job is None or not done:
             return None
-        rate = done / max(time.monotonic() - self._first_job, 1e-9)
-        seconds = int((total - done) / rate) if rate > 0 else 0
-        return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
+        now = time.monotonic()
+        seconds = (total - done) * (now - self._first_job) / done
+        for framework, first in self._first_of.items():
+            left = self.totals.get(framework, 0) - self.done[framework]
+            if left > 0 and self.done[framework]:
+                seconds = max(seconds, left * (now - first) / self.done[framework])
+        return _duration(int(seconds))
 
     # --- plain lines (CI) and the bars (a terminal) ----------------------------------------
 
@@ -322,3 +333,7 @@ def describe_group(group: Group, records: list[Record]) -> str:
     return (f"{group.case_id} on {group.family} ({members[0].framework}): {group.status} "
             f"{group.kind or ''}, {len(members)} record(s) in {dtypes}: "
             f"{how_far_off(members[0])[:160]}")
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
