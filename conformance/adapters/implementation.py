@@ -354,7 +354,9 @@ def _is_default(key: str, value: Any, defaults: dict[str, Any], arrays: list[Any
             and type(default) is not str:
         if value == default:
             return True
-        ndim = next((a.ndim for a in arrays if isinstance(getattr(a, "ndim", None), int)), None)
+        # the logits': the arrays with the most axes (Keras passes an index target first)
+        ndim = max((a.ndim for a in arrays if isinstance(getattr(a, "ndim", None), int)),
+                   default=None)
         return key in ("axis", "dim") and default == -1 and ndim is not None and value == ndim - 1
     return isinstance(value, str) and isinstance(default, str) and value == default
 
@@ -435,12 +437,13 @@ class WithImplementations(Adapter):
 
 
 def implementation_api(impl: Implementation, like: Api) -> ImplementationApi:
-    """The API an implementation runs as: ``like``'s op, options, reasons and semantics."""
+    """The API an implementation runs as: ``like``'s op, options, reasons and semantics, and
+    its ``no_grad`` (a recipe of a forward-only framework, SciPy's, gives no gradient)."""
     reasons = {option: f"called like {like.name}: {reason}"
                for option, reason in like.reasons.items()}
     return replace(ImplementationApi(impl.api_id, impl.name, like.op, like.supports),
                    kind=KIND, reasons=reasons, semantics=dict(like.semantics),
-                   like=like.name, target=impl.target, like_id=like.id)
+                   no_grad=like.no_grad, like=like.name, target=impl.target, like_id=like.id)
 
 
 def like_of(api: Api) -> str:
