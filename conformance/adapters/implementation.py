@@ -5,16 +5,17 @@
 adapter declares the public function or class it calls (``Api.callee``; a compiled twin, or
 glue that calls no public loss, has none; ONNX Runtime's graphs have none, and its adapter
 says why: ``Adapter.no_stand_in``).  A name that several frameworks declare (Keras' APIs, on
-each backend) is written ``FRAMEWORK:NAME`` (``keras-jax:keras.ops.softmax``).  The implementation is then run through that
-API's own recipe (``Adapter.stand_in``), with the user's function called wherever the API
-calls its public function: the same positional arguments and keywords, the framework's
-tensors, on each of the framework's devices, eagerly.  Keywords are passed the way a user
-writes them: one equal to the public function's own default (``weight=None``,
-``reduction="mean"``, ``label_smoothing=0.0``; an ``axis``/``dim`` naming the last axis where
-the default is ``-1``) is left out, which changes nothing for the public function itself, so
-a function that takes fewer options still runs the cases that do not need them.  For a class
-(``torch.nn.CrossEntropyLoss``) the user's class is constructed and called as that one is, a
-keyword of the call at the public class's default (``sample_weight=None``) left out too.
+each backend) is written ``FRAMEWORK:NAME`` (``keras-jax:keras.ops.softmax``).  The
+implementation is then run through that API's own recipe (``Adapter.stand_in``), with the
+user's function called wherever the API calls its public function: the same positional
+arguments and keywords, the framework's tensors, on each of the framework's devices,
+eagerly.  Keywords are passed the way a user writes them: one equal to the public function's
+own default (``weight=None``, ``reduction="mean"``, ``label_smoothing=0.0``; an
+``axis``/``dim`` naming the last axis where the default is ``-1``) is left out, which
+changes nothing for the public function itself, so a function that takes fewer options still
+runs the cases that do not need them.  For a class (``torch.nn.CrossEntropyLoss``) the
+user's class is constructed and called as that one is, a keyword of the call at the public
+class's default (``sample_weight=None``) left out too.
 
 Verdicts.  ``NotImplementedError``, or a ``TypeError`` for an unexpected keyword that we
 passed, raised by the call itself (Python's binding of the arguments, or the function naming

@@ -3,8 +3,6 @@ Keras' on the JAX backend (tests/frameworks/implementation_keras.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.frameworks import implementation_keras as checks

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("mlx.core", reason="MLX is not installed (tox -e mlx installs it)")
 
-from conformance.adapters.mlx_adapter import APIS, CLASS_WEIGHTS  # noqa: E402
-from tests.frameworks.implementation_checks import (  # noqa: E402
+from conformance.adapters.mlx_adapter import APIS, CLASS_WEIGHTS
+from tests.frameworks.implementation_checks import (
     Verdicts,
     assert_same_verdicts,
     run_implementations,

@@ -4,14 +4,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("scipy", reason="SciPy is not installed (tox -e scipy installs it)")
 
-from conformance.adapters.scipy_adapter import APIS, NO_GRAD  # noqa: E402
-from tests.frameworks.implementation_checks import (  # noqa: E402
+from conformance.adapters.scipy_adapter import APIS, NO_GRAD
+from tests.frameworks.implementation_checks import (
     Verdicts,
     assert_same_verdicts,
     run_implementations,
