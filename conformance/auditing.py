@@ -24,6 +24,8 @@ from conformance.adapters.implementation import (
     ImplementationError,
     WithImplementations,
     declared_apis,
+    find_like,
+    no_callee,
 )
 from conformance.cases.loading import load_cases
 from conformance.judge.check import check_case
@@ -65,20 +67,25 @@ def audit(function: Callable[..., Any], like: str,
           devices: Iterable[str] | None = None, name: str | None = None,
           compare: bool = False) -> AuditResult:
     """Audit ``function`` called like the API ``like`` (a name of ``conformance support``'s
-    API column) on ``cases`` (case files or folders).  ``compare`` also runs ``like`` itself,
+    API column, or ``FRAMEWORK:NAME`` where several frameworks have it) on ``cases`` (case
+    files or folders).  ``compare`` also runs ``like`` itself,
     for its records beside the function's.  ``ImplementationError`` for an unknown ``like``."""
     if not callable(function):
         raise ImplementationError(f"audit: {function!r} is not callable")
     apis, problems = declared_apis(list(known_frameworks()))
-    api = next((a for a in apis if a.name == like), None)
-    if api is None or not api.callee or not api.eager:
-        why = "" if api is None else " (not an eager API with a public function to replace)"
+    api = find_like(like, apis, f"audit: like={like!r}")
+    if api is None:
         missing = "".join(f"; {f} gave none: {p}" for f, p in problems.items())
         raise ImplementationError(f"audit: like={like!r}: no such API in the support "
-                                  f"matrix{why}{missing}")
+                                  f"matrix{missing}")
+    if not api.eager:
+        raise ImplementationError(f"audit: like={like!r} is a compiled twin; the function "
+                                  "runs eagerly (compile it yourself)")
+    if not api.callee:
+        raise ImplementationError(f"audit: like={like!r}: {no_callee(api)}")
     label = name or f"{getattr(function, '__module__', '?')}:" \
                     f"{getattr(function, '__qualname__', repr(function))}"
-    impl = Implementation(label, label, like, api.framework, api.id)
+    impl = Implementation(label, label, api.name, api.framework, api.id)
     adapter = WithImplementations(load_adapter(api.framework), [impl],
                                   only=[api.id] if compare else [],
                                   functions={impl.name: function})

@@ -227,6 +227,13 @@ def test_a_report_shows_the_implementation_beside_its_api(plugin: Path) -> None:
      "names no public function this API calls"),
     (["--impl", "mine:naive", "--like", "torch.compile(torch.nn.functional.softmax)"],
      "is a compiled twin; --impl runs eagerly"),
+    (["--impl", "mine:naive", "--like", "onnx Softmax (opset 22)"],
+     "--like 'onnx Softmax (opset 22)': ONNX Runtime runs ONNX graphs, not Python functions"),
+    (["--impl", "mine:naive", "--like", "keras.ops.softmax"],
+     "--like 'keras.ops.softmax' is an API of several frameworks (keras-jax, keras-torch): "
+     "name one as FRAMEWORK:API ('keras-jax:keras.ops.softmax' or "
+     "'keras-torch:keras.ops.softmax'"),
+    (["--impl", "mine:naive", "--like", "keras-jax:keras.ops.sofmax"], "no such API"),
     (["--impl", "x=mine:naive", "--impl", "y=mine:naive", "--like", LIKE, "--like", LIKE,
       "--like", LIKE], "2 --impl and 3 --like"),
     (["--like", LIKE], "--like needs an --impl"),
@@ -241,6 +248,28 @@ def test_a_bad_impl_or_like_exits_2_with_the_reason(
                      *arguments]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # refused before anything was written
+
+
+def test_a_name_of_several_frameworks_is_qualified_with_its_framework(plugin: Path) -> None:
+    """Keras' APIs have the same names on TensorFlow and on each Keras backend: FRAMEWORK:NAME
+    picks one (read from the adapters' declarations: no framework is imported)."""
+    from conformance.adapters.implementation import resolve
+
+    loss = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
+    for framework in ("tensorflow", "keras-jax", "keras-torch"):
+        (impl,) = resolve([("mine:naive", f"{framework}:{loss}")], list(frameworks()))
+        assert (impl.framework, impl.like, impl.like_id) == \
+            (framework, loss, "SparseCategoricalCrossentropy")
+    with pytest.raises(ImplementationError, match="several frameworks"):
+        resolve([("mine:naive", loss)], list(frameworks()))
+    import mine
+
+    with pytest.raises(ImplementationError, match=r"audit: like='keras.ops.softmax' is an API "
+                                                  r"of several frameworks"):
+        conformance.audit(mine.naive, like="keras.ops.softmax", cases=[plugin / "cases.yaml"])
+    with pytest.raises(ImplementationError, match="ONNX Runtime runs ONNX graphs"):
+        conformance.audit(mine.naive, like="onnx Softmax (opset 22)",
+                          cases=[plugin / "cases.yaml"])
 
 
 def test_audit_from_python_returns_records_and_a_summary(plugin: Path) -> None:

@@ -3,15 +3,19 @@
 
 ``--like`` names an API of the support matrix (``conformance support``): an eager API whose
 adapter declares the public function or class it calls (``Api.callee``; a compiled twin, or
-glue that calls no public loss, has none).  The implementation is then run through that
-API's own recipe (``Adapter.stand_in``), with the user's function called wherever the API
-calls its public function: the same positional arguments and keywords, the framework's
-tensors, on each of the framework's devices, eagerly.  Keywords are passed the way a user
-writes them: one equal to the public function's own default (``weight=None``,
-``reduction="mean"``, ``label_smoothing=0.0``; an ``axis``/``dim`` naming the last axis where
-the default is ``-1``) is left out, which changes nothing for the public function itself, so
-a function that takes fewer options still runs the cases that do not need them.  For a class
-(``torch.nn.CrossEntropyLoss``) the user's class is constructed and called as that one is.
+glue that calls no public loss, has none; ONNX Runtime's graphs have none, and its adapter
+says why: ``Adapter.no_stand_in``).  A name that several frameworks declare (Keras' APIs, on
+each backend) is written ``FRAMEWORK:NAME`` (``keras-jax:keras.ops.softmax``).  The
+implementation is then run through that API's own recipe (``Adapter.stand_in``), with the
+user's function called wherever the API calls its public function: the same positional
+arguments and keywords, the framework's tensors, on each of the framework's devices,
+eagerly.  Keywords are passed the way a user writes them: one equal to the public function's
+own default (``weight=None``, ``reduction="mean"``, ``label_smoothing=0.0``; an
+``axis``/``dim`` naming the last axis where the default is ``-1``) is left out, which
+changes nothing for the public function itself, so a function that takes fewer options still
+runs the cases that do not need them.  For a class (``torch.nn.CrossEntropyLoss``) the
+user's class is constructed and called as that one is, a keyword of the call at the public
+class's default (``sample_weight=None``) left out too.
 
 Verdicts.  ``NotImplementedError``, or a ``TypeError`` for an unexpected keyword that we
 passed, raised by the call itself (Python's binding of the arguments, or the function naming
@@ -152,6 +156,7 @@ class LikeApi:
     name: str
     callee: str
     eager: bool
+    no_stand_in: str = ""  # the adapter's reason for naming no callee (Adapter.no_stand_in)
 
 
 def declared_apis(frameworks: Iterable[str]) -> tuple[list[LikeApi], dict[str, str]]:
@@ -167,20 +172,24 @@ def declared_apis(frameworks: Iterable[str]) -> tuple[list[LikeApi], dict[str, s
     for framework in frameworks:
         module_name, class_name = table[framework]
         declared = None
+        why = ""
         if framework in FRAMEWORKS and FRAMEWORKS[framework] == (module_name, class_name):
             try:  # a module that imports its framework at once is declared in a subprocess
-                declared = getattr(importlib.import_module(module_name), "APIS", None)
+                module = importlib.import_module(module_name)
             except ImportError:
-                declared = None
+                module = None
+            declared = getattr(module, "APIS", None)
+            why = str(getattr(getattr(module, class_name, None), "no_stand_in", ""))
         if declared is not None:
-            found += [LikeApi(framework, a.id, a.name, a.callee, _eager(a, declared))
+            found += [LikeApi(framework, a.id, a.name, a.callee, _eager(a, declared), why)
                       for a in declared]
             continue
         reply = _declare_in_subprocess(framework)
         if "unavailable" in reply:
             problems[framework] = str(reply["unavailable"])
         found += [LikeApi(framework, str(a["id"]), str(a["name"]), str(a["callee"]),
-                          bool(a["eager"])) for a in reply.get("apis", [])]
+                          bool(a["eager"]), str(reply.get("no_stand_in", "")))
+                  for a in reply.get("apis", [])]
     return found, problems
 
 
@@ -210,7 +219,31 @@ def _declare(framework: str) -> dict[str, Any]:
     apis = adapter.apis()
     callees = adapter.stands_in()
     return {"apis": [{"id": a.id, "name": a.name, "callee": a.callee if callees else "",
-                      "eager": _eager(a, apis)} for a in apis]}
+                      "eager": _eager(a, apis)} for a in apis],
+            "no_stand_in": adapter.no_stand_in}
+
+
+def find_like(like: str, apis: Iterable[LikeApi], label: str) -> LikeApi | None:
+    """The API ``like`` names: an API's name, or ``FRAMEWORK:NAME`` for the API of that name
+    in one framework (Keras' APIs have the same names on each backend and on TensorFlow).
+    None if there is none; ``ImplementationError`` (``label`` first) if several frameworks
+    declare the name and more than one of those APIs could run an implementation."""
+    apis = list(apis)
+    framework, sep, name = like.partition(":")
+    if sep and framework in {api.framework for api in apis}:
+        found = [api for api in apis if api.framework == framework and api.name == name]
+    else:
+        found = [api for api in apis if api.name == like]
+    usable = [api for api in found if api.eager and api.callee]
+    if len(usable) == 1:
+        return usable[0]
+    if len(found) > 1:
+        choices = " or ".join(repr(f"{api.framework}:{api.name}") for api in usable)
+        raise ImplementationError(
+            f"{label} is an API of several frameworks "
+            f"({', '.join(api.framework for api in found)}): name one as FRAMEWORK:API "
+            f"({choices}; FRAMEWORK as in the framework column of 'conformance support')")
+    return found[0] if found else None
 
 
 def resolve(pairs: list[tuple[str, str]], frameworks: Iterable[str]) -> list[Implementation]:
@@ -223,7 +256,7 @@ def resolve(pairs: list[tuple[str, str]], frameworks: Iterable[str]) -> list[Imp
     resolved: list[Implementation] = []
     for spec, like in pairs:
         name, target = parse_spec(spec)
-        api = by_name.get(like)
+        api = find_like(like, apis, f"--like {like!r}")
         if api is None:
             close = difflib.get_close_matches(like, list(by_name), n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -236,15 +269,20 @@ def resolve(pairs: list[tuple[str, str]], frameworks: Iterable[str]) -> list[Imp
                                       "eagerly (compile your function yourself and give it "
                                       "with the eager API's name)")
         if not api.callee:
-            raise ImplementationError(
-                f"--like {like!r}: the {api.framework} adapter names no public function "
-                "this API calls that an implementation could stand in for")
+            raise ImplementationError(f"--like {like!r}: {no_callee(api)}")
         if name in by_name or any(r.name == name for r in resolved):
             raise ImplementationError(f"--impl {spec!r}: the name {name!r} is taken (an API "
                                       "or another --impl); give it another NAME=")
         load_function(target)
-        resolved.append(Implementation(name, target, like, api.framework, api.id))
+        resolved.append(Implementation(name, target, api.name, api.framework, api.id))
     return resolved
+
+
+def no_callee(api: LikeApi) -> str:
+    """Why ``api`` cannot run an implementation: its adapter's reason, or that it names no
+    public function (glue only)."""
+    return api.no_stand_in or (f"the {api.framework} adapter names no public function this "
+                               "API calls that an implementation could stand in for")
 
 
 # --- running one ------------------------------------------------------------------------------
@@ -263,7 +301,9 @@ def replacement_for(function: Callable[..., Any], refusal: Refusal
     ``function`` instead (see the module docstring for keywords and refusals)."""
 
     def replace_public(public: Any) -> Callable[..., Any]:
-        return _guarded(function, refusal, _defaults(public), inspect.isclass(public))
+        constructs = inspect.isclass(public)
+        calls = _defaults(public.__call__) if constructs else {}
+        return _guarded(function, refusal, _defaults(public), constructs, calls)
 
     return replace_public
 
@@ -278,7 +318,11 @@ def _defaults(public: Any) -> dict[str, Any]:
 
 
 def _guarded(function: Callable[..., Any], refusal: Refusal, defaults: dict[str, Any],
-             constructs: bool) -> Callable[..., Any]:
+             constructs: bool, calls: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """``function`` called with the keywords not at ``defaults``; for a class, the object it
+    returns is called the same way, with the defaults ``calls`` of the public class's call
+    (``sample_weight=None`` of a Keras loss)."""
+
     def call(*args: Any, **kwargs: Any) -> Any:
         kept = {key: value for key, value in kwargs.items()
                 if not _is_default(key, value, defaults, [*args, *kwargs.values()])}
@@ -292,7 +336,7 @@ def _guarded(function: Callable[..., Any], refusal: Refusal, defaults: dict[str,
                 refusal.error_type, refusal.message = "TypeError", str(error)
             raise
         if constructs and callable(result):  # a loss object: its call is the function's too
-            return _guarded(result, refusal, {}, False)
+            return _guarded(result, refusal, calls or {}, False)
         return result
 
     return call
@@ -311,7 +355,9 @@ def _is_default(key: str, value: Any, defaults: dict[str, Any], arrays: list[Any
             and type(default) is not str:
         if value == default:
             return True
-        ndim = next((a.ndim for a in arrays if isinstance(getattr(a, "ndim", None), int)), None)
+        # the logits': the arrays with the most axes (Keras passes an index target first)
+        ndim = max((a.ndim for a in arrays if isinstance(getattr(a, "ndim", None), int)),
+                   default=None)
         return key in ("axis", "dim") and default == -1 and ndim is not None and value == ndim - 1
     return isinstance(value, str) and isinstance(default, str) and value == default
 
@@ -392,12 +438,13 @@ class WithImplementations(Adapter):
 
 
 def implementation_api(impl: Implementation, like: Api) -> ImplementationApi:
-    """The API an implementation runs as: ``like``'s op, options, reasons and semantics."""
+    """The API an implementation runs as: ``like``'s op, options, reasons and semantics, and
+    its ``no_grad`` (a recipe of a forward-only framework, SciPy's, gives no gradient)."""
     reasons = {option: f"called like {like.name}: {reason}"
                for option, reason in like.reasons.items()}
     return replace(ImplementationApi(impl.api_id, impl.name, like.op, like.supports),
                    kind=KIND, reasons=reasons, semantics=dict(like.semantics),
-                   like=like.name, target=impl.target, like_id=like.id)
+                   no_grad=like.no_grad, like=like.name, target=impl.target, like_id=like.id)
 
 
 def like_of(api: Api) -> str:

@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
-from conformance.adapters.common import REDUCTIONS, UNREDUCED, Settings, one_line, settings_for
+from conformance.adapters.common import (
+    REDUCTIONS,
+    UNREDUCED,
+    Settings,
+    one_line,
+    settings_for,
+    stand_in_roots,
+)
 from conformance.cases.problem import Problem
 from conformance.results.environment import cpu_name
 
@@ -61,35 +68,42 @@ KERAS_SAMPLE_WEIGHT_MEAN = ("Keras' mean_with_sample_weight divides by the total
 SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
 
 APIS = (
-    Api("softmax", "keras.ops.softmax", "softmax", frozenset({"k_dim"})),
-    Api("log_softmax", "keras.ops.log_softmax", "log_softmax", frozenset({"k_dim"})),
+    Api("softmax", "keras.ops.softmax", "softmax", frozenset({"k_dim"}),
+        callee="keras.ops.softmax"),
+    Api("log_softmax", "keras.ops.log_softmax", "log_softmax", frozenset({"k_dim"}),
+        callee="keras.ops.log_softmax"),
     Api("categorical_crossentropy", "keras.ops.categorical_crossentropy(from_logits=True)",
         "cross_entropy", frozenset({"probability_target", "reduction_none", "k_dim"}),
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": OPS_NO_WEIGHTS,
                  "label_smoothing": OPS_NO_SMOOTHING, "reduction_mean": UNREDUCED,
-                 "reduction_sum": UNREDUCED}),
+                 "reduction_sum": UNREDUCED},
+        callee="keras.ops.categorical_crossentropy"),
     Api("sparse_categorical_crossentropy",
         "keras.ops.sparse_categorical_crossentropy(from_logits=True)", "cross_entropy",
         frozenset({"index_target", "reduction_none", "k_dim"}),
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": OPS_NO_WEIGHTS,
                  "ignore_index": OPS_NO_IGNORE, "label_smoothing": OPS_NO_SMOOTHING,
-                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED}),
+                 "reduction_mean": UNREDUCED, "reduction_sum": UNREDUCED},
+        callee="keras.ops.sparse_categorical_crossentropy"),
     Api("CategoricalCrossentropy",
         "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=x.dtype)", "cross_entropy",
         frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS,
-        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": KERAS_WEIGHTS}),
+        reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": KERAS_WEIGHTS},
+        callee="keras.losses.CategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy", SPARSE, "cross_entropy",
         frozenset({"index_target", "ignore_index", "k_dim"}) | REDUCTIONS,
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": KERAS_WEIGHTS,
                  "label_smoothing": KERAS_NO_SMOOTHING},
-        semantics={"ignore_index": KERAS_NO_NAN_MEAN}),
+        semantics={"ignore_index": KERAS_NO_NAN_MEAN},
+        callee="keras.losses.SparseCategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy-sample_weight",
         f"{SPARSE[:-1]}, reduction='mean_with_sample_weight')(t, x, sample_weight=w[t])",
         "cross_entropy", frozenset({"index_target", "weight", "ignore_index", "k_dim"})
         | REDUCTIONS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
                  "label_smoothing": KERAS_NO_SMOOTHING},
-        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN}),
+        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN},
+        callee="keras.losses.SparseCategoricalCrossentropy"),
 )
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 KERAS_REDUCTION = {"none": None, "sum": "sum", "mean": "sum_over_batch_size"}
@@ -127,6 +141,12 @@ class _KerasAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return (Device("cpu", "cpu", cpu_name()),)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe with ``like.callee`` replaced."""
+        keras = stand_in_roots({"keras": self.keras}, like.callee, replacement)["keras"]
+        self._recipes[api.id] = _recipes(keras)[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         try:

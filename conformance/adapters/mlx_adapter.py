@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 
 from conformance.adapters.base import Adapter, Api, Device, Outcome
-from conformance.adapters.common import NLL_OPTIONS, REDUCTIONS, Settings, one_line, settings_for
+from conformance.adapters.common import (
+    NLL_OPTIONS,
+    REDUCTIONS,
+    Settings,
+    one_line,
+    settings_for,
+    stand_in_roots,
+)
 from conformance.cases.problem import Problem
 from conformance.results.environment import cpu_name
 
@@ -50,22 +57,27 @@ INDEX_ONLY = "the class-weight glue picks w[t]: index targets only"
 GLUE = "weights=w[t] * keep, ignored targets set to 0, sum / total weight"
 
 APIS = (
-    Api("softmax", "mlx.core.softmax", "softmax", frozenset({"k_dim"})),
-    Api("log_softmax", "mlx.nn.log_softmax", "log_softmax", frozenset({"k_dim"})),
+    Api("softmax", "mlx.core.softmax", "softmax", frozenset({"k_dim"}),
+        callee="mlx.core.softmax"),
+    Api("log_softmax", "mlx.nn.log_softmax", "log_softmax", frozenset({"k_dim"}),
+        callee="mlx.nn.log_softmax"),
     Api("cross_entropy", "mlx.nn.losses.cross_entropy", "cross_entropy",
         frozenset({"index_target", "probability_target", "label_smoothing", "k_dim"})
         | REDUCTIONS,
         reasons={"weight": CLASS_WEIGHTS, "ignore_index": NO_IGNORE},
-        semantics={LABELS_NOT_A_DISTRIBUTION: PROBABILITIES_NOT_A_DISTRIBUTION}),
+        semantics={LABELS_NOT_A_DISTRIBUTION: PROBABILITIES_NOT_A_DISTRIBUTION},
+        callee="mlx.nn.losses.cross_entropy"),
     Api("cross_entropy-class_weights", f"mlx.nn.losses.cross_entropy(x, t', {GLUE})",
         "cross_entropy", NLL_OPTIONS | {"label_smoothing"}, kind="composed",
-        reasons={"probability_target": INDEX_ONLY}),
+        reasons={"probability_target": INDEX_ONLY}, callee="mlx.nn.losses.cross_entropy"),
     Api("nll_loss", "mlx.nn.losses.nll_loss", "nll_loss",
         frozenset({"index_target", "k_dim"}) | REDUCTIONS,
         reasons={"weight": NLL_NO_WEIGHTS, "ignore_index": NO_IGNORE,
-                 "label_smoothing": NLL_NO_SMOOTHING}),
+                 "label_smoothing": NLL_NO_SMOOTHING},
+        callee="mlx.nn.losses.nll_loss"),
     Api("nll_loss-class_weights", f"mlx.nn.losses.nll_loss(logp, t') + {GLUE}", "nll_loss",
-        NLL_OPTIONS, kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}),
+        NLL_OPTIONS, kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING},
+        callee="mlx.nn.losses.nll_loss"),
 )
 DTYPES = ("float64", "float32", "float16", "bfloat16")
 
@@ -76,10 +88,11 @@ class MlxAdapter(Adapter):
     name = "mlx"
 
     def __init__(self) -> None:
+        import mlx
         import mlx.core as mx
         import mlx.nn as nn
 
-        self.mx, self.nn = mx, nn
+        self.mlx, self.mx, self.nn = mlx, mx, nn
         self._recipes = _recipes(mx, nn)
 
     def version(self) -> str:
@@ -96,6 +109,12 @@ class MlxAdapter(Adapter):
         if self.mx.is_available(self.mx.gpu):
             devices.append(Device("gpu:0", "gpu", "MLX GPU"))
         return tuple(devices)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe with ``like.callee`` replaced."""
+        mlx = stand_in_roots({"mlx": self.mlx}, like.callee, replacement)["mlx"]
+        self._recipes[api.id] = _recipes(mlx.core, mlx.nn)[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         mx = self.mx

@@ -56,6 +56,9 @@ ELEMENT_TYPES = {"float64": "DOUBLE", "float32": "FLOAT", "float16": "FLOAT16",
                  "bfloat16": "BFLOAT16"}
 DTYPES = tuple(ELEMENT_TYPES)
 SESSIONS_KEPT = 256  # sessions built for distinct shapes and settings, the oldest dropped
+NO_STAND_IN = ("ONNX Runtime runs ONNX graphs, not Python functions: each of its APIs is an "
+               "ONNX operator in a graph built with onnx.helper and run by an "
+               "InferenceSession, so there is no Python function an --impl could stand in for")
 
 
 def _apis() -> tuple[Api, ...]:
@@ -87,6 +90,7 @@ APIS = _apis()
 
 class OnnxRuntimeAdapter(Adapter):
     name = "onnxruntime"
+    no_stand_in = NO_STAND_IN
 
     def __init__(self) -> None:
         import onnx

@@ -31,6 +31,7 @@ from conformance.adapters.common import (
     Settings,
     one_line,
     settings_for,
+    stand_in_roots,
 )
 from conformance.cases.problem import Problem
 from conformance.results.environment import cpu_name
@@ -45,19 +46,22 @@ NLL_NO_SMOOTHING = "NLL of one picked log-probability has no label smoothing"
 GLUE = "class weights, ignore mask, mean/sum"
 
 APIS = (
-    Api("softmax", "scipy.special.softmax", "softmax", frozenset({"k_dim"}), no_grad=NO_GRAD),
+    Api("softmax", "scipy.special.softmax", "softmax", frozenset({"k_dim"}), no_grad=NO_GRAD,
+        callee="scipy.special.softmax"),
     Api("log_softmax", "scipy.special.log_softmax", "log_softmax", frozenset({"k_dim"}),
-        no_grad=NO_GRAD),
+        no_grad=NO_GRAD, callee="scipy.special.log_softmax"),
     Api("logsumexp-index",
         f"scipy.special.logsumexp(x, axis) - np.take_along_axis(x, t, axis) + {GLUE}",
         "cross_entropy", NLL_OPTIONS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
-                 "label_smoothing": NLL_NO_SMOOTHING}, no_grad=NO_GRAD),
+                 "label_smoothing": NLL_NO_SMOOTHING}, no_grad=NO_GRAD,
+        callee="scipy.special.logsumexp"),
     Api("logsumexp-probability",
         "-np.sum(w * smoothed y * (x - scipy.special.logsumexp(x, axis, keepdims=True)), axis)"
         " + np.mean/np.sum",
         "cross_entropy", PROBABILITY_OPTIONS, kind="composed",
-        reasons={"index_target": INDEX_FOR_PROBABILITY}, no_grad=NO_GRAD),
+        reasons={"index_target": INDEX_FOR_PROBABILITY}, no_grad=NO_GRAD,
+        callee="scipy.special.logsumexp"),
     Api("nll", f"NLL(logp, t) via np.take_along_axis + {GLUE}", "nll_loss", NLL_OPTIONS,
         kind="composed", reasons={"label_smoothing": NLL_NO_SMOOTHING}, no_grad=NO_GRAD),
 )
@@ -90,6 +94,12 @@ class ScipyAdapter(Adapter):
 
     def devices(self) -> tuple[Device, ...]:
         return (Device("cpu", "cpu", cpu_name()),)
+
+    def stand_in(self, like: Api, api: Api,
+                 replacement: Callable[[Any], Callable[..., Any]]) -> None:
+        """``api`` runs ``like``'s recipe with ``like.callee`` replaced."""
+        scipy = stand_in_roots({"scipy": self.scipy}, like.callee, replacement)["scipy"]
+        self._recipes[api.id] = _recipes(scipy.special)[like.id]
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         dtype = self._dtypes[problem.dtype]
