@@ -436,18 +436,25 @@ def test_long_unbroken_strings_wrap_within_the_window(tmp_path: Path) -> None:
         assert page.evaluate(unwrapped) == []
 
 
+def support_table(tmp_path: Path, declared: dict[str, Any]
+                  ) -> tuple[list[str], dict[str, list[tuple[dict[str, str], str]]]]:
+    """The report's support section for ``declared``: its header texts, and each row's cells
+    by API name."""
+    results = write_results(tmp_path / "r.jsonl", [environment(), declared,
+                                                   *small_run()[2:]])
+    text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
+    headers = [t for _, t in Page(section(text, "support")).find("th")]
+    rows = [Page(markup).find("td") for markup in re.findall(r"<tr>.*?</tr>",
+                                                              section(text, "support"))]
+    return headers, {cells[0][1]: cells for cells in rows if cells}
+
+
 def test_support_matrix_marks_an_apis_own_definition_as_the_readme_does(
         tmp_path: Path) -> None:
     declared = adapter()
     declared["apis"][0]["semantics"] = {"reduction_mean": "divide_no_nan <own & definition>"}
-    results = write_results(tmp_path / "r.jsonl", [environment(), declared,
-                                                   *small_run()[2:]])
-    text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
-    support = Page(section(text, "support"))
-    headers = [t for _, t in support.find("th")]
-    rows = [Page(markup).find("td") for markup in re.findall(r"<tr>.*?</tr>",
-                                                              section(text, "support"))]
-    cells = {cells[0][1]: cells for cells in rows if cells}[TORCH_CE]
+    headers, by_api = support_table(tmp_path, declared)
+    cells = by_api[TORCH_CE]
     mean = cells[headers.index("mean") - 1]  # the row's first th is the framework
     assert mean[1] == "native*"
     assert mean[0]["class"] == "sup native"
@@ -460,14 +467,7 @@ def test_support_matrix_has_a_grad_column_that_gives_a_forward_only_apis_reason(
         tmp_path: Path) -> None:
     declared = adapter()
     declared["apis"][0]["no_grad"] = "the runtime computes values only"
-    results = write_results(tmp_path / "r.jsonl", [environment(), declared,
-                                                   *small_run()[2:]])
-    text = write_report([results], tmp_path / "report.html").path.read_text(encoding="utf-8")
-    support = Page(section(text, "support"))
-    headers = [t for _, t in support.find("th")]
-    rows = [Page(markup).find("td") for markup in re.findall(r"<tr>.*?</tr>",
-                                                              section(text, "support"))]
-    by_api = {cells[0][1]: cells for cells in rows if cells}
+    headers, by_api = support_table(tmp_path, declared)
     grad = headers.index("grad") - 1  # the row's first th is the framework
     assert headers[headers.index("K-dim") + 1] == "grad"
     assert by_api[TORCH_CE][grad] == ({"class": "sup unsupported",
