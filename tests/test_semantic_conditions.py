@@ -212,6 +212,9 @@ cases:
      target: [0.2, 0.3, 0.5]}
   - {id: unbatched-linear-mean, op: linear_cross_entropy, reduction: mean, weight: [1.0, 3.0],
      input: [0.5, -1.0], linear_weight: [[1.0, 0.0], [0.0, 1.0]], target: 1}
+  - {id: linear-all-ignored-mean, op: linear_cross_entropy, reduction: mean,
+     input: [[0.5, -1.0], [1.0, 2.0]], linear_weight: [[1.0, 0.0], [0.0, 1.0]],
+     target: [-100, -100]}
   - {id: class-and-sample-weights, reduction: mean_with_sample_weight, weight: [1.0, 2.0, 1.0],
      sample_weight: [1.0, 0.5], input: [[0.5, 0.2, -0.1], [1.0, 2.0, 3.0]], target: [0, 1]}
   - {id: class-weights-cancelling-sample-weights, reduction: mean_with_sample_weight,
@@ -356,7 +359,8 @@ def test_the_unbatched_mean_condition(keras_cases: dict[str, Case], case_id: str
     ("all-ignored-mean", True), ("weights-zero-total-mean", True),
     ("unbatched-ignored-mean", True), ("zero-weight-inf-row-mean", False),
     ("zero-weight-inf-row-none", False), ("zero-weight-inf-row-sum", False),
-    ("unbatched-weighted-mean", False),
+    ("unbatched-weighted-mean", False), ("linear-all-ignored-mean", True),
+    ("unbatched-linear-mean", False),
 ])
 def test_the_zero_divisor_condition(keras_cases: dict[str, Case], case_id: str,
                                     expected: bool) -> None:
