@@ -15,8 +15,10 @@ APIs (the same on both backends):
   and ``SparseCategoricalCrossentropy(from_logits=True, ignore_class, axis)``, with the dtype
   under test passed as ``dtype`` (Keras losses compute in ``floatx()``, float32, otherwise).
   Reduction ``mean`` is Keras' ``"sum_over_batch_size"``, ``sum`` and ``none`` are ``"sum"``
-  and ``None``; with ``ignore_class`` Keras divides by the number of kept targets with
-  ``divide_no_nan`` (declared in ``Api.semantics``).
+  and ``None``; with ``ignore_class`` Keras divides by the number of kept targets.  Keras
+  divides with ``divide_no_nan`` (a zero divisor gives 0) and returns an unbatched input's
+  loss unreduced: declared in ``Api.semantics`` on the conditions where that differs from
+  reference/SPEC.md (``zero_divisor``, ``unbatched_mean``), not on the options.
 * composed: class weights through ``sample_weight=w[t]`` and Keras'
   ``"mean_with_sample_weight"`` reduction.
 
@@ -58,13 +60,23 @@ KERAS_NO_SMOOTHING = "SparseCategoricalCrossentropy has no label_smoothing argum
 INDEX_FOR_PROBABILITY = ("takes probability (one-hot) labels; index labels go to the sparse "
                          "variant")
 PROBABILITY_FOR_INDEX = "takes index labels; probability labels go to the categorical variant"
-# Keras' own definitions (keras/src/losses/loss.py, Keras 3.15): apply_mask and reduce_values
-# divide with divide_no_nan, and reduce_values returns a scalar loss unreduced.
-KERAS_NO_NAN_MEAN = ("Keras divides by the number of kept targets with divide_no_nan: with "
-                     "every target ignored the mean is 0, not 0/0 = NaN")
-KERAS_SAMPLE_WEIGHT_MEAN = ("Keras' mean_with_sample_weight divides by the total sample weight "
-                            "with divide_no_nan (a zero total gives 0, not NaN or inf), and "
-                            "returns the loss of an unbatched input unreduced, times its weight")
+# Keras' own definitions of its means (keras/src/losses/loss.py, Keras 3.15), each keyed to
+# the data condition where it differs from reference/SPEC.md's (conformance/judge/check.py,
+# CONDITIONS): apply_mask and reduce_values divide with divide_no_nan, so a zero divisor
+# (every target ignored, class weights that sum to 0, an empty batch) gives 0; and
+# reduce_values returns a scalar loss unreduced, so the mean of an unbatched input is its
+# weighted loss, not that divided by its weight.  Everywhere else Keras' sum_over_batch_size
+# (with ignore_class's mask) and mean_with_sample_weight (with sample_weight=w[t]) are
+# SPEC.md's mean: a discrepancy there (a NaN from 0 x NaN on a weight-0 row, a float32
+# rounding) is not Keras' definition.
+ZERO_DIVISOR = "zero_divisor"
+UNBATCHED_MEAN = "unbatched_mean"
+KERAS_NO_NAN_DIVISOR = ("Keras divides with divide_no_nan: a zero divisor (no kept target, or "
+                        "weights that sum to 0, or an empty batch) gives 0, not 0/0 = NaN or "
+                        "x/0 = inf")
+KERAS_UNBATCHED_MEAN = ("Keras' reduce_values returns the loss of an unbatched input (a scalar) "
+                        "unreduced: the row's loss times its sample weight w[t], where the mean "
+                        "divides that by w[t]")
 SPARSE = "keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=x.dtype)"
 
 APIS = (
@@ -89,12 +101,13 @@ APIS = (
         "keras.losses.CategoricalCrossentropy(from_logits=True, dtype=x.dtype)", "cross_entropy",
         frozenset({"probability_target", "label_smoothing", "k_dim"}) | REDUCTIONS,
         reasons={"index_target": INDEX_FOR_PROBABILITY, "weight": KERAS_WEIGHTS},
+        semantics={ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
         callee="keras.losses.CategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy", SPARSE, "cross_entropy",
         frozenset({"index_target", "ignore_index", "k_dim"}) | REDUCTIONS,
         reasons={"probability_target": PROBABILITY_FOR_INDEX, "weight": KERAS_WEIGHTS,
                  "label_smoothing": KERAS_NO_SMOOTHING},
-        semantics={"ignore_index": KERAS_NO_NAN_MEAN},
+        semantics={ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR},
         callee="keras.losses.SparseCategoricalCrossentropy"),
     Api("SparseCategoricalCrossentropy-sample_weight",
         f"{SPARSE[:-1]}, reduction='mean_with_sample_weight')(t, x, sample_weight=w[t])",
@@ -102,7 +115,7 @@ APIS = (
         | REDUCTIONS, kind="composed",
         reasons={"probability_target": PROBABILITY_FOR_INDEX,
                  "label_smoothing": KERAS_NO_SMOOTHING},
-        semantics={"weight": KERAS_SAMPLE_WEIGHT_MEAN, "ignore_index": KERAS_NO_NAN_MEAN},
+        semantics={ZERO_DIVISOR: KERAS_NO_NAN_DIVISOR, UNBATCHED_MEAN: KERAS_UNBATCHED_MEAN},
         callee="keras.losses.SparseCategoricalCrossentropy"),
 )
 DTYPES = ("float64", "float32", "float16", "bfloat16")

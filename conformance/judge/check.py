@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -245,6 +246,11 @@ def _labels_not_a_distribution(problem: Problem) -> bool:
 TARGET_MASKED = "target_masked"
 ZERO_DIVISOR = "zero_divisor"
 PROBS_CLIPPED = "probs_clipped"
+# Keras' means (keras/src/losses/loss.py, reduce_values) beside SPEC.md's: an unbatched input
+# under a mean whose divisor is not 1; class weights folded into Keras' sample weights under
+# mean_with_sample_weight, which then divides by their total too.
+UNBATCHED_MEAN = "unbatched_mean"
+CLASS_WEIGHTS_IN_SAMPLE_WEIGHT_MEAN = "class_weights_in_sample_weight_mean"
 
 
 def _target_masked(problem: Problem) -> bool:
@@ -257,23 +263,73 @@ def _target_masked(problem: Problem) -> bool:
                for r, t in enumerate(targets.tolist()))
 
 
-def _zero_divisor(problem: Problem) -> bool:
-    reduction = problem.case.reduction
-    if reduction in ("none", "sum") or not problem.case.is_loss:
-        return False
+def _mean_divisor(problem: Problem) -> Any:
+    """The divisor ``D`` of the case's reduction (reference/SPEC.md, Reduction), exactly (an
+    mpf), or None where the reduction does not divide (none, sum) or the op is no loss.  It
+    depends on the targets, the weights and the reduction only: linear_cross_entropy's is
+    that of cross_entropy on its logits' shape."""
+    case = problem.case
+    if case.reduction in ("none", "sum") or not case.is_loss:
+        return None
     from reference.definitions import mean_divisor
     from reference.problem import prepare
 
-    case = problem.case
     target: Any = problem.target
+    op, values = case.op, problem.input
+    if op == LINEAR_OP:  # the logits' values do not enter D: zeros of the logits' shape
+        assert target is not None
+        op = "cross_entropy"
+        values = np.zeros(target.shape if not problem.index_target
+                          else (*target.shape, problem.classes))
     if target is not None and target.dtype.kind == "i":
         target = np.asarray([int(t) for t in target.reshape(-1)],
                             dtype=object).reshape(target.shape)
-    prepared = prepare(case.op, problem.input, target,
+    prepared = prepare(op, values, target,
                        None if problem.weight is None else [float(w) for w in problem.weight],
-                       case.ignore_index, reduction, case.label_smoothing,
+                       case.ignore_index, case.reduction, case.label_smoothing,
                        **problem.oracle_options(), dtype=problem.dtype)
-    return bool(mean_divisor(prepared) == 0)
+    return mean_divisor(prepared)
+
+
+def _zero_divisor(problem: Problem) -> bool:
+    """A reduction that divides, by a divisor of 0: every target ignored, class or sample
+    weights that sum to 0 (or cancel), an empty batch."""
+    divisor = _mean_divisor(problem)
+    return divisor is not None and bool(divisor == 0)
+
+
+def _unbatched_mean(problem: Problem) -> bool:
+    """An unbatched input (one row: ``(C,)`` logits, or ``(D,)`` hidden states for
+    linear_cross_entropy) under a reduction that divides, by a divisor ``D`` other than 1.
+    Keras' ``reduce_values`` returns a scalar loss unreduced: the row's weighted loss, the
+    mean's numerator, which is the mean exactly where ``D = 1`` (an unweighted kept row, or
+    sum_over_batch_size) and differs elsewhere (a class or sample weight other than 1 under
+    mean or mean_with_sample_weight; ``D = 0`` is also ``zero_divisor``)."""
+    if problem.input.ndim != 1:
+        return False
+    divisor = _mean_divisor(problem)
+    return divisor is not None and bool(divisor != 1)
+
+
+def _class_weights_in_sample_weight_mean(problem: Problem) -> bool:
+    """Index targets with class weights under mean_with_sample_weight, where the total weight
+    of the kept rows, ``sum s_r w_{t_r}``, is not their total sample weight ``sum s_r``
+    (``s_r`` = 1 without sample weights): an API that folds the class weights into Keras'
+    ``sample_weight`` (``s * w[t]``) has ``mean_with_sample_weight`` divide by the former,
+    reference/SPEC.md by the latter."""
+    case = problem.case
+    if (case.reduction != "mean_with_sample_weight" or problem.weight is None
+            or not problem.index_target or problem.target is None):
+        return False
+    targets = problem.target.reshape(-1).tolist()
+    samples = ([1.0] * len(targets) if problem.sample_weight is None
+               else np.asarray(problem.sample_weight, dtype=np.float64).reshape(-1).tolist())
+    weights = [float(w) for w in problem.weight]
+    kept = [(s, weights[t]) for s, t in zip(samples, targets) if t != case.ignore_index]
+    if not all(math.isfinite(w) for _, w in kept):  # a NaN or infinite total: not sum s_r
+        return True
+    return (sum(Fraction(s) * Fraction(w) for s, w in kept)
+            != sum(Fraction(s) for s, _ in kept))
 
 
 def _probs_clipped(problem: Problem) -> bool:
@@ -296,6 +352,8 @@ CONDITIONS: dict[str, Callable[[Problem], bool]] = {
     TARGET_MASKED: _target_masked,
     ZERO_DIVISOR: _zero_divisor,
     PROBS_CLIPPED: _probs_clipped,
+    UNBATCHED_MEAN: _unbatched_mean,
+    CLASS_WEIGHTS_IN_SAMPLE_WEIGHT_MEAN: _class_weights_in_sample_weight_mean,
 }
 
 
