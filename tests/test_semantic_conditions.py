@@ -223,6 +223,9 @@ cases:
   - {id: class-and-sample-weights-batch-size, reduction: sum_over_batch_size,
      weight: [1.0, 2.0, 1.0], sample_weight: [1.0, 0.5], input: [[0.5, 0.2, -0.1],
      [1.0, 2.0, 3.0]], target: [0, 1]}
+  - {id: class-and-sample-weights-out-of-range, reduction: mean_with_sample_weight,
+     weight: [1.0, 2.0, 1.0], sample_weight: [1.0, 0.5], input: [[0.5, 0.2, -0.1],
+     [1.0, 2.0, 3.0]], target: [0, 7], expect: error}
 """
 
 
@@ -372,6 +375,7 @@ def test_the_zero_divisor_condition(keras_cases: dict[str, Case], case_id: str,
     ("class-weights-cancelling-sample-weights", False),  # 1 * 2 + 1 * 0 = 2 = 1 + 1
     ("class-and-sample-weights-batch-size", False),      # Keras' sum_over_batch_size is SPEC's
     ("unbatched-sample-weight-mean", False),             # no class weights
+    ("class-and-sample-weights-out-of-range", False),    # target 7 has no class weight
 ])
 def test_the_class_weights_in_sample_weight_mean_condition(
         keras_cases: dict[str, Case], case_id: str, expected: bool) -> None:

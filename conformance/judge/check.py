@@ -325,7 +325,8 @@ def _class_weights_in_sample_weight_mean(problem: Problem) -> bool:
     samples = ([1.0] * len(targets) if problem.sample_weight is None
                else np.asarray(problem.sample_weight, dtype=np.float64).reshape(-1).tolist())
     weights = [float(w) for w in problem.weight]
-    kept = [(s, weights[t]) for s, t in zip(samples, targets) if t != case.ignore_index]
+    kept = [(s, weights[t]) for s, t in zip(samples, targets)
+            if t != case.ignore_index and 0 <= t < len(weights)]  # out of range: no weight
     if not all(math.isfinite(w) for _, w in kept):  # a NaN or infinite total: not sum s_r
         return True
     return (sum(Fraction(s) * Fraction(w) for s, w in kept)
