@@ -474,3 +474,24 @@ def test_support_matrix_has_a_grad_column_that_gives_a_forward_only_apis_reason(
                                        "title": "no gradient: the runtime computes values only"},
                                       "unsupported")
     assert by_api[TORCH_COMPOSED][grad] == ({"class": "sup composed"}, "composed")
+
+
+def test_no_discrepancy_cell_spills_into_the_next(tmp_path: Path) -> None:
+    """A long API name (torch's LinearCrossEntropyOptions configurations) wraps inside its
+    cell instead of running over the case column beside it."""
+    shot = _screenshot_module()
+    if shot.find_chromium() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium, or set $CHROMIUM)")
+    api = ("torch.nn.functional.linear_cross_entropy(options=LinearCrossEntropyOptions("
+           "acc_policy='accurate', acc_dtype=float32 for half inputs))")
+    lines = [environment(), adapter(),
+             *(result(f"c-{n}", "fail", kind="numeric", api=api, max_ulp_error=3.0,
+                      message="m " * 40) for n in range(3))]
+    path = write_report([write_results(tmp_path / "r.jsonl", lines)],
+                        tmp_path / "report.html").path
+    spilled = ("Array.prototype.filter.call(document.querySelectorAll('table.disc td'),"
+               " function (td) { return td.scrollWidth > td.clientWidth + 1; })"
+               ".map(function (td) { return td.className + ': ' + td.textContent; })")
+    with shot.ReportPage(path.as_uri(), width=1400, height=900) as page:
+        assert page.evaluate("document.querySelectorAll('table.disc td.api').length") > 0
+        assert page.evaluate(spilled) == []

@@ -98,7 +98,7 @@ table.disc tr.grow.open { background: #fff8e1; }
    long words (html.breakable), or anywhere in the columns meant for prose */
 table.disc th { white-space: nowrap; }
 table.disc td.off { min-width: 14em; max-width: 30em; overflow-wrap: anywhere; }
-table.disc td.api { min-width: 14em; }
+table.disc td.api { min-width: 14em; overflow-wrap: anywhere; }
 table.disc code { overflow-wrap: normal; }
 table.records th { position: static; }
 /* The causes' table is laid out as a grid of rows (the markup stays a table): each row is
