@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from conformance.adapters.base import Api
+from conformance.adapters.base import Adapter, Api, Device
 from conformance.cases.options import NAMED_REDUCTIONS
 from conformance.cases.problem import Problem
 
@@ -156,3 +156,23 @@ def stand_in_roots(roots: dict[str, Any], callee: str,
     for owner, name in zip(reversed(chain[:-1]), reversed(path)):
         value = _Replaced(owner, name, value)
     return {**roots, root: value}
+
+
+class CpuAdapter(Adapter):
+    """An adapter whose APIs and dtypes are fixed (module constants) and whose framework runs
+    on the CPU only here (SciPy, ONNX Runtime's CPU provider, Keras): subclasses set
+    ``declared_apis`` and ``declared_dtypes``."""
+
+    declared_apis: tuple[Api, ...] = ()
+    declared_dtypes: tuple[str, ...] = ()
+
+    def apis(self) -> tuple[Api, ...]:
+        return self.declared_apis
+
+    def dtypes(self) -> tuple[str, ...]:
+        return self.declared_dtypes
+
+    def devices(self) -> tuple[Device, ...]:
+        from conformance.results.environment import cpu_name
+
+        return (Device("cpu", "cpu", cpu_name()),)

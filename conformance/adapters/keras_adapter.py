@@ -38,17 +38,17 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.adapters.base import Api, Device, Outcome
 from conformance.adapters.common import (
     REDUCTIONS,
     UNREDUCED,
+    CpuAdapter,
     Settings,
     one_line,
     settings_for,
     stand_in_roots,
 )
 from conformance.cases.problem import Problem
-from conformance.results.environment import cpu_name
 
 KERAS_WEIGHTS = ("Keras losses take per-example sample_weight, not class weights; with the "
                  "default reduction sum_over_batch_size a weighted sum is divided by the number "
@@ -124,10 +124,11 @@ KERAS_REDUCTION = {"none": None, "sum": "sum", "mean": "sum_over_batch_size"}
 Recipe = Callable[[Any, Any, Any, Settings], Any]
 
 
-class _KerasAdapter(Adapter):
+class _KerasAdapter(CpuAdapter):
     """Keras on ``backend``; subclasses name the backend and compute gradients with it."""
 
     backend = ""
+    declared_apis, declared_dtypes = APIS, DTYPES
 
     def __init__(self) -> None:
         loaded = sys.modules.get("keras")
@@ -145,15 +146,6 @@ class _KerasAdapter(Adapter):
 
     def _backend_version(self) -> str:
         raise NotImplementedError
-
-    def apis(self) -> tuple[Api, ...]:
-        return APIS
-
-    def dtypes(self) -> tuple[str, ...]:
-        return DTYPES
-
-    def devices(self) -> tuple[Device, ...]:
-        return (Device("cpu", "cpu", cpu_name()),)
 
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:

@@ -37,10 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.base import Adapter, Api, Device, Outcome
-from conformance.adapters.common import NLL_OPTIONS, Settings, one_line, settings_for
+from conformance.adapters.base import Api, Device, Outcome
+from conformance.adapters.common import NLL_OPTIONS, CpuAdapter, Settings, one_line, settings_for
 from conformance.cases.problem import Problem
-from conformance.results.environment import cpu_name
 
 OPSET = 22
 NO_GRAD = ("onnxruntime's InferenceSession runs the forward graph only; gradients need the "
@@ -88,8 +87,9 @@ def _apis() -> tuple[Api, ...]:
 APIS = _apis()
 
 
-class OnnxRuntimeAdapter(Adapter):
+class OnnxRuntimeAdapter(CpuAdapter):
     name = "onnxruntime"
+    declared_apis, declared_dtypes = APIS, DTYPES
     no_stand_in = NO_STAND_IN
 
     def __init__(self) -> None:
@@ -108,15 +108,6 @@ class OnnxRuntimeAdapter(Adapter):
 
     def version(self) -> str:
         return f"{self.ort.__version__} (onnx {self.onnx.__version__}, opset {OPSET})"
-
-    def apis(self) -> tuple[Api, ...]:
-        return APIS
-
-    def dtypes(self) -> tuple[str, ...]:
-        return DTYPES
-
-    def devices(self) -> tuple[Device, ...]:
-        return (Device("cpu", "cpu", cpu_name()),)
 
     def run(self, api: Api, problem: Problem, device: Device) -> Outcome:
         op_type = api.id.removesuffix("-expanded").removesuffix("-log_prob")

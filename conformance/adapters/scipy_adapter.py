@@ -24,17 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapters.base import Adapter, Api, Device, Outcome
+from conformance.adapters.base import Api, Device, Outcome
 from conformance.adapters.common import (
     NLL_OPTIONS,
     PROBABILITY_OPTIONS,
+    CpuAdapter,
     Settings,
     one_line,
     settings_for,
     stand_in_roots,
 )
 from conformance.cases.problem import Problem
-from conformance.results.environment import cpu_name
 
 NO_GRAD = ("SciPy has no automatic differentiation: scipy.special computes values only, "
            "so there is no gradient to check")
@@ -70,8 +70,9 @@ DTYPES = ("float64", "float32", "float16", "bfloat16")
 Recipe = Callable[[np.ndarray, Any, Any, Settings], np.ndarray]
 
 
-class ScipyAdapter(Adapter):
+class ScipyAdapter(CpuAdapter):
     name = "scipy"
+    declared_apis, declared_dtypes = APIS, DTYPES
 
     def __init__(self) -> None:
         import ml_dtypes
@@ -85,15 +86,6 @@ class ScipyAdapter(Adapter):
 
     def version(self) -> str:
         return f"{self.scipy.__version__} (numpy {np.__version__})"
-
-    def apis(self) -> tuple[Api, ...]:
-        return APIS
-
-    def dtypes(self) -> tuple[str, ...]:
-        return DTYPES
-
-    def devices(self) -> tuple[Device, ...]:
-        return (Device("cpu", "cpu", cpu_name()),)
 
     def stand_in(self, like: Api, api: Api,
                  replacement: Callable[[Any], Callable[..., Any]]) -> None:
