@@ -504,15 +504,7 @@ def encode(result: OracleResult | LinearResult, key: str, version: str) -> bytes
         value = getattr(result, name, None)
         if value is not None:
             arrays[name] = np.asarray(value, dtype=np.float64)
-    # a digest of every array and of the metadata, checked on every read: a hand edit of the
-    # content (a reference, a bound) is as damaged as a truncated file
-    digests = {name: _digest(values) for name, values in arrays.items()}
-    meta["digests"] = digests
-    digests["meta"] = _meta_digest(meta)
-    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
-    return buffer.getvalue()
+    return _packed(arrays, meta)
 
 
 def decode(data: bytes, key: str, version: str,
@@ -708,13 +700,7 @@ def _encode_linear(result: LinearResult, key: str, version: str) -> bytes:
                             "quantities": list(result.quantities)}
     arrays = {f"linear_{name}_{part}": np.asarray(getattr(quantity, part), dtype=np.float64)
               for name, quantity in result.quantities.items() for part in _LINEAR_PARTS}
-    digests = {name: _digest(values) for name, values in arrays.items()}
-    meta["digests"] = digests
-    digests["meta"] = _meta_digest(meta)
-    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
-    return buffer.getvalue()
+    return _packed(arrays, meta)
 
 
 def _decode_linear(arrays: dict[str, np.ndarray], meta: dict[str, Any],
@@ -739,3 +725,17 @@ def linear_reference(case: Case, dtype: str,
         raise BadEntry(f"the cache entry of {case.id} in {dtype} is not a linear_cross_entropy "
                        "result")
     return result
+
+
+def _packed(arrays: dict[str, Any], meta: dict[str, Any]) -> bytes:
+    """``arrays`` and ``meta`` as one ``.npz``, with a digest of every array and of the
+    metadata, checked on every read: a hand edit of the content (a reference, a bound) is as
+    damaged as a truncated file."""
+    digests = {name: _digest(values) for name, values in arrays.items()}
+    meta["digests"] = digests
+    digests["meta"] = _meta_digest(meta)
+    arrays = {**arrays, "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(),
+                                              dtype=np.uint8)}
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
