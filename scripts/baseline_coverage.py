@@ -60,11 +60,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{record.quantity} | {record.status} {record.kind} | {record.message[:160]}")
     if len(new) > args.max_lines:
         print(f"... and {len(new) - args.max_lines} more new")
-    return 1 if new or stale or counts_have_xpass(counts) else 0
-
-
-def counts_have_xpass(counts: Counter[tuple[str, str]]) -> bool:
-    return any(n for (_, outcome), n in counts.items() if outcome == "xpass")
+    xpass = any(outcome == "xpass" for _, outcome in counts)
+    return 1 if new or stale or xpass else 0
 
 
 if __name__ == "__main__":
